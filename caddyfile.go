@@ -1,0 +1,89 @@
+package promtenant
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("prom_tenant", parseCaddyfile)
+	// Enforcement must happen before the request is proxied; users need no
+	// `order` line.
+	httpcaddyfile.RegisterDirectiveOrder("prom_tenant", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterGlobalOption("prom_tenancy", parseTenancyOption)
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	prom_tenant [<matcher>] {
+//	    tenant                 <placeholder>
+//	    max_request_body       <size>
+//	    experimental_functions
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "tenant":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Tenant = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_request_body":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil {
+				return d.Errf("parsing max_request_body %q: %v", d.Val(), err)
+			}
+			if size == 0 || size > 1<<30 {
+				return d.Errf("max_request_body %q must be between 1 byte and 1 GiB", d.Val())
+			}
+			h.MaxRequestBody = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "experimental_functions":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ExperimentalFunctions = true
+		default:
+			return d.Errf("unrecognized prom_tenant subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// parseTenancyOption parses the prom_tenancy global option into the app.
+func parseTenancyOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("prom_tenancy is already set: give it once, with every source inside")
+	}
+	app := new(tenancy.App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: tenancy.AppID, Value: caddyconfig.JSON(app, nil)}, nil
+}

@@ -1,0 +1,86 @@
+package promtenant
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/caddyfile_adapt")
+
+const goldenSeparator = "\n----------\n"
+
+// TestCaddyfileAdapt adapts each testdata/caddyfile_adapt/*.caddyfiletest
+// (a Caddyfile, a separator line, the expected JSON) and compares.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := strings.Cut(string(raw), goldenSeparator)
+			if !ok {
+				t.Fatalf("%s has no separator line", f)
+			}
+			got := adapt(t, input+"\n")
+			if *update {
+				if err := os.WriteFile(f, []byte(input+goldenSeparator+got+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs (run go test -run TestCaddyfileAdapt -update to accept)\n got: %s\nwant: %s", got, strings.TrimSpace(want))
+			}
+		})
+	}
+}
+
+func adapt(t *testing.T, input string) string {
+	t.Helper()
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	out, warnings, err := adapter.Adapt([]byte(input), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("warning: %s:%d: %s", w.File, w.Line, w.Message)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func TestCaddyfileAdaptErrors(t *testing.T) {
+	for _, tc := range []struct{ name, input, want string }{
+		{"unknown subdirective", ":80 {\n\tprom_tenant {\n\t\tbogus\n\t}\n}", `unrecognized prom_tenant subdirective "bogus"`},
+		{"tenant needs a value", ":80 {\n\tprom_tenant {\n\t\ttenant\n\t}\n}", "wrong argument count"},
+		{"no inline arguments", ":80 {\n\tprom_tenant team-a\n}", "wrong argument count"},
+		{"bad body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body lots\n\t}\n}", `parsing max_request_body "lots"`},
+		{"zero body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body 0\n\t}\n}", "must be between"},
+		{"tenancy twice", "{\n\tprom_tenancy {\n\t\tdirectory a\n\t}\n\tprom_tenancy {\n\t\tdirectory b\n\t}\n}\n:80 {\n\tprom_tenant\n}", "prom_tenancy is already set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+			_, _, err := adapter.Adapt([]byte(tc.input), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Adapt error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

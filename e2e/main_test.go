@@ -1,0 +1,107 @@
+// Package e2e drives the built bin/caddy against real Prometheus servers. The
+// reference for every answer is an oracle: a Prometheus backfilled with only
+// the tenant's allowed series, which is the definition of what the tenant may
+// see. Run with PROM_TENANT_E2E=1 (make test does).
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+
+// tenantsDir holds the example MetricAccess manifests the README shows.
+var tenantsDir = filepath.Join(testenv.RepoRoot(), "examples", "tenants")
+
+// proxy is a running bin/caddy in front of the shared Prometheus.
+type proxy struct {
+	caddy *testenv.Caddy
+	url   string // the prom_tenant site
+	prom  *testenv.Prometheus
+}
+
+func startProxy(t *testing.T, tenants string, extraSites string) *proxy {
+	t.Helper()
+	prom := testenv.SharedPrometheus(t)
+	port, admin := testenv.FreePort(t), testenv.FreePort(t)
+	caddyfile := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		directory %s {
+			reload_interval 100ms
+		}
+	}
+}
+
+http://127.0.0.1:%d {
+	prom_tenant
+	reverse_proxy %s
+}
+%s`, admin, tenants, port, prom.Addr, strings.ReplaceAll(extraSites, "{prometheus}", prom.Addr))
+	c := testenv.StartCaddy(t, caddyfile)
+	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), prom: prom}
+}
+
+// tenantHeader is an http.RoundTripper that says which tenant a request is for.
+type tenantHeader struct {
+	tenant string
+	next   http.RoundTripper
+}
+
+func (h tenantHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if h.tenant != "" {
+		r.Header.Set("X-Tenant-Namespace", h.tenant)
+	}
+	return h.next.RoundTrip(r)
+}
+
+func newAPI(t *testing.T, url, tenant string) v1.API {
+	t.Helper()
+	c, err := api.NewClient(api.Config{Address: url, RoundTripper: tenantHeader{tenant, http.DefaultTransport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v1.NewAPI(c)
+}
+
+// loadPolicies compiles a directory of manifests with the proxy's own code.
+func loadPolicies(t *testing.T, dir string) *tenancy.Registry {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	app := &tenancy.App{Directory: &tenancy.DirectorySource{Path: dir}}
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return app.Registry()
+}
+
+// startOracle starts a Prometheus holding only the series the tenant's policy
+// allows, over the same window as the shared one.
+func startOracle(t *testing.T, shared *testenv.Prometheus, reg *tenancy.Registry, tenant string) (v1.API, string) {
+	t.Helper()
+	tn, ok := reg.Lookup(tenant)
+	if !ok {
+		t.Fatalf("tenant %s not in %s", tenant, tenantsDir)
+	}
+	o := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
+		Start: shared.Start, End: shared.End,
+		Keep: func(series map[string]string) bool { return tn.Policy.Matches(labels.FromMap(series)) },
+	})
+	return newAPI(t, o.URL, ""), o.URL
+}

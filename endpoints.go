@@ -1,0 +1,79 @@
+package promtenant
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/common/model"
+)
+
+// param says how often a request parameter may appear.
+type param int
+
+const (
+	single param = iota // at most once
+	multi               // any number of times
+)
+
+// endpointKind says which part of a request carries selectors to enforce.
+type endpointKind int
+
+const (
+	kindQuery    endpointKind = iota // a PromQL expression in "query"
+	kindMatch                        // selectors in "match[]"
+	kindMetadata                     // metric names, answered under the policy's names
+	kindNoSeries                     // no series data at all
+)
+
+// endpoint is one served path of the Prometheus HTTP API.
+type endpoint struct {
+	kind endpointKind
+	// post is whether Prometheus takes POST here as well as GET.
+	post bool
+	// matchRequired is whether match[] must be given (as Prometheus requires).
+	matchRequired bool
+	// params are the only parameters accepted; any other is refused.
+	params map[string]param
+}
+
+var (
+	queryParams = map[string]param{"query": single, "time": single, "timeout": single, "limit": single, "lookback_delta": single, "stats": single}
+	rangeParams = map[string]param{"query": single, "start": single, "end": single, "step": single, "timeout": single, "limit": single, "lookback_delta": single, "stats": single}
+	matchParams = map[string]param{"match[]": multi, "start": single, "end": single, "limit": single}
+)
+
+// endpoints are the served paths, matched exactly. Everything else is refused.
+var endpoints = map[string]*endpoint{
+	"/api/v1/query":            {kind: kindQuery, post: true, params: queryParams},
+	"/api/v1/query_range":      {kind: kindQuery, post: true, params: rangeParams},
+	"/api/v1/query_exemplars":  {kind: kindQuery, post: true, params: map[string]param{"query": single, "start": single, "end": single}},
+	"/api/v1/series":           {kind: kindMatch, post: true, matchRequired: true, params: matchParams},
+	"/api/v1/labels":           {kind: kindMatch, post: true, params: matchParams},
+	"/federate":                {kind: kindMatch, matchRequired: true, params: map[string]param{"match[]": multi}},
+	"/api/v1/metadata":         {kind: kindMetadata, params: map[string]param{"metric": single, "limit": single, "limit_per_metric": single}},
+	"/api/v1/status/buildinfo": {kind: kindNoSeries, params: map[string]param{}},
+}
+
+// labelValues is the endpoint for /api/v1/label/<name>/values.
+var labelValues = &endpoint{kind: kindMatch, params: matchParams}
+
+const labelValuesPrefix, labelValuesSuffix = "/api/v1/label/", "/values"
+
+// lookupEndpoint finds the endpoint of an exact path. For label values it also
+// returns the label name, which must be a valid (legacy, or U__-escaped) name.
+func lookupEndpoint(path string) (*endpoint, string, bool) {
+	if ep, ok := endpoints[path]; ok {
+		return ep, "", true
+	}
+	if name, ok := strings.CutPrefix(path, labelValuesPrefix); ok {
+		if name, ok = strings.CutSuffix(name, labelValuesSuffix); ok && model.LegacyValidation.IsValidLabelName(name) {
+			return labelValues, name, true
+		}
+	}
+	return nil, "", false
+}
+
+// allows reports whether the endpoint takes the method.
+func (ep *endpoint) allows(method string) bool {
+	return method == http.MethodGet || (ep.post && method == http.MethodPost)
+}

@@ -1,0 +1,220 @@
+// Package promtenant is the prom_tenant Caddy HTTP handler: it identifies the
+// tenant of a request to the Prometheus HTTP API, rewrites the request so it
+// can only select the series the tenant's MetricAccess resources allow, and
+// hands it on to reverse_proxy. Importing it registers every prom-tenant module.
+package promtenant
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
+
+// DefaultTenant is where the tenant is read from when Tenant is not set.
+const DefaultTenant = "{http.request.header.X-Tenant-Namespace}"
+
+// Handler enforces a tenant's MetricAccess policy on requests to the
+// Prometheus HTTP API. It serves only the read paths of the API; everything
+// else is refused. Each served request is rebuilt from scratch with every
+// selector constrained by the tenant's policy, then passed to the next handler
+// (normally reverse_proxy). It needs the prom_tenancy app for its tenants.
+type Handler struct {
+	// Tenant is the tenant's namespace, usually a placeholder. It must resolve
+	// to one Kubernetes namespace name; a repeated or comma-separated value is
+	// refused. On a public ingress take it from an authenticated identity,
+	// such as {http.auth.user.id} after basic_auth.
+	// Default: {http.request.header.X-Tenant-Namespace}.
+	Tenant string `json:"tenant,omitempty"`
+
+	// MaxRequestBody bounds the size of a POST body in bytes. Default: 1 MiB.
+	MaxRequestBody int64 `json:"max_request_body,omitempty"`
+
+	// ExperimentalFunctions makes the PromQL parser accept experimental
+	// functions. Set it only if the upstream runs with
+	// --enable-feature=promql-experimental-functions: the proxy must accept no
+	// less than the upstream, and a query it cannot parse is refused.
+	// Default: false.
+	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
+
+	registry *tenancy.Registry
+	enforcer *rewrite.Enforcer
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.prom_tenant",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets up the handler.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.provisionDefaults(ctx)
+	app, err := ctx.AppIfConfigured(tenancy.AppID)
+	if err != nil {
+		return fmt.Errorf("prom_tenant needs tenants: configure the %s app (Caddyfile global option `prom_tenancy`): %w", tenancy.AppID, err)
+	}
+	h.registry = app.(*tenancy.App).Registry()
+	return nil
+}
+
+// provisionDefaults sets everything Provision sets but the registry.
+func (h *Handler) provisionDefaults(ctx caddy.Context) {
+	h.logger = ctx.Logger()
+	if h.Tenant == "" {
+		h.Tenant = DefaultTenant
+	}
+	if h.MaxRequestBody == 0 {
+		h.MaxRequestBody = 1 << 20
+	}
+	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.MaxRequestBody < 0 {
+		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	return nil
+}
+
+// ServeHTTP enforces the tenant's policy, then calls next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	tenant, err := h.serve(w, r, next)
+	if tenant != "" {
+		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+			extra.Add(zap.String("tenant", tenant))
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	ae := asAPIError(err)
+	if ae == nil {
+		return err
+	}
+	h.logger.Debug("refused", zap.String("tenant", tenant), zap.String("path", r.URL.Path),
+		zap.Int("status", ae.status), zap.String("reason", ae.msg))
+	writeAPIError(w, ae)
+	return nil
+}
+
+// serve does the work of ServeHTTP and returns the tenant once known. A
+// refusal is returned as an error, before anything is written.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (string, error) {
+	ep, labelName, ok := lookupEndpoint(r.URL.Path)
+	if !ok {
+		return "", refuse(http.StatusNotFound, errorNotFound, "path %q is not served by the tenant proxy", r.URL.Path)
+	}
+	if !ep.allows(r.Method) {
+		w.Header().Set("Allow", allowHeader(ep))
+		return "", refuse(http.StatusMethodNotAllowed, errorBadData, "method %s is not allowed for %s", r.Method, r.URL.Path)
+	}
+	tenant, err := h.tenant(r)
+	if err != nil {
+		return "", err
+	}
+	t, ok := h.registry.Lookup(tenant)
+	if !ok {
+		return tenant, refuse(http.StatusForbidden, errorForbidden, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
+	}
+	form, err := readForm(r, ep, h.MaxRequestBody)
+	if err != nil {
+		return tenant, err
+	}
+	path := r.URL.Path
+	switch ep.kind {
+	case kindQuery:
+		err = h.enforceQuery(t.Policy, form)
+	case kindMatch:
+		err = h.enforceMatch(t.Policy, ep, form)
+	case kindMetadata:
+		rebuild(r, path, form)
+		return tenant, h.serveMetadata(w, r, t.Policy, form, next)
+	case kindNoSeries:
+	default:
+		err = fmt.Errorf("endpoint kind %d not handled", ep.kind) // unreachable: fail closed
+	}
+	if err != nil {
+		return tenant, err
+	}
+	_ = labelName // already validated as part of the path
+	rebuild(r, path, form)
+	return tenant, next.ServeHTTP(w, r)
+}
+
+// tenant resolves the tenant placeholder to one namespace name.
+func (h *Handler) tenant(r *http.Request) (string, error) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return "", fmt.Errorf("no replacer in request context")
+	}
+	tenant := strings.TrimSpace(repl.ReplaceAll(h.Tenant, ""))
+	switch {
+	case tenant == "":
+		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "no tenant: the request does not say which namespace it is for")
+	case strings.Contains(tenant, ","):
+		return "", refuse(http.StatusBadRequest, errorBadData, "more than one tenant given (%q): a request is for exactly one namespace", tenant)
+	}
+	if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
+		return "", refuse(http.StatusBadRequest, errorBadData, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
+	}
+	return tenant, nil
+}
+
+func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
+	q := form.Get("query")
+	if q == "" {
+		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
+	}
+	out, err := h.enforcer.EnforceQuery(p, q)
+	if err != nil {
+		return err
+	}
+	h.logger.Debug("rewrote query", zap.String("query", q), zap.String("rewritten", out))
+	form.Set("query", out)
+	return nil
+}
+
+func (h *Handler) enforceMatch(p *rewrite.Policy, ep *endpoint, form url.Values) error {
+	match := form["match[]"]
+	if ep.matchRequired && len(match) == 0 {
+		return refuse(http.StatusBadRequest, errorBadData, "no match[] parameter provided")
+	}
+	out, err := h.enforcer.EnforceMatchers(p, match)
+	if err != nil {
+		return err
+	}
+	form["match[]"] = out
+	return nil
+}
+
+func allowHeader(ep *endpoint) string {
+	if ep.post {
+		return "GET, POST"
+	}
+	return "GET"
+}

@@ -1,0 +1,270 @@
+package rewrite
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/schema"
+)
+
+// Enforcer rewrites queries and selectors under a policy. It holds the parser
+// options, which must accept at least what the upstream accepts (experimental
+// functions, duration expressions): what it cannot parse is refused.
+type Enforcer struct {
+	parser parser.Parser
+}
+
+// NewEnforcer returns an Enforcer that parses with the given options.
+func NewEnforcer(opts parser.Options) *Enforcer {
+	return &Enforcer{parser: parser.NewParser(opts)}
+}
+
+// EnforceQuery parses a PromQL expression, constrains every selector in it by
+// the policy, and returns the rewritten expression's text.
+func (e *Enforcer) EnforceQuery(p *Policy, query string) (string, error) {
+	expr, err := e.parser.ParseExpr(query)
+	if err != nil {
+		return "", &ParseError{Input: query, Err: err}
+	}
+	if err := p.enforceNode(expr); err != nil {
+		return "", err
+	}
+	return expr.String(), nil
+}
+
+// enforceNode constrains every selector below node. The switch is exhaustive
+// over the parser's node types: an unknown node is refused, never skipped,
+// because skipping it could leave a selector unconstrained.
+func (p *Policy) enforceNode(node parser.Node) error {
+	switch n := node.(type) {
+	case nil:
+		return nil
+	case *parser.AggregateExpr:
+		if err := p.enforceExpr(n.Expr); err != nil {
+			return err
+		}
+		return p.enforceExpr(n.Param)
+	case *parser.BinaryExpr:
+		if err := p.enforceExpr(n.LHS); err != nil {
+			return err
+		}
+		return p.enforceExpr(n.RHS)
+	case *parser.Call:
+		return p.enforceCall(n)
+	case *parser.SubqueryExpr:
+		for _, d := range []*parser.DurationExpr{n.RangeExpr, n.StepExpr, n.OriginalOffsetExpr} {
+			if err := p.enforceDuration(d); err != nil {
+				return err
+			}
+		}
+		return p.enforceExpr(n.Expr)
+	case *parser.ParenExpr:
+		return p.enforceExpr(n.Expr)
+	case *parser.UnaryExpr:
+		return p.enforceExpr(n.Expr)
+	case *parser.StepInvariantExpr:
+		return p.enforceExpr(n.Expr)
+	case *parser.MatrixSelector:
+		return p.enforceMatrixSelector(n, false)
+	case *parser.VectorSelector:
+		return p.enforceVectorSelector(n, false)
+	case *parser.DurationExpr:
+		return p.enforceDuration(n)
+	case *parser.NumberLiteral, *parser.StringLiteral:
+		return nil
+	case parser.Expressions:
+		for _, x := range n {
+			if err := p.enforceExpr(x); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return unsupportedf("PromQL node %T", node)
+	}
+}
+
+// enforceExpr is enforceNode for an Expr field, which may be a nil interface.
+func (p *Policy) enforceExpr(x parser.Expr) error {
+	if x == nil {
+		return nil
+	}
+	return p.enforceNode(x)
+}
+
+// enforceDuration walks a duration expression; it has no selectors today, but
+// walking it keeps a future one from slipping through.
+func (p *Policy) enforceDuration(d *parser.DurationExpr) error {
+	if d == nil {
+		return nil
+	}
+	if err := p.enforceExpr(d.LHS); err != nil {
+		return err
+	}
+	return p.enforceExpr(d.RHS)
+}
+
+func (p *Policy) enforceCall(c *parser.Call) error {
+	switch c.Func.Name {
+	case "info":
+		// info() selects target_info (or its second argument's metrics)
+		// implicitly: there is no selector in the tree to constrain.
+		return unsupportedf("info() is not supported through the tenant proxy: it selects series implicitly; join with the info metric explicitly instead")
+	case "absent", "absent_over_time":
+		// The output labels of absent() come from the equality matchers of
+		// its argument, so that argument keeps exactly the user's equalities.
+		arg := c.Args[0]
+		for {
+			paren, ok := arg.(*parser.ParenExpr)
+			if !ok {
+				break
+			}
+			arg = paren.Expr
+		}
+		switch a := arg.(type) {
+		case *parser.VectorSelector:
+			return p.enforceVectorSelector(a, true)
+		case *parser.MatrixSelector:
+			return p.enforceMatrixSelector(a, true)
+		}
+	}
+	return p.enforceNode(c.Args)
+}
+
+func (p *Policy) enforceMatrixSelector(m *parser.MatrixSelector, absent bool) error {
+	vs, ok := m.VectorSelector.(*parser.VectorSelector)
+	if !ok {
+		return unsupportedf("range selector over %T", m.VectorSelector)
+	}
+	if err := p.enforceDuration(m.RangeExpr); err != nil {
+		return err
+	}
+	return p.enforceVectorSelector(vs, absent)
+}
+
+func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) error {
+	if err := p.enforceDuration(vs.OriginalOffsetExpr); err != nil {
+		return err
+	}
+	ms, err := p.constrain(vs.LabelMatchers)
+	if err != nil {
+		return err
+	}
+	if absent {
+		if ms, err = keepAbsentLabels(vs.LabelMatchers, ms); err != nil {
+			return err
+		}
+	}
+	vs.LabelMatchers = ms
+	vs.Name = ""
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			vs.Name = m.Value
+		}
+	}
+	return nil
+}
+
+// constrain returns matchers equivalent to the user's selector ANDed with the
+// policy, or a *UnionError when that needs more than one selector.
+func (p *Policy) constrain(user []*labels.Matcher) ([]*labels.Matcher, error) {
+	u, ok := newConjunction(user)
+	if !ok {
+		return []*labels.Matcher{matchNothing}, nil
+	}
+	cs := make([]conjunction, 0, len(p.conj))
+	for _, b := range p.conj {
+		if c, ok := u.and(b); ok {
+			cs = append(cs, c)
+		}
+	}
+	cs = reduceUnion(cs)
+	switch len(cs) {
+	case 0:
+		return []*labels.Matcher{matchNothing}, nil
+	case 1:
+		return cs[0].selector(false), nil
+	}
+	err := &UnionError{Selector: selectorString(user)}
+	for _, c := range cs {
+		err.Branches = append(err.Branches, selectorString(c.selector(false)))
+	}
+	return nil, err
+}
+
+// keepAbsentLabels rewrites constrained matchers so that absent() derives from
+// them exactly the labels it derives from the user's matchers: equality
+// matchers the user did not write become equivalent anchored regexes.
+func keepAbsentLabels(user, constrained []*labels.Matcher) ([]*labels.Matcher, error) {
+	want := absentLabels(user)
+	out := make([]*labels.Matcher, 0, len(constrained)+1)
+	if len(constrained) == 1 && constrained[0] == matchNothing {
+		// Nothing matches: keep the user's labels beside the marker.
+		for _, l := range want {
+			out = append(out, &labels.Matcher{Type: labels.MatchEqual, Name: l.Name, Value: l.Value})
+		}
+		out = append(out, matchNothing)
+	} else {
+		for _, m := range constrained {
+			if m.Type == labels.MatchEqual && !schema.IsMetadataLabel(m.Name) && !want.Has(m.Name, m.Value) {
+				m = &labels.Matcher{Type: labels.MatchRegexp, Name: m.Name, Value: regexp.QuoteMeta(m.Value)}
+			}
+			out = append(out, m)
+		}
+	}
+	if got := absentLabels(out); !got.Equal(want) {
+		// Unreachable by construction; refuse rather than answer differently.
+		return nil, unsupportedf("absent() over %s would report labels %v instead of %v", selectorString(user), got, want)
+	}
+	return out, nil
+}
+
+type labelSet []labels.Label
+
+func (s labelSet) Has(name, value string) bool {
+	for _, l := range s {
+		if l.Name == name {
+			return l.Value == value
+		}
+	}
+	return false
+}
+
+func (s labelSet) Equal(o labelSet) bool {
+	if len(s) != len(o) {
+		return false
+	}
+	for _, l := range s {
+		if !o.Has(l.Name, l.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s labelSet) String() string { return fmt.Sprint([]labels.Label(s)) }
+
+// absentLabels mirrors the engine's createLabelsForAbsentFunction.
+func absentLabels(ms []*labels.Matcher) labelSet {
+	var out labelSet
+	has := map[string]bool{}
+	for _, m := range ms {
+		if schema.IsMetadataLabel(m.Name) {
+			continue
+		}
+		if m.Type == labels.MatchEqual && !has[m.Name] {
+			out = append(out, labels.Label{Name: m.Name, Value: m.Value})
+			has[m.Name] = true
+			continue
+		}
+		for i, l := range out {
+			if l.Name == m.Name {
+				out = append(out[:i], out[i+1:]...)
+				break
+			}
+		}
+	}
+	return out
+}

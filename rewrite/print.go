@@ -1,0 +1,17 @@
+package rewrite
+
+import (
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// selectorString renders matchers as a PromQL selector, `{a="1",b=~"x"}`,
+// with the metric name as a __name__ matcher so it reads the same in match[].
+func selectorString(ms []*labels.Matcher) string {
+	return (&parser.VectorSelector{LabelMatchers: ms}).String()
+}
+
+// matchNothing is a matcher no series satisfies: every value, the empty one
+// included, matches ".*". It stands in for a selector whose every branch was
+// contradictory, and is a non-empty matcher, so the selector still parses.
+var matchNothing = labels.MustNewMatcher(labels.MatchNotRegexp, labels.MetricName, ".*")

@@ -1,0 +1,107 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// AppID is the Caddy module ID of the tenancy app.
+const AppID = "prom_tenancy"
+
+// App is the prom_tenancy app: it keeps the registry of tenants, loaded
+// from its sources, for the prom_tenant handlers. Handlers get it in their
+// Provision with ctx.AppIfConfigured("prom_tenancy").
+type App struct {
+	// Directory loads MetricAccess manifests from a directory. Required.
+	Directory *DirectorySource `json:"directory,omitempty"`
+
+	registry *Registry
+	logger   *zap.Logger
+
+	mu     sync.Mutex // guards cancel and done
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  AppID,
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision loads the sources once, so that the registry is complete before
+// any handler serves. A missing directory is an error; invalid manifest files
+// are logged and skipped.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.registry = new(Registry)
+	if a.Directory != nil {
+		a.Directory.Path = caddy.NewReplacer().ReplaceKnown(a.Directory.Path, "")
+		if err := a.Directory.provision(a.logger.Named("directory"), a.registry); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if a.Directory == nil {
+		return errors.New("prom_tenancy: a directory is required")
+	}
+	if a.Directory.ReloadInterval < 0 {
+		return errors.New("prom_tenancy: directory: reload_interval must not be negative")
+	}
+	return nil
+}
+
+// Start starts watching the sources in the background.
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Directory == nil || a.cancel != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		a.Directory.run(ctx)
+	}(a.done)
+	return nil
+}
+
+// Stop stops watching the sources and waits until it has stopped. The
+// registry keeps its last state.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.cancel, a.done = nil, nil
+	a.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// Registry returns the tenant registry. It is set by Provision and stays
+// the same for the app's lifetime; its content follows the sources.
+func (a *App) Registry() *Registry { return a.registry }
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

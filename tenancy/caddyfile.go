@@ -1,0 +1,65 @@
+package tenancy
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// UnmarshalCaddyfile sets up the app from the prom_tenancy global option:
+//
+//	prom_tenancy {
+//	    directory <dir> {
+//	        reload_interval <duration>
+//	    }
+//	}
+//
+// The block after directory is optional; reload_interval defaults to 1s.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "directory":
+			if a.Directory != nil {
+				return d.Err("directory already specified")
+			}
+			dir := new(DirectorySource)
+			if !d.Args(&dir.Path) {
+				return d.ArgErr()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "reload_interval":
+					if !d.NextArg() {
+						return d.ArgErr()
+					}
+					dur, err := caddy.ParseDuration(d.Val())
+					if err != nil {
+						return d.Errf("parsing reload_interval: %v", err)
+					}
+					if dur <= 0 {
+						return d.Errf("reload_interval must be positive, got %s", d.Val())
+					}
+					dir.ReloadInterval = caddy.Duration(dur)
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unrecognized subdirective %q", d.Val())
+				}
+			}
+			a.Directory = dir
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*App)(nil)

@@ -1,0 +1,303 @@
+package tenancy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// DefaultReloadInterval is how often a DirectorySource polls by default.
+const DefaultReloadInterval = time.Second
+
+const (
+	// maxManifestBytes bounds the size of one manifest file.
+	maxManifestBytes = 8 << 20
+	// racyWindow: a file whose mtime is this close to the time it was read
+	// may have changed again without changing mtime (coarse timestamps), so
+	// it is re-read and hashed until its mtime is older than that.
+	racyWindow = 2 * time.Second
+)
+
+// DirectorySource loads MetricAccess manifests from a directory and reloads
+// them when they change.
+//
+// Every *.yaml and *.yml file directly in the directory is read (not
+// recursively; hidden files are skipped; symlinks are followed, so a mounted
+// Kubernetes ConfigMap works). A file may hold several YAML documents.
+// Unknown fields are errors. A file is atomic: if any document in it fails
+// to parse or validate, the whole file keeps its last good version (or
+// contributes nothing if it never had one) and the error is logged. If two
+// files define the same namespace/name, the lexically first file wins.
+type DirectorySource struct {
+	// Path of the directory. Required; it must exist when the config loads.
+	Path string `json:"path"`
+
+	// ReloadInterval is how often the directory is checked for changes.
+	// Default: 1s.
+	ReloadInterval caddy.Duration `json:"reload_interval,omitempty"`
+
+	logger   *zap.Logger
+	registry *Registry
+
+	mu        sync.Mutex            // serializes scans; guards the fields below
+	files     map[string]*fileState // by file path
+	conflicts map[string][]error    // by file path, from the last rebuild
+	dirErr    string                // last error listing the directory
+
+	errs atomic.Pointer[map[string]error] // published per-file errors
+}
+
+// fileState is what is known about one manifest file.
+type fileState struct {
+	modTime time.Time
+	size    int64
+	readAt  time.Time // when the content was last read, before reading
+	hash    [sha256.Size]byte
+
+	good    []*MetricAccess // last good version
+	hasGood bool
+	err     error // error of the current content; nil if it is good
+}
+
+// unchanged reports whether fi certainly describes the content last read.
+func (f *fileState) unchanged(fi fs.FileInfo) bool {
+	return fi.Size() == f.size && fi.ModTime().Equal(f.modTime) &&
+		f.modTime.Before(f.readAt.Add(-racyWindow))
+}
+
+// provision checks the directory, applies defaults and loads it once.
+func (d *DirectorySource) provision(logger *zap.Logger, reg *Registry) error {
+	if d.Path == "" {
+		return errors.New("directory: path is required")
+	}
+	if d.ReloadInterval == 0 {
+		d.ReloadInterval = caddy.Duration(DefaultReloadInterval)
+	}
+	fi, err := os.Stat(d.Path)
+	if err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("directory: %s is not a directory", d.Path)
+	}
+	d.logger, d.registry = logger, reg
+	d.files = map[string]*fileState{}
+	d.scan()
+	return nil
+}
+
+// Errors returns, for each manifest file with a problem, the problem: the
+// reason its current content was rejected, or a conflict with another file.
+// Files without problems are absent.
+func (d *DirectorySource) Errors() map[string]error {
+	if p := d.errs.Load(); p != nil {
+		return maps.Clone(*p)
+	}
+	return map[string]error{}
+}
+
+// run polls the directory every ReloadInterval until ctx is done.
+func (d *DirectorySource) run(ctx context.Context) {
+	t := time.NewTicker(time.Duration(d.ReloadInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.scan()
+		}
+	}
+}
+
+// list returns the names of the manifest files of the directory, sorted.
+func (d *DirectorySource) list() ([]string, error) {
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") {
+			continue
+		}
+		if ext := filepath.Ext(n); ext == ".yaml" || ext == ".yml" {
+			names = append(names, n)
+		}
+	}
+	return names, nil // os.ReadDir sorts by name
+}
+
+// scan brings the registry up to date with the directory. It reports
+// whether the registry was rebuilt.
+func (d *DirectorySource) scan() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.publishErrors()
+
+	names, err := d.list()
+	if err != nil {
+		// Keep every tenant: a transient failure must not revoke access.
+		if err.Error() != d.dirErr {
+			d.logger.Error("cannot list MetricAccess directory; keeping current tenants",
+				zap.String("directory", d.Path), zap.Error(err))
+			d.dirErr = err.Error()
+		}
+		return false
+	}
+	d.dirErr = ""
+
+	changed := false
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		path := filepath.Join(d.Path, n)
+		present, fileChanged := d.check(path)
+		seen[path] = present
+		changed = changed || fileChanged
+	}
+	for path, st := range d.files {
+		if seen[path] {
+			continue
+		}
+		delete(d.files, path)
+		d.logger.Info("MetricAccess file removed", zap.String("file", path))
+		changed = changed || st.hasGood
+	}
+	if changed {
+		d.rebuild()
+	}
+	return changed
+}
+
+// check loads path if it changed. It reports whether the file exists as a
+// regular file, and whether its good version changed.
+func (d *DirectorySource) check(path string) (present, changed bool) {
+	fi, err := os.Stat(path) // follows symlinks
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.IsDir()) {
+		// Gone, a dangling symlink or a directory: treated as deleted.
+		return false, false
+	}
+	st := d.files[path]
+	if st == nil {
+		st = &fileState{size: -1}
+		d.files[path] = st
+	}
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
+	}
+	if err == nil && fi.Size() > maxManifestBytes {
+		err = fmt.Errorf("%s: file is %d bytes, at most %d allowed", path, fi.Size(), maxManifestBytes)
+	}
+	if err != nil {
+		d.fail(path, st, err)
+		st.size = -1 // retry next time
+		return true, false
+	}
+	if st.unchanged(fi) {
+		return true, false
+	}
+	readAt := time.Now()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		d.fail(path, st, err)
+		st.size = -1
+		return true, false
+	}
+	hash := sha256.Sum256(data)
+	sameContent := st.size >= 0 && hash == st.hash
+	st.modTime, st.size, st.readAt, st.hash = fi.ModTime(), fi.Size(), readAt, hash
+	if sameContent {
+		return true, false
+	}
+	objs, err := parseManifests(path, data)
+	if err != nil {
+		d.fail(path, st, err)
+		return true, false
+	}
+	st.good, st.hasGood, st.err = objs, true, nil
+	d.logger.Info("loaded MetricAccess file", zap.String("file", path), zap.Int("objects", len(objs)))
+	return true, true
+}
+
+// fail records err as the file's current problem, logging it once.
+func (d *DirectorySource) fail(path string, st *fileState, err error) {
+	if st.err != nil && st.err.Error() == err.Error() {
+		st.err = err
+		return
+	}
+	st.err = err
+	msg := "invalid MetricAccess file; it contributes nothing"
+	if st.hasGood {
+		msg = "invalid MetricAccess file; keeping its last good version"
+	}
+	d.logger.Error(msg, zap.String("file", path), zap.Error(err))
+}
+
+// rebuild compiles the tenants from the good versions of all files and
+// publishes them.
+func (d *DirectorySource) rebuild() {
+	d.conflicts = map[string][]error{}
+	owner := map[string]string{} // object key -> file
+	byNS := map[string][]*MetricAccess{}
+	refs := map[string][]ObjectRef{}
+	files := map[string][]string{} // namespace -> files
+	for _, path := range slices.Sorted(maps.Keys(d.files)) {
+		for _, o := range d.files[path].good {
+			key := o.Key()
+			if first, dup := owner[key]; dup {
+				err := fmt.Errorf("%s: %s is also defined in %s, which wins", path, key, first)
+				d.logger.Error("duplicate MetricAccess; keeping the one from the lexically first file",
+					zap.String("object", key), zap.String("file", first), zap.String("duplicate_file", path))
+				d.conflicts[path] = append(d.conflicts[path], err)
+				continue
+			}
+			owner[key] = path
+			byNS[o.Namespace] = append(byNS[o.Namespace], o)
+			refs[o.Namespace] = append(refs[o.Namespace], ObjectRef{Name: o.Name, Source: path})
+			if !slices.Contains(files[o.Namespace], path) {
+				files[o.Namespace] = append(files[o.Namespace], path)
+			}
+		}
+	}
+	tenants := make(map[string]*Tenant, len(byNS))
+	for ns, objs := range byNS {
+		pol, err := CompileNamespace(ns, objs)
+		if err != nil {
+			d.logger.Error("tenant allows nothing; it is not registered",
+				zap.String("namespace", ns), zap.Strings("files", files[ns]), zap.Error(err))
+			for _, f := range files[ns] {
+				d.conflicts[f] = append(d.conflicts[f], err)
+			}
+			continue
+		}
+		r := refs[ns]
+		slices.SortFunc(r, func(a, b ObjectRef) int { return strings.Compare(a.Name, b.Name) })
+		tenants[ns] = &Tenant{Namespace: ns, Policy: pol, Objects: r}
+	}
+	d.registry.replace(tenants)
+}
+
+// publishErrors publishes the current per-file errors for Errors.
+func (d *DirectorySource) publishErrors() {
+	m := map[string]error{}
+	for path, st := range d.files {
+		if err := errors.Join(append([]error{st.err}, d.conflicts[path]...)...); err != nil {
+			m[path] = err
+		}
+	}
+	d.errs.Store(&m)
+}

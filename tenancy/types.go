@@ -1,0 +1,236 @@
+package tenancy
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// API identity of the MetricAccess resource.
+const (
+	// Group is the API group of MetricAccess.
+	Group = "observability.ethos.io"
+	// Version is the API version of MetricAccess.
+	Version = "v1alpha1"
+	// APIVersion is the apiVersion every MetricAccess manifest must carry.
+	APIVersion = Group + "/" + Version
+	// Kind is the kind every MetricAccess manifest must carry.
+	Kind = "MetricAccess"
+)
+
+// MetricAccess grants the tenant of its namespace read access to the series
+// its patterns select. Several MetricAccess objects in one namespace combine:
+// the tenant sees the union of what each allows.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ma,scope=Namespaced
+// +kubebuilder:printcolumn:name="Isolated",type=boolean,JSONPath=`.spec.metricIsolation`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MetricAccess struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MetricAccessSpec   `json:"spec"`
+	Status MetricAccessStatus `json:"status,omitempty"`
+}
+
+// MetricAccessList is a list of MetricAccess objects.
+//
+// +kubebuilder:object:root=true
+type MetricAccessList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MetricAccess `json:"items"`
+}
+
+// MetricAccessSpec says which series the tenant may see.
+type MetricAccessSpec struct {
+	// Source names the upstream Prometheus the access applies to.
+	// Informational for now.
+	// +optional
+	Source string `json:"source,omitempty"`
+
+	// MetricIsolation, when true, ANDs namespace="<metadata.namespace>" into
+	// every pattern, so the tenant sees only series of its own namespace.
+	// Default: false.
+	// +optional
+	MetricIsolation bool `json:"metricIsolation,omitempty"`
+
+	// Metrics lists the patterns the tenant may see. Each is one of:
+	// a metric name (`http_requests_total`), a regular expression on the
+	// metric name (`http_.*`, anchored as Prometheus anchors), or a series
+	// selector (`{job="my-app"}`, `up{job="my-app"}`).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=1024
+	Metrics []string `json:"metrics"`
+
+	// LabelSelectors are label equalities ANDed into every pattern.
+	// +optional
+	LabelSelectors map[string]string `json:"labelSelectors,omitempty"`
+
+	// RemoteWrite copies the allowed series to a target. Optional.
+	// +optional
+	RemoteWrite *RemoteWriteSpec `json:"remoteWrite,omitempty"`
+}
+
+// MetricAccessStatus is the observed state of a MetricAccess.
+type MetricAccessStatus struct {
+	// Conditions are the latest observations of the object's state.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// RemoteWriteSpec copies the series a MetricAccess allows to exactly one
+// target. When Enabled, exactly one of Prometheus, Pushgateway and RemoteWrite
+// must be set.
+type RemoteWriteSpec struct {
+	// Enabled turns copying on. Default: false.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// Interval between copies. At least 5s when set.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// ExtraLabels are added to every copied series.
+	// +optional
+	ExtraLabels map[string]string `json:"extraLabels,omitempty"`
+
+	// HonorLabels keeps the series' labels when they clash with ExtraLabels.
+	// Default: false (ExtraLabels win).
+	// +optional
+	HonorLabels bool `json:"honorLabels,omitempty"`
+
+	// Prometheus writes to a Prometheus service with the remote-write
+	// receiver enabled.
+	// +optional
+	Prometheus *PrometheusTarget `json:"prometheus,omitempty"`
+
+	// Pushgateway pushes to a Prometheus Pushgateway.
+	// +optional
+	Pushgateway *PushgatewayTarget `json:"pushgateway,omitempty"`
+
+	// RemoteWrite writes to any Prometheus remote-write endpoint.
+	// +optional
+	RemoteWrite *RemoteWriteTarget `json:"remoteWrite,omitempty"`
+}
+
+// DefaultPrometheusWritePath is the path of PrometheusTarget when none is set.
+const DefaultPrometheusWritePath = "/api/v1/write"
+
+// PrometheusTarget is a Prometheus Service in the tenant's namespace.
+type PrometheusTarget struct {
+	// ServiceName is the Kubernetes Service of the Prometheus. Required.
+	ServiceName string `json:"serviceName"`
+	// Port of the Service. Required.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int `json:"port"`
+	// Path of the remote-write receiver. Default: /api/v1/write.
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// WritePath returns Path, or DefaultPrometheusWritePath if Path is empty.
+func (p *PrometheusTarget) WritePath() string {
+	if p.Path == "" {
+		return DefaultPrometheusWritePath
+	}
+	return p.Path
+}
+
+// PushgatewayTarget is a Prometheus Pushgateway, given either by URL or by
+// ServiceName and Port.
+type PushgatewayTarget struct {
+	// URL of the Pushgateway. Mutually exclusive with ServiceName/Port.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// ServiceName of a Pushgateway Service. Requires Port.
+	// +optional
+	ServiceName string `json:"serviceName,omitempty"`
+	// Port of the Service.
+	// +optional
+	Port int `json:"port,omitempty"`
+	// JobName is the job label of the pushed group. Required.
+	JobName string `json:"jobName"`
+	// GroupingKey are further labels identifying the pushed group.
+	// +optional
+	GroupingKey map[string]string `json:"groupingKey,omitempty"`
+}
+
+// Remote-write protocol versions.
+const (
+	RemoteWriteProtocol1 = "1.0"
+	RemoteWriteProtocol2 = "2.0"
+)
+
+// RemoteWriteTarget is any Prometheus remote-write endpoint.
+type RemoteWriteTarget struct {
+	// URL of the endpoint. Required.
+	URL string `json:"url"`
+	// Headers added to every request.
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+	// BasicAuth credentials.
+	// +optional
+	BasicAuth *BasicAuth `json:"basicAuth,omitempty"`
+	// TLS settings for https URLs.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
+	// ProtocolVersion is "1.0" or "2.0". Default: "1.0".
+	// +optional
+	// +kubebuilder:validation:Enum="1.0";"2.0"
+	ProtocolVersion string `json:"protocolVersion,omitempty"`
+}
+
+// Protocol returns ProtocolVersion, or "1.0" if it is empty.
+func (r *RemoteWriteTarget) Protocol() string {
+	if r.ProtocolVersion == "" {
+		return RemoteWriteProtocol1
+	}
+	return r.ProtocolVersion
+}
+
+// BasicAuth holds a username and exactly one source of the password.
+type BasicAuth struct {
+	// Username. Required.
+	Username string `json:"username"`
+	// PasswordSecretRef names a key of a Secret in the namespace.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+	// PasswordFile is a file readable by the proxy.
+	// +optional
+	PasswordFile string `json:"passwordFile,omitempty"`
+}
+
+// SecretKeyRef selects a key of a Secret.
+type SecretKeyRef struct {
+	// Name of the Secret. Required.
+	Name string `json:"name"`
+	// Key in the Secret. Required.
+	Key string `json:"key"`
+}
+
+// TLSConfig configures the TLS client.
+type TLSConfig struct {
+	// CAFile verifies the server. Default: the system roots.
+	// +optional
+	CAFile string `json:"caFile,omitempty"`
+	// CertFile is the client certificate; requires KeyFile.
+	// +optional
+	CertFile string `json:"certFile,omitempty"`
+	// KeyFile is the client key; requires CertFile.
+	// +optional
+	KeyFile string `json:"keyFile,omitempty"`
+	// ServerName overrides the name verified in the server certificate.
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify disables server verification. Default: false.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Key returns "namespace/name", the object's identity.
+func (m *MetricAccess) Key() string { return m.Namespace + "/" + m.Name }

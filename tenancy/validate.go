@@ -1,0 +1,217 @@
+package tenancy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// MinRemoteWriteInterval is the shortest remoteWrite.interval allowed.
+const MinRemoteWriteInterval = 5 * time.Second
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate checks m strictly. It returns every problem found, joined, each
+// naming the object ("namespace/name") and the field path, so that all can
+// be fixed in one go. It returns nil if m is valid.
+func (m *MetricAccess) Validate() error {
+	v := &validator{obj: objectRef(m)}
+	v.meta(m)
+	v.spec(m)
+	return errors.Join(v.errs...)
+}
+
+// objectRef names m in errors, even when its name or namespace is missing.
+func objectRef(m *MetricAccess) string {
+	ns, name := m.Namespace, m.Name
+	if ns == "" {
+		ns = "<no namespace>"
+	}
+	if name == "" {
+		name = "<no name>"
+	}
+	return ns + "/" + name
+}
+
+type validator struct {
+	obj  string
+	errs []error
+}
+
+func (v *validator) errorf(field, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s: %s", v.obj, field, fmt.Sprintf(format, args...)))
+}
+
+// dns reports each message of a k8s.io/apimachinery validation function.
+func (v *validator) dns(field, value string, check func(string) []string) {
+	if value == "" {
+		v.errorf(field, "required")
+		return
+	}
+	if msgs := check(value); len(msgs) > 0 {
+		v.errorf(field, "invalid value %q: %s", value, strings.Join(msgs, "; "))
+	}
+}
+
+func (v *validator) meta(m *MetricAccess) {
+	if m.APIVersion != APIVersion {
+		v.errorf("apiVersion", "must be %q, got %q", APIVersion, m.APIVersion)
+	}
+	if m.Kind != Kind {
+		v.errorf("kind", "must be %q, got %q", Kind, m.Kind)
+	}
+	v.dns("metadata.name", m.Name, validation.IsDNS1123Label)
+	v.dns("metadata.namespace", m.Namespace, validation.IsDNS1123Label)
+}
+
+func (v *validator) spec(m *MetricAccess) {
+	s := &m.Spec
+	if len(s.Metrics) == 0 {
+		v.errorf("spec.metrics", "at least one pattern is required")
+	}
+	for i, p := range s.Metrics {
+		if _, err := compilePattern(p); err != nil {
+			v.errorf(fmt.Sprintf("spec.metrics[%d]", i), "%v", err)
+		}
+	}
+	v.labelNames("spec.labelSelectors", s.LabelSelectors)
+	if s.RemoteWrite != nil {
+		v.remoteWrite("spec.remoteWrite", s.RemoteWrite)
+	}
+}
+
+// labelNames checks the keys of a label map, in sorted order.
+func (v *validator) labelNames(field string, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !labelNameRE.MatchString(k) {
+			v.errorf(field, "invalid label name %q", k)
+		}
+	}
+}
+
+func (v *validator) remoteWrite(f string, rw *RemoteWriteSpec) {
+	if rw.Interval != nil && rw.Interval.Duration < MinRemoteWriteInterval {
+		v.errorf(f+".interval", "must be at least %s, got %s", MinRemoteWriteInterval, rw.Interval.Duration)
+	}
+	v.labelNames(f+".extraLabels", rw.ExtraLabels)
+
+	var set []string
+	if rw.Prometheus != nil {
+		set = append(set, "prometheus")
+		v.prometheus(f+".prometheus", rw.Prometheus)
+	}
+	if rw.Pushgateway != nil {
+		set = append(set, "pushgateway")
+		v.pushgateway(f+".pushgateway", rw.Pushgateway)
+	}
+	if rw.RemoteWrite != nil {
+		set = append(set, "remoteWrite")
+		v.remoteWriteTarget(f+".remoteWrite", rw.RemoteWrite)
+	}
+	switch {
+	case len(set) > 1:
+		v.errorf(f, "exactly one target of prometheus, pushgateway, remoteWrite may be set, got %s", strings.Join(set, ", "))
+	case len(set) == 0 && rw.Enabled:
+		v.errorf(f, "enabled requires exactly one target: prometheus, pushgateway or remoteWrite")
+	}
+}
+
+func (v *validator) port(field string, p int) {
+	if p < 1 || p > 65535 {
+		v.errorf(field, "must be between 1 and 65535, got %d", p)
+	}
+}
+
+func (v *validator) prometheus(f string, p *PrometheusTarget) {
+	// A DNS-1035 label: a Service of the tenant's own namespace.
+	v.dns(f+".serviceName", p.ServiceName, validation.IsDNS1035Label)
+	v.port(f+".port", p.Port)
+	if p.Path != "" && !strings.HasPrefix(p.Path, "/") {
+		v.errorf(f+".path", "must start with /, got %q", p.Path)
+	}
+}
+
+func (v *validator) pushgateway(f string, p *PushgatewayTarget) {
+	switch {
+	case p.URL != "" && (p.ServiceName != "" || p.Port != 0):
+		v.errorf(f, "url and serviceName/port are mutually exclusive")
+	case p.URL != "":
+		v.url(f+".url", p.URL)
+	case p.ServiceName == "" && p.Port == 0:
+		v.errorf(f, "either url or serviceName and port is required")
+	default:
+		v.dns(f+".serviceName", p.ServiceName, validation.IsDNS1035Label)
+		v.port(f+".port", p.Port)
+	}
+	if p.JobName == "" {
+		v.errorf(f+".jobName", "required")
+	}
+	v.labelNames(f+".groupingKey", p.GroupingKey)
+}
+
+func (v *validator) remoteWriteTarget(f string, r *RemoteWriteTarget) {
+	if r.URL == "" {
+		v.errorf(f+".url", "required")
+	} else {
+		v.url(f+".url", r.URL)
+	}
+	names := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if !httpguts.ValidHeaderFieldName(k) {
+			v.errorf(f+".headers", "invalid header name %q", k)
+		} else if !httpguts.ValidHeaderFieldValue(r.Headers[k]) {
+			v.errorf(f+".headers["+k+"]", "invalid header value")
+		}
+	}
+	if b := r.BasicAuth; b != nil {
+		bf := f + ".basicAuth"
+		if b.Username == "" {
+			v.errorf(bf+".username", "required")
+		}
+		switch {
+		case b.PasswordSecretRef != nil && b.PasswordFile != "":
+			v.errorf(bf, "passwordSecretRef and passwordFile are mutually exclusive")
+		case b.PasswordSecretRef != nil:
+			v.dns(bf+".passwordSecretRef.name", b.PasswordSecretRef.Name, validation.IsDNS1123Subdomain)
+			v.dns(bf+".passwordSecretRef.key", b.PasswordSecretRef.Key, validation.IsConfigMapKey)
+		case b.PasswordFile == "":
+			v.errorf(bf, "one of passwordSecretRef or passwordFile is required")
+		}
+	}
+	if t := r.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		v.errorf(f+".tls", "certFile and keyFile must be set together")
+	}
+	switch r.ProtocolVersion {
+	case "", RemoteWriteProtocol1, RemoteWriteProtocol2:
+	default:
+		v.errorf(f+".protocolVersion", "must be %q or %q, got %q", RemoteWriteProtocol1, RemoteWriteProtocol2, r.ProtocolVersion)
+	}
+}
+
+func (v *validator) url(field, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		v.errorf(field, "invalid URL: %v", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.errorf(field, "URL %q must use http or https", s)
+	case u.Host == "":
+		v.errorf(field, "URL %q has no host", s)
+	}
+}
