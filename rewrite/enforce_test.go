@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/promql/parser"
@@ -40,6 +41,7 @@ func TestNewPolicyNormalizes(t *testing.T) {
 		{"regex set narrows equality", []string{`{job=~"a|b",job="a"}`}, `{job="a"}`},
 		{"different labels stay apart", []string{`{job="a"}`, `{__name__="up"}`}, `{__name__="up"} or {job="a"}`},
 		{"duplicates collapse", []string{`{job="a"}`, `{job="a"}`}, `{job="a"}`},
+		{"allow-all absorbs everything", []string{`{}`, `{job="a"}`}, `{}`},
 		{"match-all regex dropped", []string{`{job="a",x=~".*"}`}, `{job="a"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,9 +128,14 @@ func TestEnforceMatchers(t *testing.T) {
 		{"product with several match[]", []string{`up`, `http_requests_total{code="500"}`},
 			[]string{`{__name__="http_requests_total",code="500",namespace="t"}`, `{__name__="up",job="api",namespace="t"}`}},
 		{"nothing allowed matches nothing", []string{`{namespace="other"}`}, []string{`{__name__!~".*"}`}},
+		{"allow-all policy still gives a valid match[]", nil, []string{`{__name__=~".+"}`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := e.EnforceMatchers(union, tc.match)
+			pol := union
+			if strings.HasPrefix(tc.name, "allow-all") {
+				pol = newTestPolicy(t, `{}`)
+			}
+			got, err := e.EnforceMatchers(pol, tc.match)
 			if err != nil {
 				t.Fatal(err)
 			}

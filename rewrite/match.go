@@ -39,7 +39,7 @@ func (e *Enforcer) EnforceMatchers(p *Policy, match []string) ([]string, error) 
 func (p *Policy) render(cs []conjunction) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
-		out[i] = selectorString(c.selector(false))
+		out[i] = matchSelectorString(c.selector(false))
 	}
 	return out
 }
