@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
@@ -45,7 +46,7 @@ spec:
 
 // newTestHandler provisions a handler with tenants read by the real
 // directory source from a temporary directory.
-func newTestHandler(t *testing.T) *Handler {
+func newTestHandler(t testing.TB) *Handler {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "tenants.yaml"), []byte(testTenants), 0o644); err != nil {
@@ -59,6 +60,7 @@ func newTestHandler(t *testing.T) *Handler {
 	}
 	h := &Handler{registry: app.Registry()}
 	h.provisionDefaults(ctx)
+	h.logger = zap.NewNop() // as at Caddy's default level, where debug lines cost nothing
 	return h
 }
 
