@@ -85,8 +85,11 @@ func newConstraint(name string, ms []*labels.Matcher) (k constraint, ok, trivial
 		return k, true, false
 	}
 	for _, m := range ms {
-		if m.Type == labels.MatchRegexp && isMatchAll(m.Value) {
-			continue
+		switch {
+		case m.Type == labels.MatchRegexp && isMatchAll(m.Value):
+			continue // every value matches
+		case m.Type == labels.MatchNotRegexp && isMatchAll(m.Value):
+			return k, false, false // no value matches
 		}
 		k.matchers = append(k.matchers, m)
 	}

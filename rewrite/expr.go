@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/schema"
@@ -158,9 +159,11 @@ func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) e
 		}
 	}
 	vs.LabelMatchers = ms
+	// The printer writes Name bare, before the braces: only a legacy metric
+	// name can stand there; any other stays a quoted matcher inside them.
 	vs.Name = ""
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual && model.LegacyValidation.IsValidMetricName(m.Value) {
 			vs.Name = m.Value
 		}
 	}

@@ -26,11 +26,11 @@ type Caddy struct {
 	proc *process
 }
 
-// StartCaddy runs caddyfile (adapted by `caddy adapt`, then `caddy run` on the JSON,
-// with the local CA's trust installation turned off) and waits until its configuration is loaded;
-// it is stopped when t ends. The Caddyfile must set its admin address in the global
-// options (`admin 127.0.0.1:<FreePort>`): the default, localhost:2019, would collide
-// between test packages that run in parallel.
+// StartCaddy runs caddyfile and waits until its configuration is loaded; it is stopped
+// when t ends. The Caddyfile is adapted with `caddy adapt`, and `caddy run` runs the JSON
+// with the local CA's trust installation turned off. The Caddyfile must set its admin
+// address in the global options (`admin 127.0.0.1:<FreePort>`): the default,
+// localhost:2019, would collide between test packages that run in parallel.
 func StartCaddy(t testing.TB, caddyfile string) *Caddy {
 	t.Helper()
 	RequireE2E(t)

@@ -1,0 +1,44 @@
+# Build, test, demo and benchmark prom-tenant. See DESIGN.md for the contract.
+GO ?= go
+
+.PHONY: all build test deps demo bench xcaddy clean
+
+all: build
+
+# bin/caddy: standard Caddy modules plus all of ours.
+build:
+	$(GO) build -o bin/caddy ./cmd/caddy
+
+deps:
+	scripts/install-deps.sh
+
+# Unit and end-to-end tests against the real Prometheus and bin/caddy.
+test:
+	scripts/install-deps.sh
+	$(MAKE) --no-print-directory build
+	PROM_TENANT_E2E=1 $(GO) test -count=1 ./...
+	@# A bounded fuzz run of the rewriter's safety invariant (see rewrite/fuzz_test.go).
+	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
+
+demo:
+	scripts/demo.sh
+
+bench:
+	scripts/bench.sh
+
+# The same binary as users build it, with xcaddy. The module path is not published, and
+# the module proxy answers 403 for it; '|' makes the go command fall through to an empty
+# file proxy (any error, not only 404/410 as with ','), after which the replace to . wins.
+XCADDY_CADDY_VERSION ?= v2.11.9
+xcaddy:
+	mkdir -p .empty-goproxy
+	gobin="$$($(GO) env GOBIN)"; gobin="$${gobin:-$$($(GO) env GOPATH | cut -d: -f1)/bin}"; \
+	XCADDY="$$(command -v xcaddy || echo "$$gobin/xcaddy")"; \
+	test -x "$$XCADDY" || { $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@latest && XCADDY="$$gobin/xcaddy"; }; \
+	GOPROXY="$$($(GO) env GOPROXY | cut -d, -f1)|file://$(CURDIR)/.empty-goproxy" \
+		"$$XCADDY" build $(XCADDY_CADDY_VERSION) \
+		--with github.com/prom-tenant/caddy-prom-tenant=. \
+		--output bin/caddy-xcaddy
+
+clean:
+	rm -rf bin

@@ -1,0 +1,69 @@
+package rewrite
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// FuzzEnforceQuery checks the safety invariant on arbitrary input: the
+// rewriter either refuses with a typed error, or returns a query that parses,
+// is unchanged by enforcing it again, and in which every selector lies inside
+// one branch of the policy (or matches nothing).
+func FuzzEnforceQuery(f *testing.F) {
+	for _, q := range benchQueries {
+		f.Add(q)
+	}
+	for _, q := range []string{
+		`up`, `{namespace="t"}`, `{__name__=~".+"}`, `absent(up{job="x"})`, `absent_over_time(nope[5m])`,
+		`label_replace(db_password_len, "__name__", "up", "", "")`, `up * 0 + scalar(db_password_len)`,
+		`sum(up) and on() (db_password_len > 40)`, `max_over_time(rate(up[1m] @ 50)[10m:1m] offset 5m @ 100)`,
+		`{__name__=~"http_.*|up",job!~"a|b",namespace=~"t|u"}`, `count_values("v", up{job=""})`,
+		`http_requests_total{code=~"5..",namespace!="t"}`, `-{job=~"api"} offset -5m`, `vector(1) + on() group_left up`,
+	} {
+		f.Add(q)
+	}
+	e := NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
+	policies := []*Policy{
+		newTestPolicy(f, `{__name__="http_requests_total",namespace="t"}`, `{job="api",namespace="t"}`),
+		newTestPolicy(f, `{__name__=~"http_.*",namespace="t"}`, `{__name__="up",namespace="t"}`),
+		newTestPolicy(f, `{namespace="t"}`),
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		for _, p := range policies {
+			out, err := e.EnforceQuery(p, query)
+			if err != nil {
+				if !errors.Is(err, ErrParse) && !errors.Is(err, ErrIrreducibleUnion) && !errors.Is(err, ErrUnsupported) {
+					t.Fatalf("EnforceQuery(%q): untyped error %v", query, err)
+				}
+				continue
+			}
+			expr, err := e.parser.ParseExpr(out)
+			if err != nil {
+				t.Fatalf("EnforceQuery(%q) = %q, which does not parse: %v", query, out, err)
+			}
+			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+				vs, ok := n.(*parser.VectorSelector)
+				if !ok {
+					return nil
+				}
+				c, ok := newConjunction(vs.LabelMatchers)
+				if !ok {
+					return nil // matches nothing
+				}
+				for _, b := range p.conj {
+					if c.implies(b) {
+						return nil
+					}
+				}
+				t.Fatalf("EnforceQuery(%q) = %q: selector %s is not inside the policy %s", query, out, vs, p)
+				return nil
+			})
+			again, err := e.EnforceQuery(p, out)
+			if err != nil || again != out {
+				t.Fatalf("enforcing %q again gave %q, %v", out, again, err)
+			}
+		}
+	})
+}

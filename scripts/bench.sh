@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# make bench: throughput and latency of a cheap instant query against Prometheus
+# directly, through Caddy's plain reverse_proxy, and through prom_tenant + reverse_proxy;
+# then the Go benchmarks. Writes the marked section of docs/BENCHMARKS.md (the rest of
+# that file is left as it is).
+#
+# wrk runs on core 0; Prometheus and Caddy share core 1, so the proxy's CPU cost shows up
+# as lost throughput, as in the comparison in ANCHORS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+scripts/install-deps.sh
+make --no-print-directory build
+
+tmp=$(mktemp -d -t prom-tenant-bench.XXXXXX)
+pids=()
+cleanup() {
+	trap '' INT TERM
+	set +e
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$((20000 + RANDOM % 20000))
+free_port() {
+	while port_taken "$next_port"; do next_port=$((next_port + 1)); done
+	port=$next_port
+	next_port=$((next_port + 1))
+}
+
+wait_for() { # NAME PID LOG SECONDS COMMAND...
+	local name=$1 pid=$2 log=$3 deadline=$((SECONDS + $4))
+	shift 4
+	until "$@" >/dev/null 2>&1; do
+		kill -0 "$pid" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited; log above"; }
+		((SECONDS <= deadline)) || { tail -n 30 "$log" >&2; die "$name not ready after $4s; log above"; }
+		sleep 0.2
+	done
+}
+
+if (($(nproc) >= 2)); then
+	pin_load=(taskset -c 0)
+	pin_servers=(taskset -c 1)
+else
+	echo "bench: only $(nproc) CPU: running without CPU pinning; numbers are not comparable" >&2
+	pin_load=()
+	pin_servers=()
+fi
+
+# Data and Prometheus, as in make demo.
+end=$(date -u +%Y-%m-%dT%H:%M:00Z)
+start=$(date -u -d "$end - 1 hour" +%Y-%m-%dT%H:%M:%SZ)
+t=$(date -u -d "$end" +%s)
+go run ./cmd/exampledata -start "$start" -end "$end" >"$tmp/data.om"
+promtool tsdb create-blocks-from openmetrics --quiet "$tmp/data.om" "$tmp/data" >/dev/null
+printf 'global:\n  scrape_interval: 15s\n' >"$tmp/prometheus.yml"
+free_port
+prom_port=$port
+"${pin_servers[@]}" prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
+	--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
+pids+=($!)
+wait_for Prometheus "${pids[-1]}" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+
+# One Caddy, two sites: plain reverse_proxy, and prom_tenant in front of reverse_proxy.
+free_port
+admin_port=$port
+free_port
+rp_port=$port
+free_port
+pt_port=$port
+cat >"$tmp/Caddyfile" <<CADDYFILE
+{
+	admin 127.0.0.1:$admin_port
+	prom_tenancy {
+		directory $root/examples/tenants
+	}
+}
+
+:$rp_port {
+	reverse_proxy 127.0.0.1:$prom_port
+}
+
+:$pt_port {
+	prom_tenant
+	reverse_proxy 127.0.0.1:$prom_port
+}
+CADDYFILE
+XDG_CONFIG_HOME=$tmp/config XDG_DATA_HOME=$tmp/caddy-data \
+	"${pin_servers[@]}" bin/caddy run --config "$tmp/Caddyfile" --adapter caddyfile >"$tmp/caddy.log" 2>&1 &
+pids+=($!)
+caddy_loaded() { curl -fsS "http://127.0.0.1:$admin_port/config/" | grep -qv '^null$'; }
+wait_for Caddy "${pids[-1]}" "$tmp/caddy.log" 30 caddy_loaded
+
+path="/api/v1/query?query=up&time=$t"
+names=(prometheus reverse_proxy prom_tenant)
+labels=("Prometheus directly" "Caddy reverse_proxy" "Caddy prom_tenant + reverse_proxy")
+urls=("http://127.0.0.1:$prom_port$path" "http://127.0.0.1:$rp_port$path" "http://127.0.0.1:$pt_port$path")
+headers=("" "" "X-Tenant-Namespace: team-a")
+
+# Every target must answer the query with data, and prom_tenant with team-a's only.
+gzip=()
+for i in 0 1 2; do
+	args=(-fsS --compressed -H 'Accept-Encoding: gzip')
+	[[ -z ${headers[i]} ]] || args+=(-H "${headers[i]}")
+	body=$(curl "${args[@]}" "${urls[i]}") || die "${labels[i]}: ${urls[i]} failed"
+	want='length > 0'
+	[[ ${names[i]} != prom_tenant ]] || want='length > 0 and all(.metric.namespace == "team-a")'
+	jq -e ".data.result | $want" <<<"$body" >/dev/null || die "${labels[i]}: unexpected answer: $body"
+	# Whether the answer stays gzip-compressed end to end: a proxy that loses the
+	# client's Accept-Encoding makes Prometheus send plain JSON, a different workload.
+	gzip[i]=no
+	! curl "${args[@]}" -o /dev/null -D - "${urls[i]}" | grep -qi '^content-encoding: *gzip' || gzip[i]=yes
+done
+
+# quote ARGS...: a shell command line, single-quoting only the words that need it.
+quote() {
+	local out=() a
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+	done
+	echo "${out[*]}"
+}
+wrk_cmd() { # INDEX DURATION
+	local cmd=("${pin_load[@]}" wrk -t1 -c8 -d"$2" --latency -H 'Accept-Encoding: gzip')
+	[[ -z ${headers[$1]} ]] || cmd+=(-H "${headers[$1]}")
+	cmd+=("${urls[$1]}")
+	quote "${cmd[@]}"
+}
+# to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.00s" in milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+		f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+		if (f < 0) { print "?"; exit }
+		printf "%.3f", n * f
+	}'
+}
+
+rps=() p50=() p99=() cmds=()
+for i in 0 1 2; do
+	echo "bench: ${labels[i]}" >&2
+	eval "$(wrk_cmd "$i" 2s)" >/dev/null # warm-up: connections, caches, Go heap
+	cmds[i]=$(wrk_cmd "$i" 10s)
+	eval "${cmds[i]}" >"$tmp/wrk.$i"
+	cat "$tmp/wrk.$i" >&2
+	rps[i]=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$i")
+	p50[i]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$i")")
+	p99[i]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$tmp/wrk.$i")")
+	! grep -q 'Non-2xx' "$tmp/wrk.$i" || die "${labels[i]}: non-2xx answers during the run; see above"
+done
+
+# Stop the servers before the Go benchmarks, so they have the machine to themselves.
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+pids=()
+
+echo "bench: go test -run '^\$' -bench . -benchmem ./..." >&2
+gobench_status=0
+go test -run '^$' -bench . -benchmem ./... >"$tmp/gobench" 2>&1 || gobench_status=$?
+cat "$tmp/gobench" >&2
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+{
+	echo '<!-- bench.sh:start -->'
+	echo '<!-- Everything up to bench.sh:end is rewritten by scripts/bench.sh (make bench). -->'
+	echo '## Latest `make bench`'
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r)"
+	echo "- $(go version)"
+	echo "- $(prometheus --version 2>&1 | head -n1)"
+	echo "- caddy: $(bin/caddy version) (bin/caddy, \`make build\`)"
+	echo "- $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-3)"
+	echo
+	echo "Query: \`GET $path\` (the example data, 16 \`up\` series; team-a sees 4), with"
+	echo "\`Accept-Encoding: gzip\`. Prometheus and Caddy run pinned to CPU 1 (\`taskset -c 1\`),"
+	echo "wrk to CPU 0. Each run follows a 2s warm-up. prom_tenant answers team-a's 4 series,"
+	echo "the others all 16, so its answers are smaller. \"gzip\": whether the answer arrived compressed."
+	echo
+	echo '| target | req/s | p50 (ms) | p99 (ms) | × Prometheus | × reverse_proxy | gzip |'
+	echo '|---|---:|---:|---:|---:|---:|---|'
+	for i in 0 1 2; do
+		echo "| ${labels[i]} | ${rps[i]} | ${p50[i]} | ${p99[i]} | $(ratio "${rps[i]}" "${rps[0]}") | $(ratio "${rps[i]}" "${rps[1]}") | ${gzip[i]} |"
+	done
+	echo
+	echo 'Commands (ports are picked at random per run):'
+	echo
+	echo '```'
+	for i in 0 1 2; do echo "${cmds[i]}"; done
+	echo '```'
+	echo
+	echo 'Caddyfile:'
+	echo
+	echo '```'
+	sed "s|$root/||" "$tmp/Caddyfile"
+	echo '```'
+	echo
+	echo '<details><summary>wrk output</summary>'
+	echo
+	echo '```'
+	for i in 0 1 2; do
+		echo "# ${labels[i]}"
+		cat "$tmp/wrk.$i"
+	done
+	echo '```'
+	echo
+	echo '</details>'
+	echo
+	echo "### Go benchmarks"
+	echo
+	echo "\`go test -run '^\$' -bench . -benchmem ./...\` (not pinned; servers stopped)$( ((gobench_status == 0)) || echo ", exit status $gobench_status"):"
+	echo
+	echo '```'
+	cat "$tmp/gobench"
+	echo '```'
+	echo '<!-- bench.sh:end -->'
+} >"$tmp/section.md"
+
+mkdir -p docs
+doc=docs/BENCHMARKS.md
+if [[ ! -f $doc ]]; then
+	printf '# Benchmarks\n\nNotes written by hand go outside the marked section below.\n' >"$doc"
+fi
+if grep -q '<!-- bench.sh:start -->' "$doc"; then
+	awk -v section="$tmp/section.md" '
+		/<!-- bench.sh:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
+		/<!-- bench.sh:end -->/ { skip = 0; next }
+		!skip { print }
+	' "$doc" >"$tmp/doc.md"
+	cat "$tmp/doc.md" >"$doc"
+else
+	{ echo; cat "$tmp/section.md"; } >>"$doc"
+fi
+echo "bench: wrote $doc" >&2
+exit "$gobench_status"

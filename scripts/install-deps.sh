@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the programs the end-to-end tests, the demo and the benchmark run, from Debian
+# packages, and only those whose command is missing: a second run does nothing.
+#
+# Debian's prometheus and prometheus-pushgateway packages enable a system service on
+# :9090 / :9091. Our tests never use it (they start their own on free ports), so we keep
+# the install from starting it; the demo checks those ports itself.
+set -euo pipefail
+
+# command -> Debian package
+declare -A pkg=(
+	[prometheus]=prometheus
+	[promtool]=prometheus
+	[prometheus-pushgateway]=prometheus-pushgateway
+	[wrk]=wrk
+	[curl]=curl
+	[jq]=jq
+)
+
+missing=()
+for cmd in "${!pkg[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
+done
+if ((${#missing[@]} == 0)); then
+	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq)"
+	exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "install-deps: missing ${missing[*]}, and there is no apt-get to install them" >&2
+	exit 1
+fi
+sudo=()
+if ((EUID != 0)); then
+	command -v sudo >/dev/null 2>&1 || { echo "install-deps: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+	sudo=(sudo)
+fi
+
+# policy-rc.d answering 101 ("action forbidden") stops maintainer scripts from starting
+# services (invoke-rc.d and deb-systemd-invoke both ask it). Only add one if there is
+# none, and always remove ours.
+policy=/usr/sbin/policy-rc.d
+ours=0
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	ours=1
+fi
+cleanup() { if ((ours)); then "${sudo[@]}" rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+echo "install-deps: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for cmd in "${!pkg[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || { echo "install-deps: $cmd still missing after install" >&2; exit 1; }
+done
+if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" prometheus"* ]]; then
+	echo "install-deps: note: Debian enabled the prometheus (and pushgateway) services; they were not" \
+		"started now. Tests don't need them; make demo wants :9090/:9091 free." \
+		"To disable: sudo systemctl disable --now prometheus prometheus-pushgateway"
+fi
