@@ -36,7 +36,13 @@ type proxy struct {
 
 func startProxy(t *testing.T, tenants string, extraSites string) *proxy {
 	t.Helper()
-	prom := testenv.SharedPrometheus(t)
+	return startProxyTo(t, testenv.SharedPrometheus(t), tenants, extraSites)
+}
+
+// startProxyTo runs bin/caddy with prom_tenant in front of prom. extraSites
+// are more Caddyfile sites; {prometheus} in them is prom's address.
+func startProxyTo(t *testing.T, prom *testenv.Prometheus, tenants string, extraSites string) *proxy {
+	t.Helper()
 	port, admin := testenv.FreePort(t), testenv.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d

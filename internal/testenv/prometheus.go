@@ -42,6 +42,9 @@ type PrometheusOptions struct {
 	Keep func(series map[string]string) bool
 	// Args are extra command-line flags for prometheus.
 	Args []string
+	// Config is the prometheus.yml to run. Default: no scrape jobs, so the
+	// backfilled data is all there is and answers are predictable.
+	Config string
 }
 
 // StartPrometheus starts a Prometheus with all example data, stopped when t ends.
@@ -124,8 +127,10 @@ func startPrometheus(ctx context.Context, dir string, o PrometheusOptions) (*Pro
 	}
 
 	cfg := filepath.Join(dir, "prometheus.yml")
-	// No scrape jobs: the backfilled data is all there is, so answers are predictable.
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 15s\n"), 0o644); err != nil {
+	if o.Config == "" {
+		o.Config = "global:\n  scrape_interval: 15s\n"
+	}
+	if err := os.WriteFile(cfg, []byte(o.Config), 0o644); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
