@@ -180,7 +180,7 @@ func TestMatchersAreEnforced(t *testing.T) {
 		{"/api/v1/series?match[]=up", []string{`{__name__="up",job="api",namespace="team-b"}`}},
 		{"/api/v1/labels", []string{`{__name__="http_requests_total",namespace="team-b"}`, `{__name__="up",job="api",namespace="team-b"}`}},
 		{"/api/v1/label/job/values?match[]=" + url.QueryEscape(`{namespace="team-b"}`), []string{`{__name__="http_requests_total",namespace="team-b"}`, `{__name__="up",job="api",namespace="team-b"}`}},
-		{"/federate?match[]=" + url.QueryEscape(`{namespace="team-a"}`), []string{`{__name__!~".*"}`}},
+		{"/federate?match[]=" + url.QueryEscape(`{namespace="team-a"}`), []string{`{__name__!~"(?s:.*)"}`}},
 	} {
 		u := &upstream{}
 		w := serve(t, h, u, get(tc.target, "team-b"))

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
@@ -294,6 +295,47 @@ func isNegationOf(a, b labels.MatchType) bool {
 }
 
 func isMatchAll(re string) bool { return re == ".*" || re == "(?s:.*)" }
+
+// dotAll renders a regex from its syntax tree, parsed as Prometheus parses
+// (Perl syntax, "." matching a newline). The text it returns says so
+// explicitly, so an upstream on Prometheus 2.x, where "." does not match a
+// newline, evaluates it as the proxy reasoned about it; and it is safe to
+// splice into a larger regex, which the source text is not (an unterminated
+// \Q quotes everything after it).
+func dotAll(re string) (string, error) {
+	parsed, err := syntax.Parse(re, syntax.Perl|syntax.DotNL)
+	if err != nil {
+		return "", err
+	}
+	return parsed.String(), nil
+}
+
+// dotAll returns the conjunction with every regex matcher rendered by dotAll.
+func (a conjunction) dotAll() (conjunction, error) {
+	out := slices.Clone(a)
+	for i, k := range out {
+		if k.matchers == nil {
+			continue
+		}
+		ms := make([]*labels.Matcher, len(k.matchers))
+		for j, m := range k.matchers {
+			ms[j] = m
+			if m.Type != labels.MatchRegexp && m.Type != labels.MatchNotRegexp {
+				continue
+			}
+			re, err := dotAll(m.Value)
+			if err != nil {
+				return nil, err
+			}
+			if ms[j], err = labels.NewMatcher(m.Type, m.Name, re); err != nil {
+				return nil, err
+			}
+		}
+		sortMatchers(ms)
+		out[i].matchers = ms
+	}
+	return out, nil
+}
 
 func sameMatcher(a, b *labels.Matcher) bool {
 	return a.Type == b.Type && a.Name == b.Name && a.Value == b.Value

@@ -35,7 +35,7 @@ func TestNewPolicyNormalizes(t *testing.T) {
 	}{
 		{"names merge into one set", []string{`{__name__="b"}`, `{__name__="a"}`}, `{__name__=~"a|b"}`},
 		{"isolation keeps namespace", []string{`{__name__="up",namespace="t"}`, `{__name__="x",namespace="t"}`}, `{__name__=~"up|x",namespace="t"}`},
-		{"regex and name merge by alternation", []string{`{__name__="up",namespace="t"}`, `{__name__=~"http_.*",namespace="t"}`}, `{__name__=~"(?:up)|(?:http_.*)",namespace="t"}`},
+		{"regex and name merge by alternation", []string{`{__name__="up",namespace="t"}`, `{__name__=~"http_.*",namespace="t"}`}, `{__name__=~"(?:up)|(?:(?s:http_.*))",namespace="t"}`},
 		{"subsumed branch dropped", []string{`{job="a"}`, `{__name__="up",job="a"}`}, `{job="a"}`},
 		{"contradictory branch dropped", []string{`{job="a",job="b"}`, `{job="c"}`}, `{job="c"}`},
 		{"regex set narrows equality", []string{`{job=~"a|b",job="a"}`}, `{job="a"}`},
@@ -64,8 +64,8 @@ func TestEnforceQuery(t *testing.T) {
 		wantErr error
 	}{
 		{"plain name", isolated, `up`, `up{namespace="t"}`, nil},
-		{"name outside the policy selects nothing", isolated, `db_password_len`, `{__name__!~".*"}`, nil},
-		{"other namespace is ANDed, not replaced", isolated, `up{namespace="other"}`, `{__name__!~".*"}`, nil},
+		{"name outside the policy selects nothing", isolated, `db_password_len`, `{__name__!~"(?s:.*)"}`, nil},
+		{"other namespace is ANDed, not replaced", isolated, `up{namespace="other"}`, `{__name__!~"(?s:.*)"}`, nil},
 		{"no name needs the union", isolated, `{namespace="t"}`, `{__name__=~"http_requests_total|up",namespace="t"}`, nil},
 		{"regex name narrowed", isolated, `{__name__=~"u.*"}`, `up{namespace="t"}`, nil},
 		{"aggregation and function", isolated, `sum by (job) (rate(http_requests_total{code="500"}[5m]))`,
@@ -73,16 +73,25 @@ func TestEnforceQuery(t *testing.T) {
 		{"subquery offset and @", isolated, `max_over_time(rate(up[1m] @ 50)[10m:1m] offset 5m @ 100)`,
 			`max_over_time(rate(up{namespace="t"}[1m] @ 50.000)[10m:1m] @ 100.000 offset 5m)`, nil},
 		{"binary operands both enforced", isolated, `up * on() group_left db_password_len`,
-			`up{namespace="t"} * on () group_left () {__name__!~".*"}`, nil},
-		{"scalar leak closed", isolated, `up * 0 + scalar(db_password_len)`, `up{namespace="t"} * 0 + scalar({__name__!~".*"})`, nil},
+			`up{namespace="t"} * on () group_left () {__name__!~"(?s:.*)"}`, nil},
+		{"scalar leak closed", isolated, `up * 0 + scalar(db_password_len)`, `up{namespace="t"} * 0 + scalar({__name__!~"(?s:.*)"})`, nil},
 		{"label_replace renaming closed", isolated, `label_replace(db_password_len, "__name__", "up", "", "")`,
-			`label_replace({__name__!~".*"}, "__name__", "up", "", "")`, nil},
+			`label_replace({__name__!~"(?s:.*)"}, "__name__", "up", "", "")`, nil},
 		{"absent keeps only the user's labels", isolated, `absent(up{job="x"})`, `absent(up{job="x",namespace=~"t"})`, nil},
-		{"absent of a forbidden metric", isolated, `absent(db_password_len{job="x"})`, `absent({__name__!~".*",job="x"})`, nil},
+		{"absent of a forbidden metric", isolated, `absent(db_password_len{job="x"})`, `absent({__name__!~"(?s:.*)",job="x"})`, nil},
 		{"absent_over_time range", isolated, `absent_over_time(up[5m])`, `absent_over_time(up{namespace=~"t"}[5m])`, nil},
 		{"union reduces by name", union, `http_requests_total`, `http_requests_total{namespace="t"}`, nil},
 		{"union of two label sets refused", union, `{namespace="t"}`, ``, ErrIrreducibleUnion},
 		{"info refused", isolated, `info(up)`, ``, ErrUnsupported},
+		// A __name__ value is printed bare only if it reads back as that name:
+		// otherwise it would be spliced into the query as PromQL.
+		{"name is never spliced as PromQL", newTestPolicy(t, `{job="my-app"}`), `{__name__="db_password_len or up", job="my-app"}`,
+			`{__name__="db_password_len or up",job="my-app"}`, nil},
+		{"name that is a number stays quoted", newTestPolicy(t, `{job="my-app"}`), `{__name__="nan", job="my-app"}`,
+			`{__name__="nan",job="my-app"}`, nil},
+		{"name that is a keyword stays quoted", newTestPolicy(t, `{job="my-app"}`), `{__name__=~"sum|x", job="my-app"}`,
+			`{__name__=~"sum|x",job="my-app"}`, nil},
+		{"name narrowed to a legal name is bare", isolated, `{__name__=~"u.+|nan"}`, `up{namespace="t"}`, nil},
 		{"unparsable refused", isolated, `up{`, ``, ErrParse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,6 +124,24 @@ func TestEnforceQuery(t *testing.T) {
 	}
 }
 
+// A regex's text is not safe to splice into a larger one: merging must
+// re-render it, and never panic on what it cannot merge.
+func TestMergeDoesNotSpliceRegexText(t *testing.T) {
+	p := newTestPolicy(t, `{x=~".*\\Qfoo"}`, `{x=~"\\Qbar\\E.*"}`)
+	for _, b := range p.Branches() {
+		for _, m := range b {
+			if m.Matches("SECRETfoo)|(?:\\QbarSECRET") {
+				t.Errorf("policy %s matches a value neither selector allows", p)
+			}
+		}
+	}
+	e := NewEnforcer(parser.Options{})
+	out, err := e.EnforceMatchers(newTestPolicy(t, `{job="a"}`), []string{"{x=~`a+\\Qfoo`}", `{x=~"b+"}`})
+	if err != nil || len(out) == 0 {
+		t.Fatalf("EnforceMatchers = %q, %v", out, err)
+	}
+}
+
 func TestEnforceMatchers(t *testing.T) {
 	e := NewEnforcer(parser.Options{})
 	union := newTestPolicy(t, `{__name__="http_requests_total",namespace="t"}`, `{job="api",namespace="t"}`)
@@ -127,7 +154,7 @@ func TestEnforceMatchers(t *testing.T) {
 		{"union is exact here", []string{`{namespace="t"}`}, []string{`{__name__="http_requests_total",namespace="t"}`, `{job="api",namespace="t"}`}},
 		{"product with several match[]", []string{`up`, `http_requests_total{code="500"}`},
 			[]string{`{__name__="http_requests_total",code="500",namespace="t"}`, `{__name__="up",job="api",namespace="t"}`}},
-		{"nothing allowed matches nothing", []string{`{namespace="other"}`}, []string{`{__name__!~".*"}`}},
+		{"nothing allowed matches nothing", []string{`{namespace="other"}`}, []string{`{__name__!~"(?s:.*)"}`}},
 		{"allow-all policy still gives a valid match[]", nil, []string{`{__name__=~".+"}`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -159,15 +159,33 @@ func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) e
 		}
 	}
 	vs.LabelMatchers = ms
-	// The printer writes Name bare, before the braces: only a legacy metric
-	// name can stand there; any other stays a quoted matcher inside them.
+	// The printer writes Name as raw text before the braces, so it must be a
+	// name that reads back as exactly that selector; any other value stays a
+	// quoted __name__ matcher. A name the user wrote bare is known to.
+	userName := vs.Name
 	vs.Name = ""
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual && model.LegacyValidation.IsValidMetricName(m.Value) {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual && (m.Value == userName || isBareName(m.Value)) {
 			vs.Name = m.Value
 		}
 	}
 	return nil
+}
+
+// bareNameParser checks names only; it holds just options and is safe for
+// concurrent use.
+var bareNameParser = parser.NewParser(parser.Options{})
+
+// isBareName reports whether v can be printed as a bare metric name: a legacy
+// name that is not a keyword, number (nan, inf) or the like, i.e. one that
+// parses back as a selector of exactly that name.
+func isBareName(v string) bool {
+	if !model.LegacyValidation.IsValidMetricName(v) {
+		return false
+	}
+	e, err := bareNameParser.ParseExpr(v)
+	vs, ok := e.(*parser.VectorSelector)
+	return err == nil && ok && vs.Name == v
 }
 
 // constrain returns matchers equivalent to the user's selector ANDed with the

@@ -11,6 +11,7 @@ package rewrite
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -46,6 +47,10 @@ func NewPolicy(selectors []Selector) (*Policy, error) {
 		c, ok := newConjunction(s)
 		if !ok {
 			continue // matches nothing: contributes nothing to the union
+		}
+		c, err := c.dotAll()
+		if err != nil {
+			return nil, fmt.Errorf("policy selector %s: %w", s, err)
 		}
 		cs = append(cs, c)
 	}

@@ -25,8 +25,10 @@ func matchSelectorString(ms []*labels.Matcher) string {
 }
 
 // matchNothing is a matcher no series satisfies: every value, the empty one
-// included, matches ".*". It stands in for a selector whose every branch was
+// included, matches "(?s:.*)". The explicit (?s) matters: on Prometheus 2.x
+// "." does not match a newline, so !~".*" would match a value holding one.
+// It stands in for a selector whose every branch was
 // contradictory, and is a non-empty matcher, so the selector still parses.
 var matchAnyName = labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+")
 
-var matchNothing = labels.MustNewMatcher(labels.MatchNotRegexp, labels.MetricName, ".*")
+var matchNothing = labels.MustNewMatcher(labels.MatchNotRegexp, labels.MetricName, "(?s:.*)")

@@ -103,8 +103,18 @@ func merge(a, b conjunction) (conjunction, bool) {
 			return nil, false
 		}
 		// Prometheus anchors the whole regex, so an alternation of the two
-		// (each in its own group) matches exactly the union.
-		k = constraint{name: ka.name, matchers: []*labels.Matcher{newRegexMatcher(ka.name, "(?:"+ra+")|(?:"+rb+")", true)}}
+		// (each in its own group) matches exactly the union. Each side is
+		// re-rendered from its syntax tree, which is safe to splice.
+		ra, errA := dotAll(ra)
+		rb, errB := dotAll(rb)
+		if errA != nil || errB != nil {
+			return nil, false
+		}
+		m, err := labels.NewMatcher(labels.MatchRegexp, ka.name, "(?:"+ra+")|(?:"+rb+")")
+		if err != nil {
+			return nil, false // say, too large: keep the branches apart
+		}
+		k = constraint{name: ka.name, matchers: []*labels.Matcher{m}}
 	}
 	out := slices.Clone(a)
 	out[diff] = k

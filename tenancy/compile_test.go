@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"github.com/prometheus/prometheus/model/labels"
 	"strings"
 	"testing"
 )
@@ -79,7 +80,7 @@ func TestCompileNamespace(t *testing.T) {
 			name: "metric isolation",
 			objs: []*MetricAccess{isolated(newMA("team-a", "x", "up", "http_.*"))},
 			// rewrite.NewPolicy merges branches differing in one label.
-			want: `{__name__=~"(?:up)|(?:http_.*)",namespace="team-a"}`,
+			want: `{__name__=~"(?:up)|(?:(?s:http_.*))",namespace="team-a"}`,
 		},
 		{
 			name: "label selectors ANDed into every pattern",
@@ -162,4 +163,16 @@ func TestCompileNamespaceErrors(t *testing.T) {
 			t.Fatal("want error for a namespace without objects")
 		}
 	})
+}
+
+// A pattern whose regex text cannot be spliced (an unterminated \Q) must
+// compile, not panic: a panic here would take down the reload goroutine.
+func TestCompileUnspliceableRegex(t *testing.T) {
+	p, err := CompileNamespace("a", []*MetricAccess{newMA("a", "x", `app_.+\Qtotal`, "b+")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Matches(labels.FromStrings("__name__", "app_xtotal)|(?:b")) {
+		t.Errorf("policy %s matches a name neither pattern allows", p)
+	}
 }

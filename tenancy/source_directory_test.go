@@ -80,7 +80,7 @@ func TestDirectoryInitialLoad(t *testing.T) {
 	s := newTestSource(t, dir)
 	s.wantPolicies(t,
 		`team-a: {__name__="up"}`,
-		`team-b: {__name__=~"(?:http_requests_total)|(?:process_.*)"}`)
+		`team-b: {__name__=~"(?:http_requests_total)|(?:(?s:process_.*))"}`)
 	tb, ok := s.reg.Lookup("team-b")
 	if !ok {
 		t.Fatal("team-b not found")
@@ -107,12 +107,12 @@ func TestDirectoryAddFile(t *testing.T) {
 	}
 	writeFile(t, dir, "c.yaml", manifest("team-c", "app", "node_.*"))
 	s.mustScan(t, true)
-	s.wantPolicies(t, `team-a: {__name__="up"}`, `team-c: {__name__=~"node_.*"}`)
+	s.wantPolicies(t, `team-a: {__name__="up"}`, `team-c: {__name__=~"(?s:node_.*)"}`)
 
 	// A second file for the same namespace adds to its policy.
 	writeFile(t, dir, "d.yaml", manifest("team-c", "more", "up"))
 	s.mustScan(t, true)
-	s.wantPolicies(t, `team-a: {__name__="up"}`, `team-c: {__name__=~"(?:node_.*)|(?:up)"}`)
+	s.wantPolicies(t, `team-a: {__name__="up"}`, `team-c: {__name__=~"(?:(?s:node_.*))|(?:up)"}`)
 }
 
 func TestDirectoryBrokenFileKeepsLastGood(t *testing.T) {
