@@ -17,8 +17,10 @@ test:
 	scripts/install-deps.sh
 	$(MAKE) --no-print-directory build
 	PROM_TENANT_E2E=1 $(GO) test -count=1 ./...
-	@# A bounded fuzz run of the rewriter's safety invariant (see rewrite/fuzz_test.go).
+	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
+	@# then the differential oracle against the Prometheus engine (rewrite/oracle_test.go).
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
+	$(GO) test -run '^$$' -fuzz '^FuzzOracle$$' -fuzztime 60s ./rewrite/
 
 demo:
 	scripts/demo.sh

@@ -181,12 +181,24 @@ func (a constraint) implies(b constraint) bool {
 		return true
 	default:
 		for _, mb := range b.matchers {
-			if !slices.ContainsFunc(a.matchers, func(ma *labels.Matcher) bool { return sameMatcher(ma, mb) }) {
+			if !a.impliesMatcher(mb) {
 				return false
 			}
 		}
 		return true
 	}
+}
+
+// impliesMatcher reports whether every value a allows satisfies m, where a
+// has no finite set of values: if a has m itself, or m is l!="v" and some
+// matcher of a rejects v.
+func (a constraint) impliesMatcher(m *labels.Matcher) bool {
+	for _, ma := range a.matchers {
+		if sameMatcher(ma, m) || (m.Type == labels.MatchNotEqual && !ma.Matches(m.Value)) {
+			return true
+		}
+	}
+	return false
 }
 
 // equal reports whether two constraints are written identically.
