@@ -43,6 +43,9 @@ func FuzzEnforceQuery(f *testing.F) {
 			if err != nil {
 				t.Fatalf("EnforceQuery(%q) = %q, which does not parse: %v", query, out, err)
 			}
+			if printed := expr.String(); printed != out {
+				t.Fatalf("EnforceQuery(%q) = %q, which parses to a different tree, printed %q", query, out, printed)
+			}
 			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 				vs, ok := n.(*parser.VectorSelector)
 				if !ok {
