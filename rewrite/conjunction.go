@@ -22,6 +22,9 @@ type constraint struct {
 	// values is a finite set of allowed values, sorted and unique. One value is
 	// an equality; the empty value stands for "label absent".
 	values []string
+	// re, if set, is a regex matcher whose set of matches is exactly values:
+	// the user's or policy's own text, printed instead of a long alternation.
+	re *labels.Matcher
 	// matchers is a conjunction of matchers with no finite set of values,
 	// sorted and unique.
 	matchers []*labels.Matcher
@@ -54,13 +57,16 @@ func newConjunction(sel Selector) (conjunction, bool) {
 func newConstraint(name string, ms []*labels.Matcher) (k constraint, ok, trivial bool) {
 	k.name = name
 	var set []string
+	var setFrom *labels.Matcher
 	haveSet := false
 	for _, m := range ms {
 		var s []string
-		switch m.Type {
-		case labels.MatchEqual:
+		switch {
+		case m.Type == labels.MatchEqual:
 			s = []string{m.Value}
-		case labels.MatchRegexp:
+		case m.Type == labels.MatchRegexp && m.Value == "":
+			s = []string{""} // the label is absent
+		case m.Type == labels.MatchRegexp:
 			// Prometheus uses SetMatches for index look-ups, so it is the
 			// complete set of strings the regex matches.
 			s = m.SetMatches()
@@ -70,19 +76,27 @@ func newConstraint(name string, ms []*labels.Matcher) (k constraint, ok, trivial
 		}
 		slices.Sort(s)
 		s = slices.Compact(s)
-		if !haveSet {
+		switch {
+		case !haveSet:
 			set, haveSet = s, true
-		} else {
-			set = intersectSorted(set, s)
+			if m.Type == labels.MatchRegexp {
+				setFrom = m
+			}
+		case len(intersectSorted(set, s)) != len(set):
+			set, setFrom = intersectSorted(set, s), nil
 		}
 	}
 	if haveSet {
 		// The set absorbs every other matcher on the label.
+		n := len(set)
 		set = slices.DeleteFunc(set, func(v string) bool { return !matchesAll(ms, v) })
 		if len(set) == 0 {
 			return k, false, false
 		}
 		k.values = set
+		if len(set) == n {
+			k.re = setFrom
+		}
 		return k, true, false
 	}
 	for _, m := range ms {
@@ -135,10 +149,13 @@ func (a constraint) and(b constraint) (constraint, bool) {
 	switch {
 	case a.values != nil && b.values != nil:
 		k.values = intersectSorted(a.values, b.values)
+		k.re = keptRegex(k.values, a, b)
 	case a.values != nil:
 		k.values = filterValues(a.values, b.matchers)
+		k.re = keptRegex(k.values, a)
 	case b.values != nil:
 		k.values = filterValues(b.values, a.matchers)
+		k.re = keptRegex(k.values, b)
 	default:
 		k.matchers = make([]*labels.Matcher, 0, len(a.matchers)+len(b.matchers))
 		k.matchers = append(append(k.matchers, a.matchers...), b.matchers...)
@@ -147,6 +164,31 @@ func (a constraint) and(b constraint) (constraint, bool) {
 		return k, !disjointMatchers(k.matchers)
 	}
 	return k, len(k.values) > 0
+}
+
+// keptRegex returns the regex of the first constraint whose values are
+// exactly vs, for printing: an intersection that removed nothing.
+func keptRegex(vs []string, from ...constraint) *labels.Matcher {
+	for _, k := range from {
+		if k.re != nil && len(k.values) == len(vs) {
+			return k.re
+		}
+	}
+	return nil
+}
+
+// matchesEmpty reports whether a series without any of the conjunction's
+// labels matches it: whether every constraint admits the empty value.
+func (a conjunction) matchesEmpty() bool {
+	for _, k := range a {
+		if k.values != nil && !slices.Contains(k.values, "") {
+			return false
+		}
+		if k.values == nil && !matchesAll(k.matchers, "") {
+			return false
+		}
+	}
+	return true
 }
 
 // implies reports whether every series matching a also matches b. False
@@ -233,6 +275,8 @@ func (a conjunction) selector(compile bool) Selector {
 		switch {
 		case len(k.values) == 1:
 			out = append(out, &labels.Matcher{Type: labels.MatchEqual, Name: k.name, Value: k.values[0]})
+		case k.re != nil:
+			out = append(out, k.re)
 		case k.values != nil:
 			out = append(out, newRegexMatcher(k.name, quoteValues(k.values), compile))
 		default:
@@ -287,7 +331,7 @@ func filterValues(vs []string, ms []*labels.Matcher) []string {
 func disjointMatchers(ms []*labels.Matcher) bool {
 	for i, a := range ms {
 		for _, b := range ms[i+1:] {
-			if a.Value == b.Value && isNegationOf(a.Type, b.Type) {
+			if isNegationOf(a.Type, b.Type) && sameRegex(a.Value, b.Value) {
 				return true
 			}
 			if a.Type == labels.MatchRegexp && b.Type == labels.MatchRegexp {
@@ -299,6 +343,17 @@ func disjointMatchers(ms []*labels.Matcher) bool {
 		}
 	}
 	return false
+}
+
+// sameRegex reports whether two regexes are written the same, or the same
+// once rendered from their syntax trees (a policy's are, by dotAll).
+func sameRegex(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ca, errA := dotAll(a)
+	cb, errB := dotAll(b)
+	return errA == nil && errB == nil && ca == cb
 }
 
 func isNegationOf(a, b labels.MatchType) bool {

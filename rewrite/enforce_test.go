@@ -35,7 +35,7 @@ func TestNewPolicyNormalizes(t *testing.T) {
 	}{
 		{"names merge into one set", []string{`{__name__="b"}`, `{__name__="a"}`}, `{__name__=~"a|b"}`},
 		{"isolation keeps namespace", []string{`{__name__="up",namespace="t"}`, `{__name__="x",namespace="t"}`}, `{__name__=~"up|x",namespace="t"}`},
-		{"regex and name merge by alternation", []string{`{__name__="up",namespace="t"}`, `{__name__=~"http_.*",namespace="t"}`}, `{__name__=~"(?:up)|(?:(?s:http_.*))",namespace="t"}`},
+		{"regex and name merge by alternation", []string{`{__name__="up",namespace="t"}`, `{__name__=~"http_.*",namespace="t"}`}, `{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"}`},
 		{"subsumed branch dropped", []string{`{job="a"}`, `{__name__="up",job="a"}`}, `{job="a"}`},
 		{"contradictory branch dropped", []string{`{job="a",job="b"}`, `{job="c"}`}, `{job="c"}`},
 		{"regex set narrows equality", []string{`{job=~"a|b",job="a"}`}, `{job="a"}`},

@@ -1,6 +1,9 @@
 package rewrite
 
 import (
+	"errors"
+	"slices"
+
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -20,6 +23,11 @@ func (e *Enforcer) EnforceMatchers(p *Policy, match []string) ([]string, error) 
 		if err != nil {
 			return nil, &ParseError{Input: s, Err: err}
 		}
+		if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool { return !m.Matches("") }) {
+			// As the Prometheus API refuses it: injection must not make a
+			// request valid that a tenant-only Prometheus would refuse.
+			return nil, &ParseError{Input: s, Err: errors.New("match[] must contain at least one non-empty matcher")}
+		}
 		u, ok := newConjunction(ms)
 		if !ok {
 			continue
@@ -36,10 +44,18 @@ func (e *Enforcer) EnforceMatchers(p *Policy, match []string) ([]string, error) 
 	return p.render(reduceUnion(cs)), nil
 }
 
+// render writes conjunctions as match[] selectors. The API refuses a
+// selector whose every matcher matches the empty string, so one that matches
+// series without any of its labels gets __name__=~".+": every series has a
+// name, so it selects the same series.
 func (p *Policy) render(cs []conjunction) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
-		out[i] = matchSelectorString(c.selector(false))
+		ms := c.selector(false)
+		if c.matchesEmpty() {
+			ms = append(ms, matchAnyName)
+		}
+		out[i] = selectorString(ms)
 	}
 	return out
 }

@@ -57,6 +57,9 @@ func NewPolicy(selectors []Selector) (*Policy, error) {
 	if len(cs) == 0 {
 		return nil, errors.New("every policy selector is contradictory and matches nothing")
 	}
+	// Reduce in a canonical order, so the same union written in any order
+	// gives the same policy (and the same text, which keys caches).
+	sortByText(cs)
 	cs = reduceUnion(cs)
 	p := &Policy{conj: cs, branches: make([]Selector, len(cs))}
 	texts := make([]string, len(cs))

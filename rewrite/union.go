@@ -28,22 +28,28 @@ func reduceUnion(cs []conjunction) []conjunction {
 			}
 		}
 	}
-	if len(cs) > 1 {
-		keys := make(map[*constraint]string, len(cs))
-		key := func(c conjunction) string {
-			if len(c) == 0 {
-				return ""
-			}
-			k, ok := keys[&c[0]]
-			if !ok {
-				k = c.selector(false).String()
-				keys[&c[0]] = k
-			}
-			return k
-		}
-		slices.SortFunc(cs, func(a, b conjunction) int { return strings.Compare(key(a), key(b)) })
-	}
+	sortByText(cs)
 	return cs
+}
+
+// sortByText sorts conjunctions by their text.
+func sortByText(cs []conjunction) {
+	if len(cs) < 2 {
+		return
+	}
+	keys := make(map[*constraint]string, len(cs))
+	key := func(c conjunction) string {
+		if len(c) == 0 {
+			return ""
+		}
+		k, ok := keys[&c[0]]
+		if !ok {
+			k = c.selector(false).String()
+			keys[&c[0]] = k
+		}
+		return k
+	}
+	slices.SortFunc(cs, func(a, b conjunction) int { return strings.Compare(key(a), key(b)) })
 }
 
 // dropImplied removes every branch that implies another one still present.
@@ -109,6 +115,9 @@ func merge(a, b conjunction) (conjunction, bool) {
 		rb, errB := dotAll(rb)
 		if errA != nil || errB != nil {
 			return nil, false
+		}
+		if rb < ra {
+			ra, rb = rb, ra // canonical order
 		}
 		m, err := labels.NewMatcher(labels.MatchRegexp, ka.name, "(?:"+ra+")|(?:"+rb+")")
 		if err != nil {

@@ -80,7 +80,7 @@ func TestCompileNamespace(t *testing.T) {
 			name: "metric isolation",
 			objs: []*MetricAccess{isolated(newMA("team-a", "x", "up", "http_.*"))},
 			// rewrite.NewPolicy merges branches differing in one label.
-			want: `{__name__=~"(?:up)|(?:(?s:http_.*))",namespace="team-a"}`,
+			want: `{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="team-a"}`,
 		},
 		{
 			name: "label selectors ANDed into every pattern",

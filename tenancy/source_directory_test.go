@@ -80,7 +80,7 @@ func TestDirectoryInitialLoad(t *testing.T) {
 	s := newTestSource(t, dir)
 	s.wantPolicies(t,
 		`team-a: {__name__="up"}`,
-		`team-b: {__name__=~"(?:http_requests_total)|(?:(?s:process_.*))"}`)
+		`team-b: {__name__=~"(?:(?s:process_.*))|(?:http_requests_total)"}`)
 	tb, ok := s.reg.Lookup("team-b")
 	if !ok {
 		t.Fatal("team-b not found")
