@@ -28,17 +28,18 @@ type ParseError struct {
 func (e *ParseError) Error() string   { return fmt.Sprintf("cannot parse %q: %v", e.Input, e.Err) }
 func (e *ParseError) Unwrap() []error { return []error{ErrParse, e.Err} }
 
-// UnionError says which selector of a query needed which union of the
-// policy's selectors.
+// UnionError says which selector of a query needed a union, and of what: the
+// selector as restricted to each policy selector it overlaps.
 type UnionError struct {
 	Selector string   // the selector as the user wrote it
-	Branches []string // the policy selectors it overlaps, all of which it needs
+	Branches []string // Selector ANDed with each overlapping policy selector, reduced
 }
 
 func (e *UnionError) Error() string {
-	return fmt.Sprintf("selector %s overlaps %d selectors of the tenant's access policy (%s); "+
-		"PromQL cannot express their union in one selector, so the query cannot be answered exactly: "+
-		"narrow the selector so it overlaps only one of them, for example by metric name",
+	return fmt.Sprintf("selector %s would need the union of %d selectors to be answered exactly (%s), "+
+		"one for each selector of the tenant's access policy it overlaps; "+
+		"PromQL cannot express their union in one selector, so the query is refused: "+
+		"narrow the selector to one of them, for example by metric name",
 		e.Selector, len(e.Branches), strings.Join(e.Branches, " or "))
 }
 
