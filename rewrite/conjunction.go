@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -22,8 +21,9 @@ type constraint struct {
 	// values is a finite set of allowed values, sorted and unique. One value is
 	// an equality; the empty value stands for "label absent".
 	values []string
-	// re, if set, is a regex matcher whose set of matches is exactly values:
-	// the user's or policy's own text, printed instead of a long alternation.
+	// re, if set, is a matcher (equality or regex) that matches exactly
+	// values: the user's or policy's own, printed as written, which also
+	// saves building one.
 	re *labels.Matcher
 	// matchers is a conjunction of matchers with no finite set of values,
 	// sorted and unique.
@@ -32,8 +32,10 @@ type constraint struct {
 
 // newConjunction normalizes a selector. ok is false if it matches nothing.
 func newConjunction(sel Selector) (conjunction, bool) {
-	ms := slices.Clone(sel)
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+	// Sorted by name, on the stack for selectors of usual size.
+	var buf [8]*labels.Matcher
+	ms := append(buf[:0], sel...)
+	slices.SortStableFunc(ms, func(a, b *labels.Matcher) int { return strings.Compare(a.Name, b.Name) })
 	var c conjunction
 	for i := 0; i < len(ms); {
 		j := i + 1
@@ -78,10 +80,7 @@ func newConstraint(name string, ms []*labels.Matcher) (k constraint, ok, trivial
 		s = slices.Compact(s)
 		switch {
 		case !haveSet:
-			set, haveSet = s, true
-			if m.Type == labels.MatchRegexp {
-				setFrom = m
-			}
+			set, haveSet, setFrom = s, true, m
 		case len(intersectSorted(set, s)) != len(set):
 			set, setFrom = intersectSorted(set, s), nil
 		}
@@ -273,6 +272,8 @@ func (a conjunction) selector(compile bool) Selector {
 	out := make(Selector, 0, len(a))
 	for _, k := range a {
 		switch {
+		case len(k.values) == 1 && k.re != nil && k.re.Type == labels.MatchEqual:
+			out = append(out, k.re)
 		case len(k.values) == 1:
 			out = append(out, &labels.Matcher{Type: labels.MatchEqual, Name: k.name, Value: k.values[0]})
 		case k.re != nil:

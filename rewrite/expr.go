@@ -195,6 +195,12 @@ func (p *Policy) constrain(user []*labels.Matcher) ([]*labels.Matcher, error) {
 	if !ok {
 		return []*labels.Matcher{matchNothing}, nil
 	}
+	if len(p.conj) == 1 { // the common case: no union to reduce
+		if c, ok := u.and(p.conj[0]); ok {
+			return c.selector(false), nil
+		}
+		return []*labels.Matcher{matchNothing}, nil
+	}
 	cs := make([]conjunction, 0, len(p.conj))
 	for _, b := range p.conj {
 		if c, ok := u.and(b); ok {
