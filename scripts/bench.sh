@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make bench: throughput and latency of a cheap instant query against Prometheus
 # directly, through Caddy's plain reverse_proxy, and through prom_tenant + reverse_proxy;
-# then the Go benchmarks. Writes the marked section of docs/BENCHMARKS.md (the rest of
-# that file is left as it is).
+# then the Go benchmarks, and the bench/ module's comparison of the PromQL enforcer with
+# prom-label-proxy's. Writes the marked section of docs/BENCHMARKS.md (the rest of that
+# file is left as it is).
 #
 # wrk runs on core 0; Prometheus and Caddy share core 1, so the proxy's CPU cost shows up
 # as lost throughput, as in the comparison in ANCHORS.md.
@@ -170,6 +171,108 @@ gobench_status=0
 go test -run '^$' -bench . -benchmem ./... >"$tmp/gobench" 2>&1 || gobench_status=$?
 cat "$tmp/gobench" >&2
 
+# The enforcer against prom-label-proxy's, on the same queries (bench/, its own module so
+# that the main module does not depend on prom-label-proxy).
+# Two modules, one run: bench/ (ours) and bench/plp/ (prom-label-proxy, unmodified, built
+# against the Prometheus it requires), on the same bench/queries.txt.
+enforce_cmd="(cd bench && go test -run '^\$' -bench . -benchmem -count 5); (cd bench/plp && go test -run '^\$' -bench . -benchmem -count 5)"
+echo "bench: $enforce_cmd" >&2
+enforce_status=0
+{
+	(cd bench && go test -run '^$' -bench . -benchmem -count 5) || enforce_status=$?
+	(cd bench/plp && go test -run '^$' -bench . -benchmem -count 5) || enforce_status=$?
+} >"$tmp/enforce" 2>&1
+# One benchmark set across both packages: benchstat would split it by pkg.
+sed -i '/^pkg: /d' "$tmp/enforce"
+cat "$tmp/enforce" >&2
+
+# $tmp/enforce.tsv: QUERY IMPL UNIT MEDIAN, UNIT one of ns/op B/op allocs/op. The medians
+# come from benchstat if the go command can fetch it, else from awk over the raw output.
+benchstat_pkg=golang.org/x/perf/cmd/benchstat@latest
+if (cd bench && go run "$benchstat_pkg" -format csv "$tmp/enforce") >"$tmp/benchstat.csv" 2>"$tmp/benchstat.err"; then
+	summarizer="benchstat ($(cd bench && go list -m -f '{{.Path}}@{{.Version}}' golang.org/x/perf@latest 2>/dev/null || echo "$benchstat_pkg"), \`-format csv\`): median of the 5 runs"
+	awk -F, '
+		$1 == "" && $2 != "" { unit = ($2 == "sec/op") ? "ns/op" : $2; f = ($2 == "sec/op") ? 1e9 : 1; next }
+		$1 ~ /^Enforce\// {
+			n = split($1, p, "/"); impl = p[3]; sub(/-[0-9]+$/, "", impl)
+			printf "%s\t%s\t%s\t%.10g\n", p[2], impl, unit, $2 * f
+		}
+	' "$tmp/benchstat.csv" >"$tmp/enforce.tsv"
+else
+	echo "bench: benchstat unavailable ($(head -n1 "$tmp/benchstat.err")); computing medians with awk" >&2
+	summarizer="awk in scripts/bench.sh (benchstat was unavailable): median of the 5 runs"
+	awk '
+		$1 ~ /^BenchmarkEnforce\// {
+			n = split($1, p, "/"); impl = p[3]; sub(/-[0-9]+$/, "", impl)
+			for (i = 3; i < NF; i++) if ($(i + 1) ~ /^(ns|B|allocs)\/op$/) {
+				k = p[2] "\t" impl "\t" $(i + 1); v[k, ++c[k]] = $i
+			}
+		}
+		END {
+			for (k in c) {
+				m = c[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
+				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+				printf "%s\t%.10g\n", k, (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+			}
+		}
+	' "$tmp/enforce" >"$tmp/enforce.tsv"
+fi
+if [[ ! -s $tmp/enforce.tsv ]]; then
+	echo "bench: no enforcer benchmark results" >&2
+	((enforce_status != 0)) || enforce_status=1
+fi
+
+# enforce_tables: the summary table, then one table per query, in the order the
+# benchmarks ran. Ratios are ours / prom-label-proxy (below 1: ours is faster or smaller).
+enforce_tables() {
+	local queries
+	queries=$(awk '$1 ~ /^BenchmarkEnforce\// { split($1, p, "/"); if (!seen[p[2]]++) printf "%s ", p[2] }' "$tmp/enforce")
+	awk -F'\t' -v queries="$queries" '
+		FNR == NR { v[$1, $2, $3] = $4; next }
+		$1 ~ /^BenchmarkEnforce\// {
+			split($1, p, "/"); impl = p[3]; sub(/-[0-9]+$/, "", impl); k = p[2] SUBSEP impl
+			for (i = 3; i < NF; i++) if ($(i + 1) == "ns/op") {
+				if (!(k in lo) || $i + 0 < lo[k]) lo[k] = $i + 0
+				if (!(k in hi) || $i + 0 > hi[k]) hi[k] = $i + 0
+			}
+		}
+		function num(x, d) { return (x == "") ? "?" : sprintf("%." d "f", x) }
+		function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "?" : sprintf("%.2f", a / b) }
+		function us(x) { return (x == "") ? "?" : sprintf("%.1f", x / 1000) }
+		function spread(k, m) { return (!(k in lo) || m == "" || m == 0) ? "?" : sprintf("%.0f%%", 100 * (hi[k] - lo[k]) / m) }
+		function yes(c, x) { return (x == "") ? "?" : (c ? "yes" : "**no**") }
+		BEGIN { nq = split(queries, q, " ") }
+		END {
+			plp = "prom-label-proxy"; s = "ours-single"; f = "ours-fifty"
+			print "Summary (medians, µs/op). Goals: ours with `{namespace=\"t\"}` no slower than prom-label-proxy;"
+			print "ours with the 50-pattern policy under 50 µs per typical dashboard query."
+			print ""
+			print "| query | prom-label-proxy (µs) | ours, single (µs) | single ÷ plp | single ≤ plp | ours, 50 patterns (µs) | 50 ÷ plp | 50 patterns < 50 µs |"
+			print "|---|---:|---:|---:|:-:|---:|---:|:-:|"
+			for (i = 1; i <= nq; i++) {
+				a = v[q[i], plp, "ns/op"]; b = v[q[i], s, "ns/op"]; c = v[q[i], f, "ns/op"]
+				printf "| `%s` | %s | %s | %s | %s | %s | %s | %s |\n", q[i], us(a), us(b), ratio(b, a), yes(b <= a, b), us(c), ratio(c, a), yes(c < 50000, c)
+			}
+			n = split(plp " " s " " f, impls, " ")
+			name[plp] = "prom-label-proxy, inject `namespace=\"t\"`"
+			name[s] = "ours, policy `{namespace=\"t\"}`"
+			name[f] = "ours, 50-pattern policy"
+			for (i = 1; i <= nq; i++) {
+				print ""
+				print "#### `" q[i] "`"
+				print ""
+				print "| implementation | ns/op | spread | allocs/op | B/op | ns/op ÷ plp | allocs/op ÷ plp |"
+				print "|---|---:|---:|---:|---:|---:|---:|"
+				for (j = 1; j <= n; j++) {
+					m = impls[j]; t = v[q[i], m, "ns/op"]; al = v[q[i], m, "allocs/op"]
+					printf "| %s | %s | %s | %s | %s | %s | %s |\n", name[m], num(t, 0), spread(q[i] SUBSEP m, t), num(al, 0), num(v[q[i], m, "B/op"], 0),
+						ratio(t, v[q[i], plp, "ns/op"]), ratio(al, v[q[i], plp, "allocs/op"])
+				}
+			}
+		}
+	' "$tmp/enforce.tsv" FS=' ' "$tmp/enforce"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
@@ -226,6 +329,33 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo '```'
 	cat "$tmp/gobench"
 	echo '```'
+	echo
+	echo "### PromQL enforcer vs prom-label-proxy"
+	echo
+	echo "\`$enforce_cmd\` (not pinned; servers stopped)$( ((enforce_status == 0)) || echo ", exit status $enforce_status")."
+	echo "Medians by $summarizer; \"spread\" is (max − min) / median of ns/op over"
+	echo "the 5 runs, so ratios within about that much of 1.00 are noise."
+	echo
+	echo "Versions: ours with $(cd bench && go list -m -f '{{.Path}} {{.Version}}' github.com/prometheus/prometheus);"
+	echo "prom-label-proxy $(cd bench/plp && go list -m -f '{{.Version}}' github.com/prometheus-community/prom-label-proxy)"
+	echo "(its latest release, unmodified) with $(cd bench/plp && go list -m -f '{{.Path}} {{.Version}}' github.com/prometheus/prometheus),"
+	echo "the version it requires: it does not compile against ours, so it runs from its own module, bench/plp."
+	echo
+	echo "Each op is the whole text-to-text work for one query, with enforcer and policy built once"
+	echo "outside the loop: for prom-label-proxy, \`parser.ParseExpr\` + \`PromQLEnforcer.EnforceNode\`"
+	echo "(\`-error-on-replace=false\`) + \`Expr.String()\`; for ours, \`rewrite.Enforcer.EnforceQuery\`,"
+	echo "which does the same three steps. The 50-pattern policy: 48 \`{__name__=\"app_metric_N_total\",namespace=\"t\"}\`,"
+	echo "\`http_.*\` and \`up\`, all with \`namespace=\"t\"\`. The queries are in bench/queries.txt."
+	echo
+	enforce_tables
+	echo
+	echo '<details><summary>go test output</summary>'
+	echo
+	echo '```'
+	cat "$tmp/enforce"
+	echo '```'
+	echo
+	echo '</details>'
 	echo '<!-- bench.sh:end -->'
 } >"$tmp/section.md"
 
@@ -245,4 +375,5 @@ else
 	{ echo; cat "$tmp/section.md"; } >>"$doc"
 fi
 echo "bench: wrote $doc" >&2
-exit "$gobench_status"
+((gobench_status == 0)) || exit "$gobench_status"
+exit "$enforce_status"
