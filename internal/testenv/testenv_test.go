@@ -151,6 +151,9 @@ func TestCaddy(t *testing.T) {
 
 	// Point the site at a dead upstream: the reload must take effect before Reload returns.
 	c.Reload(t, caddyfile("127.0.0.1:"+strconv.Itoa(FreePort(t))))
+	// The reload closes the old server's keep-alive connections; a pooled one
+	// could be reused and read as EOF.
+	http.DefaultClient.CloseIdleConnections()
 	resp, err := http.Get(proxy + "/-/ready")
 	if err != nil {
 		t.Fatal(err)
