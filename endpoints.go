@@ -59,18 +59,18 @@ var labelValues = &endpoint{kind: kindMatch, params: matchParams}
 
 const labelValuesPrefix, labelValuesSuffix = "/api/v1/label/", "/values"
 
-// lookupEndpoint finds the endpoint of an exact path. For label values it also
-// returns the label name, which must be a valid (legacy, or U__-escaped) name.
-func lookupEndpoint(path string) (*endpoint, string, bool) {
+// lookupEndpoint finds the endpoint of an exact path. A label-values path
+// must name a valid (legacy, or U__-escaped) label.
+func lookupEndpoint(path string) (*endpoint, bool) {
 	if ep, ok := endpoints[path]; ok {
-		return ep, "", true
+		return ep, true
 	}
 	if name, ok := strings.CutPrefix(path, labelValuesPrefix); ok {
 		if name, ok = strings.CutSuffix(name, labelValuesSuffix); ok && model.LegacyValidation.IsValidLabelName(name) {
-			return labelValues, name, true
+			return labelValues, true
 		}
 	}
-	return nil, "", false
+	return nil, false
 }
 
 // allows reports whether the endpoint takes the method.

@@ -17,7 +17,6 @@ const (
 	errorNotFound     = "not_found"
 	errorUnauthorized = "unauthorized"
 	errorForbidden    = "forbidden"
-	errorInternal     = "internal"
 	errorUnavailable  = "unavailable"
 )
 

@@ -125,7 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // serve does the work of ServeHTTP and returns the tenant once known. A
 // refusal is returned as an error, before anything is written.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (string, error) {
-	ep, labelName, ok := lookupEndpoint(r.URL.Path)
+	ep, ok := lookupEndpoint(r.URL.Path)
 	if !ok {
 		return "", refuse(http.StatusNotFound, errorNotFound, "path %q is not served by the tenant proxy", r.URL.Path)
 	}
@@ -145,14 +145,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if err != nil {
 		return tenant, err
 	}
-	path := r.URL.Path
 	switch ep.kind {
 	case kindQuery:
 		err = h.enforceQuery(t.Policy, form)
 	case kindMatch:
 		err = h.enforceMatch(t.Policy, ep, form)
 	case kindMetadata:
-		rebuild(r, path, form)
+		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, h.serveMetadata(w, r, t.Policy, form, next)
 	case kindNoSeries:
 	default:
@@ -161,8 +160,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if err != nil {
 		return tenant, err
 	}
-	_ = labelName // already validated as part of the path
-	rebuild(r, path, form)
+	rebuild(r, r.URL.Path, form)
 	return tenant, next.ServeHTTP(w, r)
 }
 

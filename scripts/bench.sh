@@ -11,40 +11,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-die() { echo "bench: $*" >&2; exit 1; }
-
 scripts/install-deps.sh
 make --no-print-directory build
 
-tmp=$(mktemp -d -t prom-tenant-bench.XXXXXX)
-pids=()
-cleanup() {
-	trap '' INT TERM
-	set +e
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+prog=bench
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 next_port=$((20000 + RANDOM % 20000))
 free_port() {
 	while port_taken "$next_port"; do next_port=$((next_port + 1)); done
 	port=$next_port
 	next_port=$((next_port + 1))
-}
-
-wait_for() { # NAME PID LOG SECONDS COMMAND...
-	local name=$1 pid=$2 log=$3 deadline=$((SECONDS + $4))
-	shift 4
-	until "$@" >/dev/null 2>&1; do
-		kill -0 "$pid" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited; log above"; }
-		((SECONDS <= deadline)) || { tail -n 30 "$log" >&2; die "$name not ready after $4s; log above"; }
-		sleep 0.2
-	done
 }
 
 if (($(nproc) >= 2)); then

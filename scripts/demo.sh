@@ -8,26 +8,14 @@ root=$PWD
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 note() { printf '\033[2m# %s\033[0m\n' "$*"; }
-die() { echo "demo: $*" >&2; exit 1; }
 
 scripts/install-deps.sh
 make --no-print-directory build
 
-tmp=$(mktemp -d -t prom-tenant-demo.XXXXXX)
-pids=()
-cleanup() {
-	# Ctrl-C reaches our children too; a second signal must not cut the cleanup short.
-	trap '' INT TERM
-	set +e
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+prog=demo
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # pick_port WANTED WHAT: WANTED if free, else the first free port from WANTED+10000.
 pick_port() {
 	local p=$1
@@ -38,23 +26,6 @@ pick_port() {
 		echo "demo: using port $p for $2 instead" >&2
 	fi
 	echo "$p"
-}
-
-# wait_for NAME PID LOG SECONDS COMMAND...: run COMMAND until it succeeds.
-wait_for() {
-	local name=$1 pid=$2 log=$3 deadline=$((SECONDS + $4))
-	shift 4
-	until "$@" >/dev/null 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			tail -n 30 "$log" >&2
-			die "$name exited; log above"
-		fi
-		if ((SECONDS > deadline)); then
-			tail -n 30 "$log" >&2
-			die "$name not ready after $4s; log above"
-		fi
-		sleep 0.2
-	done
 }
 
 prom_port=$(pick_port 9090 Prometheus)

@@ -1,0 +1,39 @@
+# Shared by scripts/demo.sh and scripts/bench.sh: process clean-up, ports, readiness.
+# Source it after setting prog (the prefix of messages); it sets tmp and pids and
+# installs the traps that stop everything started (append PIDs to pids).
+
+die() { echo "$prog: $*" >&2; exit 1; }
+
+tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
+pids=()
+cleanup() {
+	# Ctrl-C reaches our children too; a second signal must not cut the cleanup short.
+	trap '' INT TERM
+	set +e
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for NAME PID LOG SECONDS COMMAND...: run COMMAND until it succeeds; fail with
+# the log's tail if the process exits or the time runs out.
+wait_for() {
+	local name=$1 pid=$2 log=$3 deadline=$((SECONDS + $4))
+	shift 4
+	until "$@" >/dev/null 2>&1; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 30 "$log" >&2
+			die "$name exited; log above"
+		fi
+		if ((SECONDS > deadline)); then
+			tail -n 30 "$log" >&2
+			die "$name not ready after $4s; log above"
+		fi
+		sleep 0.2
+	done
+}
