@@ -1,7 +1,7 @@
 # Build, test, demo and benchmark prom-tenant. See DESIGN.md for the contract.
 GO ?= go
 
-.PHONY: all build test deps demo bench xcaddy clean
+.PHONY: all build test deps demo bench xcaddy generate verify-generate clean
 
 all: build
 
@@ -16,11 +16,27 @@ deps:
 test:
 	scripts/install-deps.sh
 	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory verify-generate
 	PROM_TENANT_E2E=1 $(GO) test -count=1 ./...
 	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
 	@# then the differential oracle against the Prometheus engine (rewrite/oracle_test.go).
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzOracle$$' -fuzztime 60s ./rewrite/
+
+# The MetricAccess CRD and deepcopy code, generated from tenancy/types.go.
+CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+generate:
+	$(CONTROLLER_GEN) object paths=./tenancy/
+	$(CONTROLLER_GEN) crd paths=./tenancy/ output:crd:dir=deploy/kubernetes/crd
+
+# Fails when the generated files do not match tenancy/types.go (run make generate).
+verify-generate:
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(CONTROLLER_GEN) object paths=./tenancy/ output:object:dir="$$d" && \
+	$(CONTROLLER_GEN) crd paths=./tenancy/ output:crd:dir="$$d/crd" && \
+	diff -u tenancy/zz_generated.deepcopy.go "$$d/zz_generated.deepcopy.go" && \
+	diff -ru deploy/kubernetes/crd "$$d/crd" && echo "generated files are up to date" || \
+	{ echo "generated files are stale: run make generate" >&2; exit 1; }
 
 demo:
 	scripts/demo.sh

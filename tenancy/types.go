@@ -23,7 +23,9 @@ const (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ma,scope=Namespaced
-// +kubebuilder:printcolumn:name="Isolated",type=boolean,JSONPath=`.spec.metricIsolation`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Patterns",type=string,JSONPath=`.spec.metrics`
+// +kubebuilder:printcolumn:name="Isolated",type=boolean,JSONPath=`.spec.metricIsolation`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MetricAccess struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -43,6 +45,7 @@ type MetricAccessList struct {
 }
 
 // MetricAccessSpec says which series the tenant may see.
+// +kubebuilder:object:generate=true
 type MetricAccessSpec struct {
 	// Source names the upstream Prometheus the access applies to.
 	// Informational for now.
@@ -74,6 +77,7 @@ type MetricAccessSpec struct {
 }
 
 // MetricAccessStatus is the observed state of a MetricAccess.
+// +kubebuilder:object:generate=true
 type MetricAccessStatus struct {
 	// Conditions are the latest observations of the object's state.
 	// +optional
@@ -85,6 +89,7 @@ type MetricAccessStatus struct {
 // RemoteWriteSpec copies the series a MetricAccess allows to exactly one
 // target. When Enabled, exactly one of Prometheus, Pushgateway and RemoteWrite
 // must be set.
+// +kubebuilder:object:generate=true
 type RemoteWriteSpec struct {
 	// Enabled turns copying on. Default: false.
 	// +optional
@@ -121,6 +126,7 @@ type RemoteWriteSpec struct {
 const DefaultPrometheusWritePath = "/api/v1/write"
 
 // PrometheusTarget is a Prometheus Service in the tenant's namespace.
+// +kubebuilder:object:generate=true
 type PrometheusTarget struct {
 	// ServiceName is the Kubernetes Service of the Prometheus. Required.
 	ServiceName string `json:"serviceName"`
@@ -143,6 +149,7 @@ func (p *PrometheusTarget) WritePath() string {
 
 // PushgatewayTarget is a Prometheus Pushgateway, given either by URL or by
 // ServiceName and Port.
+// +kubebuilder:object:generate=true
 type PushgatewayTarget struct {
 	// URL of the Pushgateway. Mutually exclusive with ServiceName/Port.
 	// +optional
@@ -167,6 +174,7 @@ const (
 )
 
 // RemoteWriteTarget is any Prometheus remote-write endpoint.
+// +kubebuilder:object:generate=true
 type RemoteWriteTarget struct {
 	// URL of the endpoint. Required.
 	URL string `json:"url"`
@@ -194,6 +202,7 @@ func (r *RemoteWriteTarget) Protocol() string {
 }
 
 // BasicAuth holds a username and exactly one source of the password.
+// +kubebuilder:object:generate=true
 type BasicAuth struct {
 	// Username. Required.
 	Username string `json:"username"`
@@ -206,6 +215,7 @@ type BasicAuth struct {
 }
 
 // SecretKeyRef selects a key of a Secret.
+// +kubebuilder:object:generate=true
 type SecretKeyRef struct {
 	// Name of the Secret. Required.
 	Name string `json:"name"`
@@ -214,6 +224,7 @@ type SecretKeyRef struct {
 }
 
 // TLSConfig configures the TLS client.
+// +kubebuilder:object:generate=true
 type TLSConfig struct {
 	// CAFile verifies the server. Default: the system roots.
 	// +optional
