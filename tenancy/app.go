@@ -24,6 +24,7 @@ type App struct {
 	Directory *DirectorySource `json:"directory,omitempty"`
 
 	registry *Registry
+	tenants  *tenantSet
 	logger   *zap.Logger
 
 	mu     sync.Mutex // guards cancel and done
@@ -45,9 +46,10 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.registry = new(Registry)
+	a.tenants = newTenantSet(a.registry, a.logger)
 	if a.Directory != nil {
 		a.Directory.Path = caddy.NewReplacer().ReplaceKnown(a.Directory.Path, "")
-		if err := a.Directory.provision(a.logger.Named("directory"), a.registry); err != nil {
+		if err := a.Directory.provision(a.logger.Named("directory"), a.tenants); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,9 @@ import (
 // DefaultReloadInterval is how often a DirectorySource polls by default.
 const DefaultReloadInterval = time.Second
 
+// sourceDirectory names the directory source among the sources of a tenantSet.
+const sourceDirectory = "directory"
+
 const (
 	// maxManifestBytes bounds the size of one manifest file.
 	maxManifestBytes = 8 << 20
@@ -49,8 +52,8 @@ type DirectorySource struct {
 	// Default: 1s.
 	ReloadInterval caddy.Duration `json:"reload_interval,omitempty"`
 
-	logger   *zap.Logger
-	registry *Registry
+	logger  *zap.Logger
+	tenants *tenantSet
 
 	mu        sync.Mutex            // serializes scans; guards the fields below
 	files     map[string]*fileState // by file path
@@ -79,7 +82,7 @@ func (f *fileState) unchanged(fi fs.FileInfo) bool {
 }
 
 // provision checks the directory, applies defaults and loads it once.
-func (d *DirectorySource) provision(logger *zap.Logger, reg *Registry) error {
+func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) error {
 	if d.Path == "" {
 		return errors.New("directory: path is required")
 	}
@@ -93,7 +96,7 @@ func (d *DirectorySource) provision(logger *zap.Logger, reg *Registry) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("directory: %s is not a directory", d.Path)
 	}
-	d.logger, d.registry = logger, reg
+	d.logger, d.tenants = logger, tenants
 	d.files = map[string]*fileState{}
 	d.scan()
 	return nil
@@ -252,8 +255,7 @@ func (d *DirectorySource) fail(path string, st *fileState, err error) {
 func (d *DirectorySource) rebuild() {
 	d.conflicts = map[string][]error{}
 	owner := map[string]string{} // object key -> file
-	byNS := map[string][]*MetricAccess{}
-	refs := map[string][]ObjectRef{}
+	var objs []sourcedObject
 	files := map[string][]string{} // namespace -> files
 	for _, path := range slices.Sorted(maps.Keys(d.files)) {
 		for _, o := range d.files[path].good {
@@ -266,29 +268,21 @@ func (d *DirectorySource) rebuild() {
 				continue
 			}
 			owner[key] = path
-			byNS[o.Namespace] = append(byNS[o.Namespace], o)
-			refs[o.Namespace] = append(refs[o.Namespace], ObjectRef{Name: o.Name, Source: path})
+			objs = append(objs, sourcedObject{obj: o, ref: ObjectRef{Name: o.Name, Source: path}})
 			if !slices.Contains(files[o.Namespace], path) {
 				files[o.Namespace] = append(files[o.Namespace], path)
 			}
 		}
 	}
-	tenants := make(map[string]*Tenant, len(byNS))
-	for ns, objs := range byNS {
-		pol, err := CompileNamespace(ns, objs)
-		if err != nil {
-			d.logger.Error("tenant allows nothing; it is not registered",
-				zap.String("namespace", ns), zap.Strings("files", files[ns]), zap.Error(err))
-			for _, f := range files[ns] {
-				d.conflicts[f] = append(d.conflicts[f], err)
-			}
-			continue
+	nsErrs, dupErrs := d.tenants.publish(sourceDirectory, objs)
+	for ns, err := range nsErrs {
+		for _, f := range files[ns] {
+			d.conflicts[f] = append(d.conflicts[f], err)
 		}
-		r := refs[ns]
-		slices.SortFunc(r, func(a, b ObjectRef) int { return strings.Compare(a.Name, b.Name) })
-		tenants[ns] = &Tenant{Namespace: ns, Policy: pol, Objects: r}
 	}
-	d.registry.replace(tenants)
+	for key, err := range dupErrs {
+		d.conflicts[owner[key]] = append(d.conflicts[owner[key]], err)
+	}
 }
 
 // publishErrors publishes the current per-file errors for Errors.

@@ -36,7 +36,7 @@ func newTestSource(t *testing.T, dir string) *testSource {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
 	s := &testSource{DirectorySource: &DirectorySource{Path: dir}, reg: new(Registry), logs: logs}
-	if err := s.provision(zap.New(core), s.reg); err != nil {
+	if err := s.provision(zap.New(core), newTenantSet(s.reg, zap.New(core))); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -274,7 +274,7 @@ func TestDirectoryProvisionErrors(t *testing.T) {
 	writeFile(t, dir, "file.yaml", "")
 	for _, path := range []string{"", filepath.Join(dir, "missing"), filepath.Join(dir, "file.yaml")} {
 		d := &DirectorySource{Path: path}
-		if err := d.provision(zap.NewNop(), new(Registry)); err == nil {
+		if err := d.provision(zap.NewNop(), newTenantSet(new(Registry), zap.NewNop())); err == nil {
 			t.Errorf("provision(%q): want error", path)
 		}
 	}

@@ -1,0 +1,80 @@
+package tenancy
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// sourcedObject is a valid MetricAccess and where it came from.
+type sourcedObject struct {
+	obj *MetricAccess
+	ref ObjectRef
+}
+
+// tenantSet combines the objects of every source into the registry: each
+// source publishes its complete current set of valid objects, and the union
+// over all sources is compiled per namespace and swapped in at once.
+type tenantSet struct {
+	registry *Registry
+	logger   *zap.Logger
+
+	mu      sync.Mutex                 // serializes publish
+	sources map[string][]sourcedObject // by source name
+}
+
+func newTenantSet(reg *Registry, logger *zap.Logger) *tenantSet {
+	return &tenantSet{registry: reg, logger: logger, sources: map[string][]sourcedObject{}}
+}
+
+// publish replaces one source's objects and rebuilds the registry. It returns,
+// by namespace, why a namespace's objects compiled to no tenant, and by object
+// key, why an object was left out (defined by a source that comes first).
+func (s *tenantSet) publish(source string, objs []sourcedObject) (nsErrs map[string]error, dupErrs map[string]error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sources[source] = objs
+
+	nsErrs, dupErrs = map[string]error{}, map[string]error{}
+	owner := map[string]ObjectRef{} // object key -> first definition
+	byNS := map[string][]*MetricAccess{}
+	refs := map[string][]ObjectRef{}
+	// Sources in name order ("directory" before "kubernetes"): the first
+	// definition of an object wins, deterministically.
+	for _, name := range slices.Sorted(maps.Keys(s.sources)) {
+		for _, so := range s.sources[name] {
+			key := so.obj.Key()
+			if first, dup := owner[key]; dup {
+				if name == source {
+					dupErrs[key] = errDuplicate(key, so.ref, first)
+				}
+				continue
+			}
+			owner[key] = so.ref
+			byNS[so.obj.Namespace] = append(byNS[so.obj.Namespace], so.obj)
+			refs[so.obj.Namespace] = append(refs[so.obj.Namespace], so.ref)
+		}
+	}
+	tenants := make(map[string]*Tenant, len(byNS))
+	for ns, objs := range byNS {
+		pol, err := CompileNamespace(ns, objs)
+		if err != nil {
+			s.logger.Error("tenant allows nothing; it is not registered", zap.String("namespace", ns), zap.Error(err))
+			nsErrs[ns] = err
+			continue
+		}
+		r := refs[ns]
+		slices.SortFunc(r, func(a, b ObjectRef) int { return strings.Compare(a.Name, b.Name) })
+		tenants[ns] = &Tenant{Namespace: ns, Policy: pol, Objects: r}
+	}
+	s.registry.replace(tenants)
+	return nsErrs, dupErrs
+}
+
+func errDuplicate(key string, dup, first ObjectRef) error {
+	return fmt.Errorf("%s from %s is also defined by %s, which wins", key, dup.Source, first.Source)
+}
