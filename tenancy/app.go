@@ -20,8 +20,13 @@ const AppID = "prom_tenancy"
 // from its sources, for the prom_tenant handlers. Handlers get it in their
 // Provision with ctx.AppIfConfigured("prom_tenancy").
 type App struct {
-	// Directory loads MetricAccess manifests from a directory. Required.
+	// Directory loads MetricAccess manifests from a directory.
 	Directory *DirectorySource `json:"directory,omitempty"`
+
+	// Kubernetes watches MetricAccess objects through the Kubernetes API.
+	// At least one of Directory and Kubernetes is required; with both, the
+	// tenants are the union, and an object defined in both is the directory's.
+	Kubernetes *KubernetesSource `json:"kubernetes,omitempty"`
 
 	registry *Registry
 	tenants  *tenantSet
@@ -53,15 +58,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if a.Kubernetes != nil {
+		a.Kubernetes.Kubeconfig = caddy.NewReplacer().ReplaceKnown(a.Kubernetes.Kubeconfig, "")
+		if err := a.Kubernetes.provision(a.logger.Named("kubernetes"), a.tenants); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cleanup releases the shared Kubernetes watch, if any.
+func (a *App) Cleanup() error {
+	if a.Kubernetes != nil {
+		return a.Kubernetes.cleanup()
+	}
 	return nil
 }
 
 // Validate checks the configuration.
 func (a *App) Validate() error {
-	if a.Directory == nil {
-		return errors.New("prom_tenancy: a directory is required")
+	if a.Directory == nil && a.Kubernetes == nil {
+		return errors.New("prom_tenancy: a source is required: directory or kubernetes")
 	}
-	if a.Directory.ReloadInterval < 0 {
+	if a.Directory != nil && a.Directory.ReloadInterval < 0 {
 		return errors.New("prom_tenancy: directory: reload_interval must not be negative")
 	}
 	return nil
@@ -71,6 +90,9 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.Kubernetes != nil {
+		a.Kubernetes.start()
+	}
 	if a.Directory == nil || a.cancel != nil {
 		return nil
 	}
@@ -90,6 +112,9 @@ func (a *App) Stop() error {
 	cancel, done := a.cancel, a.done
 	a.cancel, a.done = nil, nil
 	a.mu.Unlock()
+	if a.Kubernetes != nil {
+		a.Kubernetes.stop()
+	}
 	if cancel != nil {
 		cancel()
 		<-done
@@ -103,7 +128,8 @@ func (a *App) Registry() *Registry { return a.registry }
 
 // Interface guards.
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

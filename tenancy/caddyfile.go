@@ -11,9 +11,15 @@ import (
 //	    directory <dir> {
 //	        reload_interval <duration>
 //	    }
+//	    kubernetes {
+//	        kubeconfig <path>
+//	        namespaces <namespace...>
+//	    }
 //	}
 //
 // The block after directory is optional; reload_interval defaults to 1s.
+// kubernetes without kubeconfig uses the in-cluster configuration, and
+// without namespaces watches all namespaces.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -54,6 +60,30 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.Directory = dir
+		case "kubernetes":
+			if a.Kubernetes != nil {
+				return d.Err("kubernetes already specified")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			k := new(KubernetesSource)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "kubeconfig":
+					if !d.Args(&k.Kubeconfig) || d.NextArg() {
+						return d.ArgErr()
+					}
+				case "namespaces":
+					k.Namespaces = append(k.Namespaces, d.RemainingArgs()...)
+					if len(k.Namespaces) == 0 {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unrecognized kubernetes subdirective %q", d.Val())
+				}
+			}
+			a.Kubernetes = k
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

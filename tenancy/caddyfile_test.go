@@ -1,11 +1,14 @@
 package tenancy
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -84,5 +87,53 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				t.Errorf("reload_interval = %v, want %v", time.Duration(got), tt.wantIvl)
 			}
 		})
+	}
+}
+
+func TestUnmarshalCaddyfileKubernetes(t *testing.T) {
+	var app App
+	err := app.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`prom_tenancy {
+		directory /etc/tenants
+		kubernetes {
+			kubeconfig /etc/kubeconfig
+			namespaces team-a team-b
+		}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := app.Kubernetes
+	if k == nil || k.Kubeconfig != "/etc/kubeconfig" || len(k.Namespaces) != 2 || k.Namespaces[1] != "team-b" || app.Directory == nil {
+		t.Fatalf("got %+v, directory %+v", k, app.Directory)
+	}
+	var inCluster App
+	if err := inCluster.UnmarshalCaddyfile(caddyfile.NewTestDispenser("prom_tenancy {\n\tkubernetes\n}")); err != nil ||
+		inCluster.Kubernetes == nil || inCluster.Kubernetes.Kubeconfig != "" || inCluster.Validate() != nil {
+		t.Fatalf("kubernetes without a block: %+v, %v", inCluster.Kubernetes, err)
+	}
+	for input, want := range map[string]string{
+		"prom_tenancy {\n\tkubernetes {\n\t\tnamespaces\n\t}\n}":     "wrong argument count",
+		"prom_tenancy {\n\tkubernetes {\n\t\tkubeconfig a b\n\t}\n}": "wrong argument count",
+		"prom_tenancy {\n\tkubernetes {\n\t\tbogus\n\t}\n}":          `unrecognized kubernetes subdirective "bogus"`,
+		"prom_tenancy {\n\tkubernetes\n\tkubernetes\n}":              "kubernetes already specified",
+		"prom_tenancy {\n\tkubernetes in-cluster\n}":                 "wrong argument count",
+	} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", input, err, want)
+		}
+	}
+}
+
+func TestKubernetesProvisionNeedsConfig(t *testing.T) {
+	// Outside a cluster, without a kubeconfig, provisioning says why (no network).
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	k := &KubernetesSource{}
+	if err := k.provision(zap.NewNop(), nil); err == nil || !strings.Contains(err.Error(), "kubernetes:") {
+		t.Fatalf("provision outside a cluster: %v", err)
+	}
+	k = &KubernetesSource{Kubeconfig: filepath.Join(t.TempDir(), "missing")}
+	if err := k.provision(zap.NewNop(), nil); err == nil {
+		t.Fatal("provision with a missing kubeconfig: no error")
 	}
 }

@@ -1,0 +1,292 @@
+package tenancy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// sourceKubernetes names the Kubernetes source among the sources of a tenantSet.
+const sourceKubernetes = "kubernetes"
+
+// metricAccessResource is the MetricAccess resource of the CRD in deploy/kubernetes/crd.
+var metricAccessResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "metricaccesses"}
+
+// Condition of a MetricAccess's status, so that `kubectl get metricaccess`
+// tells a tenant whether its object is in force and, if not, why.
+const (
+	ConditionReady = "Ready"
+
+	ReasonAccepted = "Accepted"  // valid, and part of the tenant's policy
+	ReasonInvalid  = "Invalid"   // rejected by validation; the message says why
+	ReasonNothing  = "Empty"     // the namespace's objects together allow no series
+	ReasonConflict = "Duplicate" // the same namespace/name comes from a source that wins
+)
+
+// KubernetesSource watches MetricAccess objects through the Kubernetes API,
+// keeps the tenants in step within moments of a change, and writes each
+// object's Ready condition. The watch lives in a pool shared across config
+// reloads, so a reload neither re-lists nor loses the tenants; when the API
+// server is unreachable the last known objects stay in force.
+type KubernetesSource struct {
+	// Kubeconfig is the path of a kubeconfig file. Default: the in-cluster
+	// configuration (the pod's service account).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+
+	// Namespaces limits the watch to these namespaces. Default: all namespaces.
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	logger  *zap.Logger
+	tenants *tenantSet
+	key     string
+	watcher *kubeWatcher
+}
+
+// kubeWatchers holds one watcher per connection and namespace set.
+var kubeWatchers = caddy.NewUsagePool()
+
+// provision connects the source to its shared watcher. It does no network
+// I/O (caddy validate runs it): the watch starts with start.
+func (k *KubernetesSource) provision(logger *zap.Logger, tenants *tenantSet) error {
+	k.logger, k.tenants = logger, tenants
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if k.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes: %w", err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "prom-tenant"
+	namespaces := slices.Sorted(slices.Values(k.Namespaces))
+	k.key = k.Kubeconfig + "|" + cfg.Host + "|" + strings.Join(namespaces, ",")
+	w, _, err := kubeWatchers.LoadOrNew(k.key, func() (caddy.Destructor, error) {
+		return newKubeWatcher(cfg, namespaces, logger)
+	})
+	if err != nil {
+		return fmt.Errorf("kubernetes: %w", err)
+	}
+	k.watcher = w.(*kubeWatcher)
+	return nil
+}
+
+// start subscribes to the watcher, starting it on first use; a watcher that
+// is already running hands over its current objects at once.
+func (k *KubernetesSource) start() { k.watcher.subscribe(k) }
+
+// stop unsubscribes; the registry keeps its last state.
+func (k *KubernetesSource) stop() { k.watcher.unsubscribe(k) }
+
+// cleanup releases the pooled watcher, which stops when nothing uses it.
+func (k *KubernetesSource) cleanup() error {
+	if k.watcher == nil {
+		return nil
+	}
+	_, err := kubeWatchers.Delete(k.key)
+	return err
+}
+
+// kubeWatcher runs the informers of one connection and namespace set and
+// feeds every subscribed source.
+type kubeWatcher struct {
+	client    dynamic.Interface
+	informers []cache.SharedIndexInformer
+	logger    *zap.Logger
+
+	startOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	kick      chan struct{} // coalesced "something changed"
+
+	mu          sync.Mutex
+	subscribers map[*KubernetesSource]struct{}
+	synced      bool
+}
+
+func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (*kubeWatcher, error) {
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &kubeWatcher{client: client, logger: logger, ctx: ctx, cancel: cancel,
+		kick: make(chan struct{}, 1), subscribers: map[*KubernetesSource]struct{}{}}
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
+		inf := f.ForResource(metricAccessResource).Informer()
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { w.changed() },
+			UpdateFunc: func(any, any) { w.changed() },
+			DeleteFunc: func(any) { w.changed() },
+		}); err != nil {
+			cancel()
+			return nil, err
+		}
+		w.informers = append(w.informers, inf)
+	}
+	return w, nil
+}
+
+// Destruct stops the informers; the pool calls it when no config uses them.
+func (w *kubeWatcher) Destruct() error {
+	w.cancel()
+	return nil
+}
+
+func (w *kubeWatcher) changed() {
+	select {
+	case w.kick <- struct{}{}:
+	default: // a pass is already due; it will see this change too
+	}
+}
+
+func (w *kubeWatcher) subscribe(k *KubernetesSource) {
+	w.mu.Lock()
+	w.subscribers[k] = struct{}{}
+	synced := w.synced
+	w.mu.Unlock()
+	w.startOnce.Do(func() {
+		for _, inf := range w.informers {
+			go inf.Run(w.ctx.Done())
+		}
+		go w.run()
+	})
+	if synced {
+		w.changed()
+	}
+}
+
+func (w *kubeWatcher) unsubscribe(k *KubernetesSource) {
+	w.mu.Lock()
+	delete(w.subscribers, k)
+	w.mu.Unlock()
+}
+
+// run publishes the objects after the first full list and after every
+// change, one pass at a time, and writes their status.
+func (w *kubeWatcher) run() {
+	for _, inf := range w.informers {
+		if !cache.WaitForCacheSync(w.ctx.Done(), inf.HasSynced) {
+			return
+		}
+	}
+	w.mu.Lock()
+	w.synced = true
+	w.mu.Unlock()
+	w.changed()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.kick:
+			w.pass()
+		}
+	}
+}
+
+// pass reads every object from the informers' caches, publishes the valid
+// ones to each subscriber, and sets each object's Ready condition.
+func (w *kubeWatcher) pass() {
+	type entry struct {
+		u   *unstructured.Unstructured
+		obj *MetricAccess
+		err error
+	}
+	var entries []entry
+	var valid []sourcedObject
+	for _, inf := range w.informers {
+		for _, item := range inf.GetStore().List() {
+			u, ok := item.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			var m MetricAccess
+			err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &m)
+			if err == nil {
+				err = m.Validate()
+			}
+			entries = append(entries, entry{u, &m, err})
+			if err == nil {
+				valid = append(valid, sourcedObject{obj: &m, ref: ObjectRef{Name: m.Name, Source: sourceKubernetes}})
+			}
+		}
+	}
+	w.mu.Lock()
+	subs := make([]*KubernetesSource, 0, len(w.subscribers))
+	for k := range w.subscribers {
+		subs = append(subs, k)
+	}
+	w.mu.Unlock()
+	var nsErrs, dupErrs map[string]error
+	for _, k := range subs {
+		nsErrs, dupErrs = k.tenants.publish(sourceKubernetes, valid)
+	}
+	if len(subs) == 0 {
+		return // nothing in force to report on
+	}
+	for _, e := range entries {
+		cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
+			Message: "in force: part of the tenant's policy", ObservedGeneration: e.u.GetGeneration()}
+		switch {
+		case e.err != nil:
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonInvalid, e.err.Error()
+		case dupErrs[e.obj.Key()] != nil:
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonConflict, dupErrs[e.obj.Key()].Error()
+		case nsErrs[e.obj.Namespace] != nil:
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, nsErrs[e.obj.Namespace].Error()
+		}
+		w.setCondition(e.u, cond)
+	}
+}
+
+// setCondition writes cond to the object's status if it differs from what
+// is there, so that the update it causes leads to no further write.
+func (w *kubeWatcher) setCondition(u *unstructured.Unstructured, cond metav1.Condition) {
+	var status MetricAccessStatus
+	if raw, ok := u.Object["status"].(map[string]any); ok {
+		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status)
+	}
+	if old := meta.FindStatusCondition(status.Conditions, cond.Type); old != nil &&
+		old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message &&
+		old.ObservedGeneration == cond.ObservedGeneration {
+		return
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&status)
+	if err != nil {
+		w.logger.Error("encoding MetricAccess status", zap.Error(err))
+		return
+	}
+	obj := u.DeepCopy()
+	obj.Object["status"] = raw
+	_, err = w.client.Resource(metricAccessResource).Namespace(u.GetNamespace()).
+		UpdateStatus(w.ctx, obj, metav1.UpdateOptions{FieldManager: "prom-tenant"})
+	if err != nil {
+		// A conflict means the object changed: its update event brings
+		// another pass. Anything else is logged; the next change retries.
+		w.logger.Warn("writing MetricAccess status", zap.String("object", u.GetNamespace()+"/"+u.GetName()), zap.Error(err))
+	}
+}
