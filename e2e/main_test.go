@@ -43,13 +43,17 @@ func startProxy(t *testing.T, tenants string, extraSites string) *proxy {
 // are more Caddyfile sites; {prometheus} in them is prom's address.
 func startProxyTo(t *testing.T, prom *testenv.Prometheus, tenants string, extraSites string) *proxy {
 	t.Helper()
+	return startProxyWith(t, prom, fmt.Sprintf("directory %s {\n\t\t\treload_interval 100ms\n\t\t}", tenants), extraSites)
+}
+
+// startProxyWith runs bin/caddy with the given prom_tenancy sources.
+func startProxyWith(t *testing.T, prom *testenv.Prometheus, sources string, extraSites string) *proxy {
+	t.Helper()
 	port, admin := testenv.FreePort(t), testenv.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	prom_tenancy {
-		directory %s {
-			reload_interval 100ms
-		}
+		%s
 	}
 }
 
@@ -57,7 +61,7 @@ http://127.0.0.1:%d {
 	prom_tenant
 	reverse_proxy %s
 }
-%s`, admin, tenants, port, prom.Addr, strings.ReplaceAll(extraSites, "{prometheus}", prom.Addr))
+%s`, admin, sources, port, prom.Addr, strings.ReplaceAll(extraSites, "{prometheus}", prom.Addr))
 	c := testenv.StartCaddy(t, caddyfile)
 	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), prom: prom}
 }

@@ -4,8 +4,8 @@
 # k8s.io/kubernetes is not meant to be required as a module (its go.mod requires the
 # staging modules at v0.0.0 and replaces them with ./staging/src paths, which are not in
 # the module zip), so a throwaway module requires it and replaces each staging module with
-# its published v0.X.Y twin. About 7 minutes on 2 cores the first time; afterwards the
-# cached binary is reused as long as its --version matches.
+# its published v0.X.Y twin. About 4-5 minutes on 2 cores with empty Go caches;
+# afterwards the cached binary is reused as long as its --version matches.
 #
 #   KUBE_APISERVER_VERSION  the k8s.io/kubernetes version (default below)
 #   PROM_TENANT_CACHE       where binaries are kept (default ~/.cache/prom-tenant)

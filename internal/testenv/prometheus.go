@@ -98,11 +98,13 @@ func SharedPrometheus(t testing.TB) *Prometheus {
 	return p
 }
 
-// Run runs the tests, then stops what SharedPrometheus started. Use it as
+// Run runs the tests, then stops what SharedPrometheus and SharedKubeAPIServer started.
+// Use it as
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 func Run(m *testing.M) int {
 	code := m.Run()
+	stopSharedKube()
 	if shared.prom != nil {
 		shared.prom.proc.stop()
 	}
