@@ -29,9 +29,10 @@ var tenantsDir = filepath.Join(testenv.RepoRoot(), "examples", "tenants")
 
 // proxy is a running bin/caddy in front of the shared Prometheus.
 type proxy struct {
-	caddy *testenv.Caddy
-	url   string // the prom_tenant site
-	prom  *testenv.Prometheus
+	caddy     *testenv.Caddy
+	url       string // the prom_tenant site
+	prom      *testenv.Prometheus
+	caddyfile string // as started
 }
 
 func startProxy(t *testing.T, tenants string, extraSites string) *proxy {
@@ -63,7 +64,7 @@ http://127.0.0.1:%d {
 }
 %s`, admin, sources, port, prom.Addr, strings.ReplaceAll(extraSites, "{prometheus}", prom.Addr))
 	c := testenv.StartCaddy(t, caddyfile)
-	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), prom: prom}
+	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), prom: prom, caddyfile: caddyfile}
 }
 
 // tenantHeader is an http.RoundTripper that says which tenant a request is for.

@@ -175,7 +175,10 @@ func (w *kubeWatcher) subscribe(k *KubernetesSource) {
 		go w.run()
 	})
 	if synced {
-		w.changed()
+		// A config reload: hand the current objects over now, before the
+		// new config takes traffic, so no request finds the tenants missing.
+		_, valid := w.collect()
+		k.tenants.publish(sourceKubernetes, valid)
 	}
 }
 
@@ -207,16 +210,16 @@ func (w *kubeWatcher) run() {
 	}
 }
 
-// pass reads every object from the informers' caches, publishes the valid
-// ones to each subscriber, and sets each object's Ready condition.
-func (w *kubeWatcher) pass() {
-	type entry struct {
-		u   *unstructured.Unstructured
-		obj *MetricAccess
-		err error
-	}
-	var entries []entry
-	var valid []sourcedObject
+// watchedObject is an object from the informers' caches, decoded and validated.
+type watchedObject struct {
+	u   *unstructured.Unstructured
+	obj *MetricAccess
+	err error // why it is invalid, if it is
+}
+
+// collect reads every object from the informers' caches and returns them,
+// with the valid ones ready to publish.
+func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 	for _, inf := range w.informers {
 		for _, item := range inf.GetStore().List() {
 			u, ok := item.(*unstructured.Unstructured)
@@ -228,12 +231,19 @@ func (w *kubeWatcher) pass() {
 			if err == nil {
 				err = m.Validate()
 			}
-			entries = append(entries, entry{u, &m, err})
+			all = append(all, watchedObject{u, &m, err})
 			if err == nil {
 				valid = append(valid, sourcedObject{obj: &m, ref: ObjectRef{Name: m.Name, Source: sourceKubernetes}})
 			}
 		}
 	}
+	return all, valid
+}
+
+// pass publishes the valid objects to each subscriber and sets each
+// object's Ready condition.
+func (w *kubeWatcher) pass() {
+	entries, valid := w.collect()
 	w.mu.Lock()
 	subs := make([]*KubernetesSource, 0, len(w.subscribers))
 	for k := range w.subscribers {
