@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth" // registers authenticate_kubernetes
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
