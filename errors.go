@@ -1,13 +1,13 @@
 package promtenant
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 )
 
@@ -57,15 +57,5 @@ func asAPIError(err error) *apiError {
 }
 
 func writeAPIError(w http.ResponseWriter, e *apiError) {
-	body, _ := json.Marshal(struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-	}{"error", e.errorType, e.msg})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Del("Content-Encoding")
-	w.WriteHeader(e.status)
-	_, _ = w.Write(body)
+	promapi.WriteError(w, e.status, e.errorType, e.msg)
 }

@@ -1,7 +1,6 @@
 package kubeauth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 func init() {
@@ -118,17 +119,8 @@ func authorizeRequest(rv *reviewer, c *Config, r *http.Request) (*result, error)
 }
 
 func writeError(w http.ResponseWriter, e *reviewError) {
-	body, _ := json.Marshal(struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-	}{"error", e.errorType, e.msg})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
 	if e.status == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="prom-tenant"`)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="prom-tenant"`)
 	}
-	w.WriteHeader(e.status)
-	_, _ = w.Write(body)
+	promapi.WriteError(w, e.status, e.errorType, e.msg)
 }
