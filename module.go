@@ -16,7 +16,8 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth" // registers authenticate_kubernetes
+	_ "github.com/prom-tenant/caddy-prom-tenant/discovery" // registers http.reverse_proxy.upstreams.kubernetes
+	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth"  // registers authenticate_kubernetes
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )

@@ -1,0 +1,145 @@
+package discovery
+
+import (
+	"cmp"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// portSpec is the port to use on each endpoint: a name ("web") or a number
+// ("9090"), as in a Service's targetPort.
+type portSpec struct {
+	name   string
+	number int32
+}
+
+// parsePort reads a port given by name or by number.
+func parsePort(s string) (portSpec, error) {
+	if s == "" {
+		return portSpec{}, errString("a port (name or number) is required")
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > 65535 {
+			return portSpec{}, errString("port " + s + " is out of range 1-65535")
+		}
+		return portSpec{number: int32(n)}, nil
+	}
+	// A named port is an IANA_SVC_NAME in the API: lower case letters, digits
+	// and dashes, at most 15 characters. Be lenient but refuse the obviously
+	// wrong (a "host:port" or a negative number slipping through).
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return portSpec{}, errString("port " + strconv.Quote(s) + " is neither a number nor a port name")
+		}
+	}
+	return portSpec{name: s}, nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// slicePort returns the port number of the slice's port that p selects. The
+// ports of an EndpointSlice apply to every endpoint in it. A port with no
+// protocol is TCP; UDP and SCTP ports are never chosen.
+func (p portSpec) slicePort(s *discoveryv1.EndpointSlice) (int32, bool) {
+	for _, sp := range s.Ports {
+		if sp.Port == nil {
+			continue // "all ports": no number to dial
+		}
+		if sp.Protocol != nil && *sp.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		name := ""
+		if sp.Name != nil {
+			name = *sp.Name
+		}
+		if p.name != "" && name == p.name || p.name == "" && *sp.Port == p.number {
+			return *sp.Port, true
+		}
+	}
+	return 0, false
+}
+
+// serving reports whether traffic may be sent to the endpoint: ready (a nil
+// ready condition means ready, per the discovery/v1 API) and not terminating
+// (nil means not terminating).
+func serving(e *discoveryv1.Endpoint) bool {
+	c := e.Conditions
+	if c.Ready != nil && !*c.Ready {
+		return false
+	}
+	if c.Terminating != nil && *c.Terminating {
+		return false
+	}
+	return true
+}
+
+// addresses computes the dial addresses ("host:port", IPv6 in brackets) of
+// the serving endpoints of the slices on port p: de-duplicated and sorted.
+func addresses(slices_ []*discoveryv1.EndpointSlice, p portSpec) []string {
+	var out []string
+	for _, s := range slices_ {
+		if s == nil {
+			continue
+		}
+		port, ok := p.slicePort(s)
+		if !ok {
+			continue
+		}
+		ps := strconv.Itoa(int(port))
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			if !serving(e) {
+				continue
+			}
+			for _, a := range e.Addresses {
+				if a == "" {
+					continue
+				}
+				if s.AddressType == discoveryv1.AddressTypeIPv6 || s.AddressType == discoveryv1.AddressTypeIPv4 {
+					ip := net.ParseIP(a)
+					if ip == nil {
+						continue // not an address of the slice's type: skip, never dial garbage
+					}
+					a = ip.String() // canonical form, so that "::1" and "0::1" de-duplicate
+				}
+				out = append(out, net.JoinHostPort(a, ps))
+			}
+		}
+	}
+	slices.SortFunc(out, compareAddr)
+	return slices.Compact(out)
+}
+
+// compareAddr orders "host:port" addresses by IP (numerically; IPv4 before
+// IPv6; names after addresses, by name), then by port number.
+func compareAddr(a, b string) int {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	ia, erra := netip.ParseAddr(ha)
+	ib, errb := netip.ParseAddr(hb)
+	switch {
+	case erra == nil && errb == nil:
+		if c := ia.Compare(ib); c != 0 {
+			return c
+		}
+	case erra == nil:
+		return -1
+	case errb == nil:
+		return 1
+	default:
+		if c := strings.Compare(ha, hb); c != 0 {
+			return c
+		}
+	}
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	return cmp.Compare(na, nb)
+}
