@@ -18,8 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 )
 
 // Defaults of Config.
@@ -174,20 +174,10 @@ func newReviewer(c *Config, client kubernetes.Interface, logger *zap.Logger, now
 		c.Timeout = caddy.Duration(DefaultTimeout)
 	}
 	if client == nil {
-		var (
-			cfg *rest.Config
-			err error
-		)
-		if c.Kubeconfig != "" {
-			cfg, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-		} else {
-			cfg, err = rest.InClusterConfig()
-		}
+		cfg, err := kubeclient.Config(c.Kubeconfig, "prom-tenant-kubeauth")
 		if err != nil {
-			return nil, fmt.Errorf("kubernetes: %w", err)
+			return nil, err
 		}
-		cfg = rest.CopyConfig(cfg)
-		cfg.UserAgent = "prom-tenant-kubeauth"
 		if client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("kubernetes: %w", err)
 		}

@@ -18,7 +18,8 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 )
 
 // sourceKubernetes names the Kubernetes source among the sources of a tenantSet.
@@ -64,20 +65,10 @@ var kubeWatchers = caddy.NewUsagePool()
 // I/O (caddy validate runs it): the watch starts with start.
 func (k *KubernetesSource) provision(logger *zap.Logger, tenants *tenantSet) error {
 	k.logger, k.tenants = logger, tenants
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if k.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
+	cfg, err := kubeclient.Config(k.Kubeconfig, "prom-tenant")
 	if err != nil {
-		return fmt.Errorf("kubernetes: %w", err)
+		return err
 	}
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "prom-tenant"
 	namespaces := slices.Sorted(slices.Values(k.Namespaces))
 	k.key = k.Kubeconfig + "|" + cfg.Host + "|" + strings.Join(namespaces, ",")
 	w, _, err := kubeWatchers.LoadOrNew(k.key, func() (caddy.Destructor, error) {
