@@ -3,27 +3,24 @@
 package discovery
 
 import (
-	"context"
+	"cmp"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 )
 
 func init() {
@@ -40,14 +37,23 @@ var (
 	_ caddy.App                   = (*startApp)(nil)
 )
 
-// KindEndpointSlices is the only resource kind supported so far.
-const KindEndpointSlices = "endpointslices"
+// Resource kinds the upstreams can come from.
+const (
+	KindEndpointSlices = "endpointslices" // ready, non-terminating endpoints (the default)
+	KindPods           = "pods"           // IPs of ready, non-terminating pods
+	KindServices       = "services"       // cluster IPs (headless services skipped)
+)
+
+func validKind(k string) bool {
+	return k == KindEndpointSlices || k == KindPods || k == KindServices
+}
 
 // KubernetesUpstreams is a dynamic upstream source for reverse_proxy that
-// follows EndpointSlices (discovery.k8s.io/v1) through an informer. The
-// upstreams are the ready, non-terminating endpoints on the chosen port,
-// kept as a snapshot recomputed on every change; GetUpstreams only reads the
-// snapshot. The informer is shared across config reloads and starts when
+// follows EndpointSlices (discovery.k8s.io/v1), Pods or Services through an
+// informer. The upstreams are the ready, non-terminating endpoints (pods;
+// services' cluster IPs) on the chosen port, kept as a snapshot recomputed
+// on every change and, with HealthURI, on every probe round; GetUpstreams
+// only reads the snapshot. The informer is shared across config reloads and starts when
 // the config starts, never during provisioning (caddy validate).
 type KubernetesUpstreams struct {
 	// Kubeconfig is the path of a kubeconfig file. Default: the in-cluster
@@ -57,21 +63,39 @@ type KubernetesUpstreams struct {
 	// Namespaces to watch. Required.
 	Namespaces []string `json:"namespaces,omitempty"`
 
-	// Selector is a label selector on the EndpointSlices, e.g.
-	// kubernetes.io/service-name=prometheus. Default: every slice in the
+	// Selector is a label selector on the watched objects (the
+	// EndpointSlices, Pods or Services), e.g.
+	// kubernetes.io/service-name=prometheus. Default: every object in the
 	// namespaces.
 	Selector string `json:"selector,omitempty"`
+
+	// Annotations the objects must carry, with exactly these values (for
+	// EndpointSlices: the slice's own annotations). Default: no filter.
+	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// Port is the endpoint port to dial: a port name or a number. Required.
 	Port string `json:"port,omitempty"`
 
-	// Scheme is http or https (default http). Informational: TLS to the
-	// upstreams is configured on reverse_proxy's transport.
+	// Scheme is http or https (default http). Used by the active probe;
+	// TLS of the proxied traffic is configured on reverse_proxy's transport.
 	Scheme string `json:"scheme,omitempty"`
 
-	// Kind is the resource the endpoints come from. Only "endpointslices"
-	// (the default) is supported so far.
+	// Kind is the resource the endpoints come from: "endpointslices" (the
+	// default), "pods" or "services".
 	Kind string `json:"kind,omitempty"`
+
+	// HealthURI enables an active probe run by the shared watcher (Caddy's
+	// own active health checks do not run for dynamic upstreams): every
+	// discovered address is sent GET scheme://address+HealthURI, and only
+	// those answering 2xx are handed out. A newly discovered address counts
+	// as healthy until its first probe fails (it is probed at once).
+	HealthURI string `json:"health_uri,omitempty"`
+
+	// HealthInterval is the time between probe rounds. Default 10s.
+	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
+
+	// HealthTimeout bounds one probe. Default 2s.
+	HealthTimeout caddy.Duration `json:"health_timeout,omitempty"`
 
 	logger  *zap.Logger
 	key     string
@@ -98,8 +122,30 @@ func (k *KubernetesUpstreams) Provision(ctx caddy.Context) error {
 	if k.Kind == "" {
 		k.Kind = KindEndpointSlices
 	}
-	if k.Kind != KindEndpointSlices {
-		return fmt.Errorf("kubernetes upstreams: kind %q is not supported (only %q)", k.Kind, KindEndpointSlices)
+	if !validKind(k.Kind) {
+		return fmt.Errorf("kubernetes upstreams: kind %q: want %s, %s or %s", k.Kind, KindEndpointSlices, KindPods, KindServices)
+	}
+	for key := range k.Annotations {
+		if key == "" {
+			return fmt.Errorf("kubernetes upstreams: empty annotation key")
+		}
+	}
+	var health *healthSpec
+	if k.HealthURI != "" {
+		if err := checkHealthURI(k.HealthURI); err != nil {
+			return fmt.Errorf("kubernetes upstreams: %w", err)
+		}
+		if k.HealthInterval < 0 || k.HealthTimeout < 0 {
+			return fmt.Errorf("kubernetes upstreams: negative health_interval or health_timeout")
+		}
+		health = &healthSpec{scheme: k.Scheme, uri: k.HealthURI,
+			interval: cmp.Or(time.Duration(k.HealthInterval), defaultHealthInterval),
+			timeout:  cmp.Or(time.Duration(k.HealthTimeout), defaultHealthTimeout)}
+		if health.scheme == "" {
+			health.scheme = "http"
+		}
+	} else if k.HealthInterval != 0 || k.HealthTimeout != 0 {
+		return fmt.Errorf("kubernetes upstreams: health_interval and health_timeout need health_uri")
 	}
 	switch k.Scheme {
 	case "", "http", "https":
@@ -122,21 +168,20 @@ func (k *KubernetesUpstreams) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes upstreams: selector %q: %w", k.Selector, err)
 	}
-	var cfg *rest.Config
-	if k.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
+	cfg, err := kubeclient.Config(k.Kubeconfig, "prom-tenant-discovery")
 	if err != nil {
-		return fmt.Errorf("kubernetes upstreams: %w", err)
+		return fmt.Errorf("upstreams: %w", err)
 	}
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "prom-tenant"
 	namespaces := slices.Compact(slices.Sorted(slices.Values(k.Namespaces)))
-	k.key = strings.Join([]string{k.Kubeconfig, cfg.Host, k.Kind, strings.Join(namespaces, ","), sel.String(), k.Port}, "|")
+	opts := watchOptions{kind: k.Kind, namespaces: namespaces, selector: sel.String(), port: port,
+		annotations: k.Annotations, health: health}
+	k.key = strings.Join([]string{k.Kubeconfig, cfg.Host, opts.key()}, "|")
 	w, _, err := watchers.LoadOrNew(k.key, func() (caddy.Destructor, error) {
-		return newWatcher(cfg, namespaces, sel.String(), port, k.logger)
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return newWatcher(client, opts, k.logger)
 	})
 	if err != nil {
 		return fmt.Errorf("kubernetes upstreams: %w", err)
@@ -189,7 +234,11 @@ func (k *KubernetesUpstreams) GetUpstreams(*http.Request) ([]*reverseproxy.Upstr
 //	    selector   <label selector>
 //	    port       <name|number>
 //	    scheme     http|https
-//	    kind       endpointslices
+//	    kind       endpointslices|pods|services
+//	    annotation <key>=<value>   (repeatable; several pairs per line allowed)
+//	    health_uri      <path>
+//	    health_interval <duration>  (default 10s)
+//	    health_timeout  <duration>  (default 2s)
 //	}
 func (k *KubernetesUpstreams) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the source's name
@@ -251,9 +300,52 @@ func (k *KubernetesUpstreams) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "kind":
 			err = one(&k.Kind)
-			if err == nil && k.Kind != KindEndpointSlices {
-				return d.Errf("kind %q is not supported (only %s)", k.Kind, KindEndpointSlices)
+			if err == nil && !validKind(k.Kind) {
+				return d.Errf("kind %q: want %s, %s or %s", k.Kind, KindEndpointSlices, KindPods, KindServices)
 			}
+		case "annotation", "annotations":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				key, val, ok := strings.Cut(a, "=")
+				if !ok || key == "" {
+					return d.Errf("annotation %q: want <key>=<value>", a)
+				}
+				if old, dup := k.Annotations[key]; dup && old != val {
+					return d.Errf("annotation %q given twice with different values", key)
+				}
+				if k.Annotations == nil {
+					k.Annotations = map[string]string{}
+				}
+				k.Annotations[key] = val
+			}
+		case "health_uri":
+			err = one(&k.HealthURI)
+			if err == nil {
+				if herr := checkHealthURI(k.HealthURI); herr != nil {
+					return d.Err(herr.Error())
+				}
+			}
+		case "health_interval", "health_timeout":
+			dir := d.Val()
+			var v string
+			if err = one(&v); err != nil {
+				return err
+			}
+			dur, derr := caddy.ParseDuration(v)
+			if derr != nil || dur <= 0 {
+				return d.Errf("%s %q: want a positive duration", dir, v)
+			}
+			field := &k.HealthInterval
+			if dir == "health_timeout" {
+				field = &k.HealthTimeout
+			}
+			if *field != 0 {
+				return d.Errf("%s already specified", dir)
+			}
+			*field = caddy.Duration(dur)
 		default:
 			return d.Errf("unknown subdirective %q", d.Val())
 		}
@@ -267,109 +359,22 @@ func (k *KubernetesUpstreams) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if k.Port == "" {
 		return d.Err("kubernetes upstreams: port is required")
 	}
+	if k.HealthURI == "" && (k.HealthInterval != 0 || k.HealthTimeout != 0) {
+		return d.Err("kubernetes upstreams: health_interval and health_timeout need health_uri")
+	}
 	return nil
 }
 
-// snapshot is the result of one pass over the informers' caches.
-type snapshot struct {
-	addrs []string
-}
-
-// watcher runs the EndpointSlice informers of one connection and filter and
-// keeps the current snapshot.
-type watcher struct {
-	informers []cache.SharedIndexInformer
-	port      portSpec
-	logger    *zap.Logger
-
-	ctx       context.Context
-	cancel    context.CancelFunc
-	startOnce sync.Once
-	kick      chan struct{} // coalesced "something changed"
-
-	snapshot atomic.Pointer[snapshot] // nil until the first full list
-}
-
-func newWatcher(cfg *rest.Config, namespaces []string, selector string, port portSpec, logger *zap.Logger) (*watcher, error) {
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
+// checkHealthURI accepts an absolute path with an optional query.
+func checkHealthURI(uri string) error {
+	if !strings.HasPrefix(uri, "/") {
+		return fmt.Errorf("health_uri %q: want a path starting with /", uri)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{port: port, logger: logger, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
-	for _, ns := range namespaces {
-		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
-			informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
-		inf := f.Discovery().V1().EndpointSlices().Informer()
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { w.changed() },
-			UpdateFunc: func(any, any) { w.changed() },
-			DeleteFunc: func(any) { w.changed() },
-		}); err != nil {
-			cancel()
-			return nil, err
-		}
-		w.informers = append(w.informers, inf)
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || u.Host != "" || strings.HasPrefix(uri, "//") {
+		return fmt.Errorf("health_uri %q: not a path", uri)
 	}
-	return w, nil
-}
-
-// Destruct stops the informers; the pool calls it when no config uses them.
-func (w *watcher) Destruct() error {
-	w.cancel()
 	return nil
-}
-
-// start runs the informers, once; it does not wait for them.
-func (w *watcher) start() {
-	w.startOnce.Do(func() {
-		for _, inf := range w.informers {
-			go inf.Run(w.ctx.Done())
-		}
-		go w.run()
-	})
-}
-
-func (w *watcher) changed() {
-	select {
-	case w.kick <- struct{}{}:
-	default: // a pass is already due; it will see this change too
-	}
-}
-
-// run publishes a snapshot after the first full list and after every change.
-func (w *watcher) run() {
-	for _, inf := range w.informers {
-		if !cache.WaitForCacheSync(w.ctx.Done(), inf.HasSynced) {
-			return
-		}
-	}
-	w.pass()
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-w.kick:
-			w.pass()
-		}
-	}
-}
-
-func (w *watcher) pass() {
-	var all []*discoveryv1.EndpointSlice
-	for _, inf := range w.informers {
-		for _, item := range inf.GetStore().List() {
-			if s, ok := item.(*discoveryv1.EndpointSlice); ok {
-				all = append(all, s)
-			}
-		}
-	}
-	addrs := addresses(all, w.port)
-	old := w.snapshot.Swap(&snapshot{addrs: addrs})
-	if old == nil || !slices.Equal(old.addrs, addrs) {
-		w.logger.Info("kubernetes upstreams changed", zap.Strings("upstreams", addrs))
-	}
 }
 
 // startApp starts the watchers of one config when that config starts, so

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // portSpec is the port to use on each endpoint: a name ("web") or a number
@@ -142,4 +143,140 @@ func compareAddr(a, b string) int {
 	na, _ := strconv.Atoi(pa)
 	nb, _ := strconv.Atoi(pb)
 	return cmp.Compare(na, nb)
+}
+
+// hasAnnotations reports whether obj carries every annotation in want with
+// exactly that value (an empty want matches everything).
+func hasAnnotations(obj metav1.Object, want map[string]string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	have := obj.GetAnnotations()
+	for k, v := range want {
+		got, ok := have[k]
+		if !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// annotated keeps the objects that carry every annotation in want.
+func annotated[T metav1.Object](objs []T, want map[string]string) []T {
+	if len(want) == 0 {
+		return objs
+	}
+	var out []T
+	for _, o := range objs {
+		if hasAnnotations(o, want) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// tcp reports whether a port protocol is TCP (empty means TCP).
+func tcp(p corev1.Protocol) bool { return p == "" || p == corev1.ProtocolTCP }
+
+// canonicalIP returns the canonical form of an IP address, or "" when s is
+// not one.
+func canonicalIP(s string) string {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return ""
+	}
+	return ip.String()
+}
+
+// podReady reports whether a pod may receive traffic: running, its Ready
+// condition true, and not being deleted (a terminating pod keeps Ready true
+// until its containers stop).
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podPort returns the port p selects on a pod: a named TCP container port
+// (of a regular container; init containers do not serve), or the number as
+// given (a pod need not declare the ports it listens on, as with a
+// Service's numeric targetPort).
+func (p portSpec) podPort(pod *corev1.Pod) (int32, bool) {
+	if p.name == "" {
+		return p.number, true
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == p.name && tcp(cp.Protocol) && cp.ContainerPort > 0 {
+				return cp.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// podAddresses computes the dial addresses of the ready, non-terminating
+// pods on port p (the pod's primary IP): de-duplicated and sorted.
+func podAddresses(pods []*corev1.Pod, p portSpec) []string {
+	var out []string
+	for _, pod := range pods {
+		if pod == nil || !podReady(pod) {
+			continue
+		}
+		ip := canonicalIP(pod.Status.PodIP)
+		if ip == "" {
+			continue
+		}
+		port, ok := p.podPort(pod)
+		if !ok {
+			continue
+		}
+		out = append(out, net.JoinHostPort(ip, strconv.Itoa(int(port))))
+	}
+	slices.SortFunc(out, compareAddr)
+	return slices.Compact(out)
+}
+
+// servicePort returns the service port p selects: by the port's name or by
+// its number (spec.ports[].port, the port the cluster IP listens on), TCP
+// only.
+func (p portSpec) servicePort(s *corev1.Service) (int32, bool) {
+	for _, sp := range s.Spec.Ports {
+		if !tcp(sp.Protocol) || sp.Port <= 0 {
+			continue
+		}
+		if p.name != "" && sp.Name == p.name || p.name == "" && sp.Port == p.number {
+			return sp.Port, true
+		}
+	}
+	return 0, false
+}
+
+// serviceAddresses computes the dial addresses (cluster IP and port) of the
+// services: headless services (clusterIP None), ExternalName services and
+// services being deleted are skipped. De-duplicated and sorted.
+func serviceAddresses(svcs []*corev1.Service, p portSpec) []string {
+	var out []string
+	for _, s := range svcs {
+		if s == nil || s.DeletionTimestamp != nil || s.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		ip := canonicalIP(s.Spec.ClusterIP) // "None" (headless) and "" do not parse
+		if ip == "" {
+			continue
+		}
+		port, ok := p.servicePort(s)
+		if !ok {
+			continue
+		}
+		out = append(out, net.JoinHostPort(ip, strconv.Itoa(int(port))))
+	}
+	slices.SortFunc(out, compareAddr)
+	return slices.Compact(out)
 }

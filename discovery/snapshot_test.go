@@ -144,8 +144,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "namespace without arg", input: "kubernetes {\n namespace\n port web\n}", err: "wrong argument count"},
 		{name: "bad selector", input: "kubernetes {\n namespace a\n selector a=(b\n port web\n}", err: "selector"},
 		{name: "bad scheme", input: "kubernetes {\n namespace a\n port web\n scheme ftp\n}", err: "want http or https"},
-		{name: "pods not yet", input: "kubernetes {\n namespace a\n port web\n kind pods\n}", err: "not supported"},
-		{name: "unknown", input: "kubernetes {\n namespace a\n port web\n health_uri /-/ready\n}", err: "unknown subdirective"},
+		{name: "bad kind", input: "kubernetes {\n namespace a\n port web\n kind nodes\n}", err: "want endpointslices, pods or services"},
+		{name: "unknown", input: "kubernetes {\n namespace a\n port web\n health_path /-/ready\n}", err: "unknown subdirective"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +192,7 @@ func TestProvisionValidatesAndShares(t *testing.T) {
 	for _, bad := range []KubernetesUpstreams{
 		{Kubeconfig: kc, Port: "web"},
 		{Kubeconfig: kc, Namespaces: []string{"a"}},
-		{Kubeconfig: kc, Namespaces: []string{"a"}, Port: "web", Kind: "pods"},
+		{Kubeconfig: kc, Namespaces: []string{"a"}, Port: "web", Kind: "nodes"},
 		{Kubeconfig: kc, Namespaces: []string{"a"}, Port: "web", Scheme: "ftp"},
 		{Kubeconfig: kc, Namespaces: []string{"a"}, Port: "web", Selector: "a=(b"},
 		{Kubeconfig: filepath.Join(t.TempDir(), "missing"), Namespaces: []string{"a"}, Port: "web"},
