@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
@@ -112,6 +113,17 @@ type kubeWatcher struct {
 	mu          sync.Mutex
 	subscribers map[*KubernetesSource]struct{}
 	synced      bool
+	decoded     map[types.UID]watchedObject // by UID, reused while the resourceVersion is the same
+
+	// statuses carries the latest desired Ready conditions to the status
+	// writer, so that publishing never waits on (rate-limited) writes.
+	statuses chan []desiredStatus
+}
+
+// desiredStatus is the Ready condition an object should carry.
+type desiredStatus struct {
+	u    *unstructured.Unstructured
+	cond metav1.Condition
 }
 
 func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (*kubeWatcher, error) {
@@ -121,7 +133,8 @@ func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &kubeWatcher{client: client, logger: logger, ctx: ctx, cancel: cancel,
-		kick: make(chan struct{}, 1), subscribers: map[*KubernetesSource]struct{}{}}
+		kick: make(chan struct{}, 1), subscribers: map[*KubernetesSource]struct{}{},
+		decoded: map[types.UID]watchedObject{}, statuses: make(chan []desiredStatus, 1)}
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -164,6 +177,7 @@ func (w *kubeWatcher) subscribe(k *KubernetesSource) {
 			go inf.Run(w.ctx.Done())
 		}
 		go w.run()
+		go w.writeStatuses()
 	})
 	if synced {
 		// A config reload: hand the current objects over now, before the
@@ -209,25 +223,37 @@ type watchedObject struct {
 }
 
 // collect reads every object from the informers' caches and returns them,
-// with the valid ones ready to publish.
+// with the valid ones ready to publish. An object whose resourceVersion did
+// not change is not decoded again: the same *MetricAccess lets the tenantSet
+// skip recompiling its namespace.
 func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := make(map[types.UID]watchedObject, len(w.decoded))
 	for _, inf := range w.informers {
 		for _, item := range inf.GetStore().List() {
 			u, ok := item.(*unstructured.Unstructured)
 			if !ok {
 				continue
 			}
-			var m MetricAccess
-			err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &m)
-			if err == nil {
-				err = m.Validate()
+			o, ok := w.decoded[u.GetUID()]
+			if !ok || o.u.GetResourceVersion() != u.GetResourceVersion() {
+				var m MetricAccess
+				err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &m)
+				if err == nil {
+					err = m.Validate()
+				}
+				o = watchedObject{u, &m, err}
 			}
-			all = append(all, watchedObject{u, &m, err})
-			if err == nil {
-				valid = append(valid, sourcedObject{obj: &m, ref: ObjectRef{Name: m.Name, Source: sourceKubernetes}})
+			o.u = u
+			seen[u.GetUID()] = o
+			all = append(all, o)
+			if o.err == nil {
+				valid = append(valid, sourcedObject{obj: o.obj, ref: ObjectRef{Name: o.obj.Name, Source: sourceKubernetes}})
 			}
 		}
 	}
+	w.decoded = seen
 	return all, valid
 }
 
@@ -248,6 +274,7 @@ func (w *kubeWatcher) pass() {
 	if len(subs) == 0 {
 		return // nothing in force to report on
 	}
+	desired := make([]desiredStatus, 0, len(entries))
 	for _, e := range entries {
 		cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
 			Message: "in force: part of the tenant's policy", ObservedGeneration: e.u.GetGeneration()}
@@ -259,7 +286,39 @@ func (w *kubeWatcher) pass() {
 		case nsErrs[e.obj.Namespace] != nil:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, nsErrs[e.obj.Namespace].Error()
 		}
-		w.setCondition(e.u, cond)
+		desired = append(desired, desiredStatus{e.u, cond})
+	}
+	// Hand the latest desired state to the writer, replacing one it has not
+	// taken yet: it is superseded.
+	select {
+	case <-w.statuses:
+	default:
+	}
+	w.statuses <- desired
+}
+
+// writeStatuses writes Ready conditions, always from the latest desired
+// state (a newer one replaces what is left of the older); the client's rate
+// limit paces it without holding up publishing. It only receives, and pass
+// is the only sender, so the hand-over cannot block.
+func (w *kubeWatcher) writeStatuses() {
+	var pending []desiredStatus
+	for {
+		if len(pending) == 0 {
+			select {
+			case <-w.ctx.Done():
+				return
+			case pending = <-w.statuses:
+			}
+			continue
+		}
+		select {
+		case pending = <-w.statuses:
+			continue
+		default:
+		}
+		w.setCondition(pending[0].u, pending[0].cond)
+		pending = pending[1:]
 	}
 }
 

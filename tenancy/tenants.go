@@ -23,12 +23,22 @@ type tenantSet struct {
 	registry *Registry
 	logger   *zap.Logger
 
-	mu      sync.Mutex                 // serializes publish
-	sources map[string][]sourcedObject // by source name
+	mu       sync.Mutex                 // serializes publish
+	sources  map[string][]sourcedObject // by source name
+	compiled map[string]compiledNS      // by namespace, from the last publish
+}
+
+// compiledNS is a namespace's compilation, reused while its objects are the
+// same (the same decoded objects: sources keep them while unchanged), so a
+// change recompiles only its own namespace.
+type compiledNS struct {
+	objs   []*MetricAccess
+	tenant *Tenant
+	err    error
 }
 
 func newTenantSet(reg *Registry, logger *zap.Logger) *tenantSet {
-	return &tenantSet{registry: reg, logger: logger, sources: map[string][]sourcedObject{}}
+	return &tenantSet{registry: reg, logger: logger, sources: map[string][]sourcedObject{}, compiled: map[string]compiledNS{}}
 }
 
 // publish replaces one source's objects and rebuilds the registry. It returns,
@@ -60,21 +70,42 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) (nsErrs map[str
 		}
 	}
 	tenants := make(map[string]*Tenant, len(byNS))
+	compiled := make(map[string]compiledNS, len(byNS))
 	for ns, objs := range byNS {
-		pol, err := CompileNamespace(ns, objs)
-		if err != nil {
-			s.logger.Error("tenant allows nothing; it is not registered", zap.String("namespace", ns), zap.Error(err))
-			nsErrs[ns] = err
-			continue
-		}
 		r := refs[ns]
 		slices.SortFunc(r, func(a, b ObjectRef) int { return strings.Compare(a.Name, b.Name) })
-		tenants[ns] = &Tenant{Namespace: ns, Policy: pol, Objects: r}
+		slices.SortFunc(objs, func(a, b *MetricAccess) int { return strings.Compare(a.Name, b.Name) })
+		c, ok := s.compiled[ns]
+		if !ok || !slices.Equal(c.objs, objs) || !slices.Equal(c.tenant.refs(), r) {
+			c = compiledNS{objs: objs}
+			pol, err := CompileNamespace(ns, objs)
+			if err == nil {
+				c.tenant = &Tenant{Namespace: ns, Policy: pol, Objects: r}
+			} else {
+				c.err = err
+				s.logger.Error("tenant allows nothing; it is not registered", zap.String("namespace", ns), zap.Error(err))
+			}
+		}
+		compiled[ns] = c
+		if c.err != nil {
+			nsErrs[ns] = c.err
+			continue
+		}
+		tenants[ns] = c.tenant
 	}
+	s.compiled = compiled
 	s.registry.replace(tenants)
 	return nsErrs, dupErrs
 }
 
 func errDuplicate(key string, dup, first ObjectRef) error {
 	return fmt.Errorf("%s from %s is also defined by %s, which wins", key, dup.Source, first.Source)
+}
+
+// refs returns the tenant's object references; none for a nil tenant.
+func (t *Tenant) refs() []ObjectRef {
+	if t == nil {
+		return nil
+	}
+	return t.Objects
 }
