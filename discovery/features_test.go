@@ -20,6 +20,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubewatch"
 )
 
 // ---- annotation filter ----
@@ -272,11 +274,10 @@ func TestProber(t *testing.T) {
 
 // probeWatcher is a watcher without informers, driven by hand.
 func probeWatcher(uri string) *watcher {
-	ctx, cancel := context.WithCancel(context.Background())
 	return &watcher{
 		opts:   watchOptions{health: &healthSpec{scheme: "http", uri: uri, interval: time.Hour, timeout: 300 * time.Millisecond}},
 		prober: newProber("http", uri, 300*time.Millisecond), logger: zap.NewNop(),
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), probeKick: make(chan struct{}, 1),
+		loop: kubewatch.New(), probeKick: make(chan struct{}, 1),
 	}
 }
 
@@ -303,7 +304,7 @@ func TestWatcherProbeRound(t *testing.T) {
 	slices.SortFunc(addrs, compareAddr)
 
 	w := probeWatcher("/-/ready")
-	defer w.cancel()
+	defer w.loop.Stop()
 
 	// Newly discovered: healthy until probed, and a probe is requested at once.
 	w.setDiscovered(addrs)
@@ -315,7 +316,7 @@ func TestWatcherProbeRound(t *testing.T) {
 	default:
 		t.Fatal("new addresses did not request a probe")
 	}
-	w.probeRound(w.ctx)
+	w.probeRound(w.loop.Context())
 	if got := snap(w); !slices.Equal(got, []string{g}) {
 		t.Fatalf("after a failed probe: %v", got)
 	}
@@ -331,13 +332,13 @@ func TestWatcherProbeRound(t *testing.T) {
 	}
 	// Recovery.
 	healthyFlag.Store(true)
-	w.probeRound(w.ctx)
+	w.probeRound(w.loop.Context())
 	if got := snap(w); !slices.Equal(got, addrs) {
 		t.Fatalf("after recovery: %v", got)
 	}
 	// Down again, then gone: the verdict is forgotten; back: healthy until probed.
 	healthyFlag.Store(false)
-	w.probeRound(w.ctx)
+	w.probeRound(w.loop.Context())
 	w.setDiscovered([]string{g})
 	if len(w.down) != 0 {
 		t.Fatalf("down keeps a vanished address: %v", w.down)
@@ -347,8 +348,8 @@ func TestWatcherProbeRound(t *testing.T) {
 		t.Fatalf("re-discovered: %v", got)
 	}
 	// A round cut short by shutdown publishes nothing.
-	w.cancel()
-	w.probeRound(w.ctx)
+	w.loop.Stop()
+	w.probeRound(w.loop.Context())
 	if got := snap(w); !slices.Equal(got, addrs) {
 		t.Fatalf("after a cancelled round: %v", got)
 	}

@@ -257,13 +257,13 @@ func TestProvisionValidatesAndShares(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if w.ctx.Err() != nil {
+	if w.loop.Context().Err() != nil {
 		t.Fatal("watcher stopped while b still uses it")
 	}
 	if err := b.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if w.ctx.Err() == nil {
+	if w.loop.Context().Err() == nil {
 		t.Fatal("watcher still running after its last user cleaned up")
 	}
 	if ups, _ := b.GetUpstreams(nil); len(ups) != 0 {

@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubewatch"
 )
 
 // healthSpec configures the watcher's active probe.
@@ -64,15 +66,11 @@ type snapshot struct {
 // watcher runs the informers of one connection and filter, and the optional
 // prober, and keeps the current snapshot.
 type watcher struct {
-	opts      watchOptions
-	informers []cache.SharedIndexInformer
-	logger    *zap.Logger
-	prober    *prober // nil without health_uri
+	opts   watchOptions
+	loop   *kubewatch.Loop
+	logger *zap.Logger
+	prober *prober // nil without health_uri
 
-	ctx       context.Context
-	cancel    context.CancelFunc
-	startOnce sync.Once
-	kick      chan struct{} // coalesced "something changed"
 	probeKick chan struct{} // coalesced "new addresses: probe now"
 
 	mu         sync.Mutex
@@ -86,9 +84,7 @@ func newWatcher(client kubernetes.Interface, opts watchOptions, logger *zap.Logg
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{opts: opts, logger: logger, ctx: ctx, cancel: cancel,
-		kick: make(chan struct{}, 1), probeKick: make(chan struct{}, 1)}
+	w := &watcher{opts: opts, loop: kubewatch.New(), logger: logger, probeKick: make(chan struct{}, 1)}
 	if opts.health != nil {
 		w.prober = newProber(opts.health.scheme, opts.health.uri, opts.health.timeout)
 	}
@@ -105,15 +101,10 @@ func newWatcher(client kubernetes.Interface, opts watchOptions, logger *zap.Logg
 		default:
 			inf = f.Discovery().V1().EndpointSlices().Informer()
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { w.changed() },
-			UpdateFunc: func(any, any) { w.changed() },
-			DeleteFunc: func(any) { w.changed() },
-		}); err != nil {
-			cancel()
+		if err := w.loop.Add(inf); err != nil {
+			w.loop.Stop()
 			return nil, err
 		}
-		w.informers = append(w.informers, inf)
 	}
 	return w, nil
 }
@@ -121,47 +112,20 @@ func newWatcher(client kubernetes.Interface, opts watchOptions, logger *zap.Logg
 // Destruct stops the informers and the prober; the pool calls it when no
 // config uses them.
 func (w *watcher) Destruct() error {
-	w.cancel()
+	w.loop.Stop()
 	return nil
 }
 
-// start runs the informers, once; it does not wait for them.
+// start runs the informers, once; it does not wait for them. It publishes a
+// snapshot after the first full list and after every change; with a probe,
+// it starts the prober after the first list.
 func (w *watcher) start() {
-	w.startOnce.Do(func() {
-		for _, inf := range w.informers {
-			go inf.Run(w.ctx.Done())
+	w.loop.Start(func(first bool) {
+		w.pass()
+		if first && w.prober != nil {
+			go w.probeLoop()
 		}
-		go w.run()
 	})
-}
-
-func (w *watcher) changed() {
-	select {
-	case w.kick <- struct{}{}:
-	default: // a pass is already due; it will see this change too
-	}
-}
-
-// run publishes a snapshot after the first full list and after every
-// change; with a probe, it starts the prober after the first list.
-func (w *watcher) run() {
-	for _, inf := range w.informers {
-		if !cache.WaitForCacheSync(w.ctx.Done(), inf.HasSynced) {
-			return
-		}
-	}
-	w.pass()
-	if w.prober != nil {
-		go w.probeLoop()
-	}
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-w.kick:
-			w.pass()
-		}
-	}
 }
 
 // listed returns the informers' objects of type T.
@@ -181,11 +145,11 @@ func listed[T any](infs []cache.SharedIndexInformer) []T {
 func (w *watcher) compute() []string {
 	switch w.opts.kind {
 	case KindPods:
-		return podAddresses(annotated(listed[*corev1.Pod](w.informers), w.opts.annotations), w.opts.port)
+		return podAddresses(annotated(listed[*corev1.Pod](w.loop.Informers()), w.opts.annotations), w.opts.port)
 	case KindServices:
-		return serviceAddresses(annotated(listed[*corev1.Service](w.informers), w.opts.annotations), w.opts.port)
+		return serviceAddresses(annotated(listed[*corev1.Service](w.loop.Informers()), w.opts.annotations), w.opts.port)
 	default:
-		return addresses(annotated(listed[*discoveryv1.EndpointSlice](w.informers), w.opts.annotations), w.opts.port)
+		return addresses(annotated(listed[*discoveryv1.EndpointSlice](w.loop.Informers()), w.opts.annotations), w.opts.port)
 	}
 }
 
@@ -242,12 +206,12 @@ func (w *watcher) probeLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-w.ctx.Done():
+		case <-w.loop.Context().Done():
 			return
 		case <-t.C:
 		case <-w.probeKick:
 		}
-		w.probeRound(w.ctx)
+		w.probeRound(w.loop.Context())
 	}
 }
 

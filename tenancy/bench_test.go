@@ -12,6 +12,8 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubewatch"
 )
 
 // Scale of the benchmarks: issue 4 item 7 asks for 10,000 MetricAccess objects.
@@ -182,7 +184,11 @@ func BenchmarkPublishOneChange(b *testing.B) {
 		ts := newTenantSet(&Registry{}, zap.NewNop())
 		// client is nil: a status write would panic, so the benchmark also
 		// proves the pass writes nothing for objects whose condition holds.
-		w := &kubeWatcher{informers: []cache.SharedIndexInformer{inf}, logger: zap.NewNop(),
+		loop := kubewatch.New()
+		if err := loop.Add(inf); err != nil {
+			b.Fatal(err)
+		}
+		w := &kubeWatcher{loop: loop, logger: zap.NewNop(),
 			subscribers: map[*KubernetesSource]struct{}{{tenants: ts}: {}},
 			decoded:     map[types.UID]watchedObject{}, statuses: make(chan []desiredStatus, 1)}
 		w.pass()

@@ -1,7 +1,6 @@
 package tenancy
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,9 +17,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubewatch"
 )
 
 // sourceKubernetes names the Kubernetes source among the sources of a tenantSet.
@@ -101,14 +100,9 @@ func (k *KubernetesSource) cleanup() error {
 // kubeWatcher runs the informers of one connection and namespace set and
 // feeds every subscribed source.
 type kubeWatcher struct {
-	client    dynamic.Interface
-	informers []cache.SharedIndexInformer
-	logger    *zap.Logger
-
-	startOnce sync.Once
-	ctx       context.Context
-	cancel    context.CancelFunc
-	kick      chan struct{} // coalesced "something changed"
+	client dynamic.Interface
+	loop   *kubewatch.Loop
+	logger *zap.Logger
 
 	mu          sync.Mutex
 	subscribers map[*KubernetesSource]struct{}
@@ -131,40 +125,25 @@ func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &kubeWatcher{client: client, logger: logger, ctx: ctx, cancel: cancel,
-		kick: make(chan struct{}, 1), subscribers: map[*KubernetesSource]struct{}{},
+	w := &kubeWatcher{client: client, loop: kubewatch.New(), logger: logger, subscribers: map[*KubernetesSource]struct{}{},
 		decoded: map[types.UID]watchedObject{}, statuses: make(chan []desiredStatus, 1)}
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
-		inf := f.ForResource(metricAccessResource).Informer()
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { w.changed() },
-			UpdateFunc: func(any, any) { w.changed() },
-			DeleteFunc: func(any) { w.changed() },
-		}); err != nil {
-			cancel()
+		if err := w.loop.Add(f.ForResource(metricAccessResource).Informer()); err != nil {
+			w.loop.Stop()
 			return nil, err
 		}
-		w.informers = append(w.informers, inf)
 	}
 	return w, nil
 }
 
 // Destruct stops the informers; the pool calls it when no config uses them.
 func (w *kubeWatcher) Destruct() error {
-	w.cancel()
+	w.loop.Stop()
 	return nil
-}
-
-func (w *kubeWatcher) changed() {
-	select {
-	case w.kick <- struct{}{}:
-	default: // a pass is already due; it will see this change too
-	}
 }
 
 func (w *kubeWatcher) subscribe(k *KubernetesSource) {
@@ -172,12 +151,14 @@ func (w *kubeWatcher) subscribe(k *KubernetesSource) {
 	w.subscribers[k] = struct{}{}
 	synced := w.synced
 	w.mu.Unlock()
-	w.startOnce.Do(func() {
-		for _, inf := range w.informers {
-			go inf.Run(w.ctx.Done())
+	w.loop.Start(func(first bool) {
+		if first {
+			w.mu.Lock()
+			w.synced = true
+			w.mu.Unlock()
+			go w.writeStatuses()
 		}
-		go w.run()
-		go w.writeStatuses()
+		w.pass()
 	})
 	if synced {
 		// A config reload: hand the current objects over now, before the
@@ -191,28 +172,6 @@ func (w *kubeWatcher) unsubscribe(k *KubernetesSource) {
 	w.mu.Lock()
 	delete(w.subscribers, k)
 	w.mu.Unlock()
-}
-
-// run publishes the objects after the first full list and after every
-// change, one pass at a time, and writes their status.
-func (w *kubeWatcher) run() {
-	for _, inf := range w.informers {
-		if !cache.WaitForCacheSync(w.ctx.Done(), inf.HasSynced) {
-			return
-		}
-	}
-	w.mu.Lock()
-	w.synced = true
-	w.mu.Unlock()
-	w.changed()
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-w.kick:
-			w.pass()
-		}
-	}
 }
 
 // watchedObject is an object from the informers' caches, decoded and validated.
@@ -230,7 +189,7 @@ func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := make(map[types.UID]watchedObject, len(w.decoded))
-	for _, inf := range w.informers {
+	for _, inf := range w.loop.Informers() {
 		for _, item := range inf.GetStore().List() {
 			u, ok := item.(*unstructured.Unstructured)
 			if !ok {
@@ -306,7 +265,7 @@ func (w *kubeWatcher) writeStatuses() {
 	for {
 		if len(pending) == 0 {
 			select {
-			case <-w.ctx.Done():
+			case <-w.loop.Context().Done():
 				return
 			case pending = <-w.statuses:
 			}
@@ -343,7 +302,7 @@ func (w *kubeWatcher) setCondition(u *unstructured.Unstructured, cond metav1.Con
 	obj := u.DeepCopy()
 	obj.Object["status"] = raw
 	_, err = w.client.Resource(metricAccessResource).Namespace(u.GetNamespace()).
-		UpdateStatus(w.ctx, obj, metav1.UpdateOptions{FieldManager: "prom-tenant"})
+		UpdateStatus(w.loop.Context(), obj, metav1.UpdateOptions{FieldManager: "prom-tenant"})
 	if err != nil {
 		// A conflict means the object changed: its update event brings
 		// another pass. Anything else is logged; the next change retries.
