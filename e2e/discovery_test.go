@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -58,46 +59,16 @@ func TestUpstreamsFollowEndpointSlices(t *testing.T) {
 		}
 	}
 
-	port, admin := testenv.FreePort(t), testenv.FreePort(t)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		directory %s
-	}
-}
-
-http://127.0.0.1:%d {
-	prom_tenant
-	reverse_proxy {
-		dynamic kubernetes {
-			kubeconfig %s
-			namespace %s
-			selector %s=prometheus
-			port web
-		}
-	}
-}
-`, admin, tenantsDir, port, api.Kubeconfig, ns, discoveryv1.LabelServiceName))
-	// upstreams returns the upstream sets the watcher has logged, in order.
-	upstreams := func() []string {
-		b, _ := os.ReadFile(c.LogPath)
-		var sets []string
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "kubernetes upstreams changed") {
-				i := strings.Index(line, `"upstreams":`)
-				sets = append(sets, line[i+len(`"upstreams":`):strings.LastIndex(line, "}")])
-			}
-		}
-		return sets
-	}
+	c, port := startDiscoveryProxy(t, api, ns)
+	// last renders the upstream set the watcher logged last.
 	last := func() string {
-		sets := upstreams()
-		if len(sets) == 0 {
+		ch := upstreamChanges(c.LogPath)
+		if len(ch) == 0 {
 			return "<none>"
 		}
-		return sets[len(sets)-1]
+		return fmt.Sprintf("%q", ch[len(ch)-1].Upstreams)
 	}
-	eventually(t, "the informer lists the slices before any request", 10*time.Second, func() bool { return len(upstreams()) > 0 })
+	eventually(t, "the informer lists the slices before any request", 10*time.Second, func() bool { return len(upstreamChanges(c.LogPath)) > 0 })
 	if got := last(); got != "[]" {
 		t.Fatalf("upstreams with the only endpoint not ready: %s, want [] (the decoy service must not be selected)", got)
 	}
@@ -127,4 +98,55 @@ http://127.0.0.1:%d {
 	if status != 503 || env.ErrorType != "unavailable" {
 		t.Errorf("not ready again: %d %+v", status, env)
 	}
+}
+
+// startDiscoveryProxy runs bin/caddy with prom_tenant (tenants from
+// examples/tenants) in front of upstreams discovered from the EndpointSlices
+// of service "prometheus" in ns. It returns Caddy and the site's port.
+func startDiscoveryProxy(t *testing.T, api *testenv.KubeAPIServer, ns string) (*testenv.Caddy, int) {
+	t.Helper()
+	port, admin := testenv.FreePort(t), testenv.FreePort(t)
+	c := testenv.StartCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		directory %s
+	}
+}
+
+http://127.0.0.1:%d {
+	prom_tenant
+	reverse_proxy {
+		dynamic kubernetes {
+			kubeconfig %s
+			namespace %s
+			selector %s=prometheus
+			port web
+		}
+	}
+}
+`, admin, tenantsDir, port, api.Kubeconfig, ns, discoveryv1.LabelServiceName))
+	return c, port
+}
+
+// upstreamChange is one "kubernetes upstreams changed" line of Caddy's log:
+// the upstream set and when Caddy logged it.
+type upstreamChange struct {
+	Upstreams []string `json:"upstreams"`
+	TS        float64  `json:"ts"`
+}
+
+// upstreamChanges returns the watcher's upstream changes logged so far, in order.
+func upstreamChanges(logPath string) []upstreamChange {
+	b, _ := os.ReadFile(logPath)
+	var out []upstreamChange
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "kubernetes upstreams changed") {
+			continue
+		}
+		var ch upstreamChange
+		if json.Unmarshal([]byte(line), &ch) == nil {
+			out = append(out, ch)
+		}
+	}
+	return out
 }

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -109,36 +106,33 @@ func TestMeasureChangeLatency(t *testing.T) {
 
 		// Update: the policy flips between up and http_requests_total. A
 		// merge patch of spec, so the watcher's status writes never conflict.
+		// flip makes update i and returns what the proxy should then answer.
+		flip := func(i int) string {
+			metric, want := "http_requests_total", "none"
+			if i%2 == 1 {
+				metric, want = "up", "up"
+			}
+			patch := fmt.Sprintf(`{"spec":{"metrics":[%q]}}`, metric)
+			if _, err := res.Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return want
+		}
 		e.apply(t, manifest("up"))
 		eventually(t, "the tenant is back", 10*time.Second, func() bool { return answer() == "up" })
 		for i := range latencySamples {
-			metric, want := "http_requests_total", "none"
-			if i%2 == 1 {
-				metric, want = "up", "up"
-			}
-			patch := fmt.Sprintf(`{"spec":{"metrics":[%q]}}`, metric)
-			if _, err := res.Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			want := flip(i)
 			updated = append(updated, waitSeen(t, fmt.Sprintf("update %d", i), func() bool { return answer() == want }))
 		}
 
-		// The same updates 300ms apart. Each pass publishes first and then
-		// writes the changed object's status through client-go's default
-		// client-side rate limit (5 requests/s, burst 10); back to back, the
-		// next change waits for the previous pass's throttled write. 300ms
-		// apart, the limiter has a token ready, so this is a lone change.
+		// The same updates 300ms apart, for comparison. Status writes are
+		// paced by client-go's rate limit (5 requests/s, burst 10) but run
+		// apart from publishing, so back-to-back changes should not wait on
+		// them; these two series show whether they do.
 		var spaced []time.Duration
 		for i := range latencySamples {
 			time.Sleep(300 * time.Millisecond)
-			metric, want := "http_requests_total", "none"
-			if i%2 == 1 {
-				metric, want = "up", "up"
-			}
-			patch := fmt.Sprintf(`{"spec":{"metrics":[%q]}}`, metric)
-			if _, err := res.Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			want := flip(i)
 			spaced = append(spaced, waitSeen(t, fmt.Sprintf("spaced update %d", i), func() bool { return answer() == want }))
 		}
 		t.Logf("MetricAccess create -> proxy answers 200: %s", summary(created))
@@ -161,47 +155,8 @@ func TestMeasureChangeLatency(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = slices.Delete(t.Context(), s.Name, metav1.DeleteOptions{}) })
 
-		port, admin := testenv.FreePort(t), testenv.FreePort(t)
-		c := testenv.StartCaddy(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		directory %s
-	}
-}
-
-http://127.0.0.1:%d {
-	prom_tenant
-	reverse_proxy {
-		dynamic kubernetes {
-			kubeconfig %s
-			namespace %s
-			selector %s=prometheus
-			port web
-		}
-	}
-}
-`, admin, tenantsDir, port, api.Kubeconfig, ns, discoveryv1.LabelServiceName))
-
-		// changes returns the watcher's "kubernetes upstreams changed" lines
-		// in order: the upstream set and the time Caddy logged it.
-		type change struct {
-			Upstreams []string `json:"upstreams"`
-			TS        float64  `json:"ts"`
-		}
-		changes := func() []change {
-			b, _ := os.ReadFile(c.LogPath)
-			var out []change
-			for _, line := range strings.Split(string(b), "\n") {
-				if !strings.Contains(line, "kubernetes upstreams changed") {
-					continue
-				}
-				var ch change
-				if json.Unmarshal([]byte(line), &ch) == nil {
-					out = append(out, ch)
-				}
-			}
-			return out
-		}
+		c, _ := startDiscoveryProxy(t, api, ns)
+		changes := func() []upstreamChange { return upstreamChanges(c.LogPath) }
 		eventually(t, "the watcher lists the slice", 10*time.Second, func() bool {
 			ch := changes()
 			return len(ch) > 0 && len(ch[len(ch)-1].Upstreams) == 0
@@ -220,7 +175,7 @@ http://127.0.0.1:%d {
 				t.Fatal(err)
 			}
 			returned := time.Now()
-			var last change
+			var last upstreamChange
 			seen = append(seen, waitSeen(t, fmt.Sprintf("readiness change %d", i), func() bool {
 				ch := changes()
 				if len(ch) <= n {
