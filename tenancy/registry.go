@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
@@ -19,6 +20,9 @@ type Tenant struct {
 	// Objects are the MetricAccess objects Policy was compiled from, sorted
 	// by name.
 	Objects []ObjectRef
+	// RemoteWrites are the objects' enabled copies to targets, sorted by
+	// object name.
+	RemoteWrites []*RemoteWrite
 }
 
 // ObjectRef names one MetricAccess and where it came from.
@@ -34,6 +38,24 @@ type ObjectRef struct {
 // value is an empty registry, ready to use.
 type Registry struct {
 	tenants atomic.Pointer[map[string]*Tenant]
+
+	mu      sync.Mutex    // guards changed
+	changed chan struct{} // closed by the next replace; nil until asked for
+}
+
+// Changed returns a channel that is closed when the registry next changes.
+// Take it before reading the registry, so that no change is missed:
+//
+//	ch := r.Changed()
+//	use(r.Tenants())
+//	<-ch
+func (r *Registry) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
 }
 
 // Lookup returns the tenant of namespace, if the namespace has at least one
@@ -67,4 +89,10 @@ func (r *Registry) Tenants() []*Tenant {
 // replace publishes tenants, which the caller must not modify afterwards.
 func (r *Registry) replace(tenants map[string]*Tenant) {
 	r.tenants.Store(&tenants)
+	r.mu.Lock()
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+	r.mu.Unlock()
 }

@@ -80,7 +80,7 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) (nsErrs map[str
 			c = compiledNS{objs: objs}
 			pol, err := CompileNamespace(ns, objs)
 			if err == nil {
-				c.tenant = &Tenant{Namespace: ns, Policy: pol, Objects: r}
+				c.tenant = &Tenant{Namespace: ns, Policy: pol, Objects: r, RemoteWrites: remoteWrites(objs, r)}
 			} else {
 				c.err = err
 				s.logger.Error("tenant allows nothing; it is not registered", zap.String("namespace", ns), zap.Error(err))

@@ -3,6 +3,7 @@ package tenancy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -106,6 +107,15 @@ func (v *validator) remoteWrite(f string, rw *RemoteWriteSpec) {
 		v.errorf(f+".interval", "must be at least %s, got %s", MinRemoteWriteInterval, rw.Interval.Duration)
 	}
 	v.labelNames(f+".extraLabels", rw.ExtraLabels)
+	for _, k := range slices.Sorted(maps.Keys(rw.ExtraLabels)) {
+		switch {
+		case strings.HasPrefix(k, "__"):
+			// __name__ would rename series; other __ labels are Prometheus's own.
+			v.errorf(f+".extraLabels", "label %q is reserved: names starting with __ cannot be added", k)
+		case rw.ExtraLabels[k] == "":
+			v.errorf(f+".extraLabels["+k+"]", "empty value: an empty label is no label in Prometheus")
+		}
+	}
 
 	var set []string
 	if rw.Prometheus != nil {
