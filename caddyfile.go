@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/prom-tenant/caddy-prom-tenant/remotewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -16,6 +17,7 @@ func init() {
 	// `order` line.
 	httpcaddyfile.RegisterDirectiveOrder("prom_tenant", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterGlobalOption("prom_tenancy", parseTenancyOption)
+	httpcaddyfile.RegisterGlobalOption("prom_remote_write", parseRemoteWriteOption)
 }
 
 // Interface guard.
@@ -86,4 +88,16 @@ func parseTenancyOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, err
 	}
 	return httpcaddyfile.App{Name: tenancy.AppID, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseRemoteWriteOption parses the prom_remote_write global option into the app.
+func parseRemoteWriteOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("prom_remote_write is already set: give it once")
+	}
+	app := new(remotewrite.App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: remotewrite.AppID, Value: caddyconfig.JSON(app, nil)}, nil
 }

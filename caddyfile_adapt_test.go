@@ -73,6 +73,11 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		{"no inline arguments", ":80 {\n\tprom_tenant team-a\n}", "wrong argument count"},
 		{"bad body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body lots\n\t}\n}", `parsing max_request_body "lots"`},
 		{"zero body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body 0\n\t}\n}", "must be between"},
+		{"remote write unknown", "{\n\tprom_remote_write http://p {\n\t\tbogus\n\t}\n}", `unrecognized prom_remote_write subdirective "bogus"`},
+		{"remote write twice", "{\n\tprom_remote_write http://p\n\tprom_remote_write http://q\n}", "prom_remote_write is already set"},
+		{"remote write bad shard", "{\n\tprom_remote_write http://p {\n\t\tshard 3 3\n\t}\n}", "want 0 <= index < count"},
+		{"remote write zero interval", "{\n\tprom_remote_write http://p {\n\t\tinterval 0s\n\t}\n}", "interval must be positive"},
+		{"remote write bad batch", "{\n\tprom_remote_write http://p {\n\t\tbatch_size -1\n\t}\n}", "batch_size must be a positive integer"},
 		{"tenancy twice", "{\n\tprom_tenancy {\n\t\tdirectory a\n\t}\n\tprom_tenancy {\n\t\tdirectory b\n\t}\n}\n:80 {\n\tprom_tenant\n}", "prom_tenancy is already set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

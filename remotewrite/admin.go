@@ -1,0 +1,59 @@
+package remotewrite
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves the state of every running copier on Caddy's admin
+// endpoint: metadata and counters, never series data.
+//
+//	curl localhost:2019/prom_remote_write/status
+//	curl 'localhost:2019/prom_remote_write/status?namespace=team-a'
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.prom_remote_write",
+		New: func() caddy.Module { return adminAPI{} },
+	}
+}
+
+// Routes returns the admin routes.
+func (a adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/prom_remote_write/status", Handler: caddy.AdminHandlerFunc(a.status)}}
+}
+
+func (adminAPI) status(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
+	}
+	ns := r.URL.Query().Get("namespace")
+	out := []Status{}
+	copiers.Range(func(_, v any) bool {
+		if s := v.(*copier).Status(); ns == "" || s.Namespace == ns {
+			out = append(out, s)
+		}
+		return true
+	})
+	// During a reload two copiers of one object may run for a moment (old
+	// and new settings); both are listed.
+	slices.SortFunc(out, func(a, b Status) int {
+		return strings.Compare(a.Namespace+"/"+a.Object+" "+a.Interval, b.Namespace+"/"+b.Object+" "+b.Interval)
+	})
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+// Interface guard.
+var _ caddy.AdminRouter = adminAPI{}

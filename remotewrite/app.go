@@ -1,0 +1,474 @@
+package remotewrite
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// AppID is the Caddy module ID of the remote-write app.
+const AppID = "prom_remote_write"
+
+// Defaults of the app's settings.
+const (
+	DefaultInterval          = 30 * time.Second
+	DefaultReadDelay         = 30 * time.Second
+	DefaultInitialLookback   = 5 * time.Minute
+	DefaultMaxWindow         = 5 * time.Minute
+	DefaultBatchSize         = 2000
+	DefaultMaxInFlight       = 4
+	DefaultMaxPendingSamples = 500_000
+	DefaultTimeout           = 30 * time.Second
+	DefaultRetries           = 3
+	DefaultServiceAddress    = "{service}.{namespace}.svc:{port}"
+)
+
+// userAgent identifies the copier to sources and targets.
+const userAgent = "prom-tenant-remote-write"
+
+// copiers holds the running copiers, one per MetricAccess and settings. A
+// config reload keeps a copier whose object and settings are unchanged: the
+// new config takes it before the old one lets go.
+var copiers = caddy.NewUsagePool()
+
+// passes bounds the copy passes running at once in the process; its size
+// follows the newest config's max_in_flight.
+var passes = newLimiter(DefaultMaxInFlight)
+
+// App is the prom_remote_write app: for every MetricAccess whose
+// remoteWrite is enabled, it copies the series the object allows from the
+// source Prometheus to the object's target, each sample once and in order,
+// with its original timestamp. It reads the tenants of the prom_tenancy app,
+// compiled by the same code as the query path.
+type App struct {
+	// Source is the base URL of the Prometheus the series are copied from;
+	// samples are read by remote read at <source>/api/v1/read. Required.
+	Source string `json:"source,omitempty"`
+
+	// SourceTimeout bounds one remote-read request. Default: 1m.
+	SourceTimeout caddy.Duration `json:"source_timeout,omitempty"`
+
+	// Interval is the copy interval of a MetricAccess that sets none.
+	// Default: 30s; at least 5s.
+	Interval caddy.Duration `json:"interval,omitempty"`
+
+	// ReadDelay is how far behind the present copying stays. A sample is
+	// stamped with the start of its scrape but stored at its end, so a window
+	// closer to the present than the longest scrape (or remote write into the
+	// source) could miss samples that arrive late. Default: 30s.
+	ReadDelay caddy.Duration `json:"read_delay,omitempty"`
+
+	// InitialLookback is how far back a copier starts that has no saved
+	// progress for its target. Default: 5m.
+	InitialLookback caddy.Duration `json:"initial_lookback,omitempty"`
+
+	// MaxWindow is the longest time range one pass reads; a copier that is
+	// behind (after an outage) catches up window by window. Default: 5m.
+	MaxWindow caddy.Duration `json:"max_window,omitempty"`
+
+	// BatchSize is the number of samples per write request. Default: 2000.
+	BatchSize int `json:"batch_size,omitempty"`
+
+	// MaxInFlight is the number of copy passes running at once, over all
+	// tenants. Default: 4.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+
+	// MaxPendingSamples bounds the samples one pass holds in memory; a
+	// window with more is read in halves. Memory stays bounded whatever the
+	// target does: a copier whose target is down keeps no queue, it reads
+	// the same window again on the next pass. Default: 500000.
+	MaxPendingSamples int `json:"max_pending_samples,omitempty"`
+
+	// Timeout bounds one write request. Default: 30s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Retries is how often a failed write (5xx, 429, network) is retried
+	// with backoff, honouring Retry-After, before the pass gives up; the next
+	// pass starts again from the same sample. Default: 3.
+	Retries *int `json:"retries,omitempty"`
+
+	// StateDir keeps each copier's progress, so that a restart resumes
+	// after the last acknowledged sample. Default: prom_remote_write under
+	// Caddy's data directory.
+	StateDir string `json:"state_dir,omitempty"`
+
+	// AllowURLs lists the external URLs tenants may write to (remoteWrite
+	// url, pushgateway url): a target URL must have the same scheme and host
+	// as one of them and a path under its path. Default: none; tenants can
+	// then write only to Services of their own namespace.
+	AllowURLs []string `json:"allow_urls,omitempty"`
+
+	// ServiceAddress is the address of a tenant's Service, with the
+	// placeholders {service}, {namespace} and {port}; the namespace is always
+	// the MetricAccess's own, so a template without {namespace} lets tenants
+	// reach Services outside their namespace. Default:
+	// {service}.{namespace}.svc:{port}.
+	ServiceAddress string `json:"service_address,omitempty"`
+
+	// CredentialsDir is the directory that tenant-named files (a password
+	// file, TLS files) are resolved under. Default: none, which refuses file
+	// credentials: a tenant must not read the proxy's own files.
+	CredentialsDir string `json:"credentials_dir,omitempty"`
+
+	// Kubernetes reads basic-auth passwords from Secrets in the tenant's
+	// namespace. Without it, passwordSecretRef is refused.
+	Kubernetes *KubernetesSecrets `json:"kubernetes,omitempty"`
+
+	// Shards and Shard split the tenants among proxy replicas: this replica
+	// copies a tenant iff fnv32a(namespace) mod Shards == Shard. Give each
+	// replica its own Shard (a StatefulSet's ordinal) so that every tenant
+	// has exactly one copier. Default: 1 shard, this one.
+	Shards int `json:"shards,omitempty"`
+	Shard  int `json:"shard,omitempty"`
+
+	registry *tenancy.Registry
+	set      settings
+	interval time.Duration
+	src      *source
+	targets  *targetSettings
+	stateDir string
+	// fingerprint keys copiers by the settings they were built with.
+	fingerprint string
+	logger      *zap.Logger
+
+	mu     sync.Mutex
+	held   map[string]*copier // by pool key
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// KubernetesSecrets configures the Kubernetes client for Secrets.
+type KubernetesSecrets struct {
+	// Kubeconfig is a kubeconfig file. Default: the in-cluster configuration.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  AppID,
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets defaults and builds the source and target settings. It
+// touches no network (caddy validate runs it too).
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	app, err := ctx.AppIfConfigured(tenancy.AppID)
+	if err != nil {
+		return fmt.Errorf("prom_remote_write needs tenants: configure the %s app (Caddyfile global option `prom_tenancy`): %w", tenancy.AppID, err)
+	}
+	a.registry = app.(*tenancy.App).Registry()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+
+	repl := caddy.NewReplacer()
+	a.Source = repl.ReplaceKnown(a.Source, "")
+	a.StateDir = repl.ReplaceKnown(a.StateDir, "")
+	a.CredentialsDir = repl.ReplaceKnown(a.CredentialsDir, "")
+	if a.Kubernetes != nil {
+		a.Kubernetes.Kubeconfig = repl.ReplaceKnown(a.Kubernetes.Kubeconfig, "")
+	}
+	a.setDefaults() // Caddy runs Validate next
+
+	a.set = settings{
+		readDelay:       time.Duration(a.ReadDelay),
+		maxWindow:       time.Duration(a.MaxWindow),
+		initialLookback: time.Duration(a.InitialLookback),
+		batchSize:       a.BatchSize,
+		maxPending:      a.MaxPendingSamples,
+	}
+	a.interval = time.Duration(a.Interval)
+	a.stateDir = a.StateDir
+	if a.stateDir == "" {
+		a.stateDir = filepath.Join(caddy.AppDataDir(), AppID)
+	}
+	if a.src, err = newSource(a.Source, time.Duration(a.SourceTimeout), userAgent); err != nil {
+		return err
+	}
+	a.targets = &targetSettings{
+		serviceAddress: a.ServiceAddress,
+		credentialsDir: a.CredentialsDir,
+		userAgent:      userAgent,
+		timeout:        time.Duration(a.Timeout),
+		retries:        *a.Retries,
+	}
+	for _, raw := range a.AllowURLs {
+		if u, err := url.Parse(raw); err == nil { // Validate reports the others
+			a.targets.allowURLs = append(a.targets.allowURLs, u)
+		}
+	}
+	if a.Kubernetes != nil {
+		cfg, err := kubeclient.Config(a.Kubernetes.Kubeconfig, userAgent)
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
+		}
+		a.targets.secrets = newKubeSecrets(cs).inNamespace
+	}
+	a.fingerprint, err = a.settingsFingerprint()
+	return err
+}
+
+func (a *App) setDefaults() {
+	setDuration := func(d *caddy.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = caddy.Duration(def)
+		}
+	}
+	setDuration(&a.SourceTimeout, time.Minute)
+	setDuration(&a.Interval, DefaultInterval)
+	setDuration(&a.ReadDelay, DefaultReadDelay)
+	setDuration(&a.InitialLookback, DefaultInitialLookback)
+	setDuration(&a.MaxWindow, DefaultMaxWindow)
+	setDuration(&a.Timeout, DefaultTimeout)
+	setInt := func(n *int, def int) {
+		if *n == 0 {
+			*n = def
+		}
+	}
+	setInt(&a.BatchSize, DefaultBatchSize)
+	setInt(&a.MaxInFlight, DefaultMaxInFlight)
+	setInt(&a.MaxPendingSamples, DefaultMaxPendingSamples)
+	setInt(&a.Shards, 1)
+	if a.Retries == nil {
+		r := DefaultRetries
+		a.Retries = &r
+	}
+	if a.ServiceAddress == "" {
+		a.ServiceAddress = DefaultServiceAddress
+	}
+}
+
+// Validate checks the configuration. Caddy runs it after Provision, which
+// sets the defaults; a zero value means the default.
+func (a *App) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("prom_remote_write: "+format, args...)) }
+	if a.Source == "" {
+		bad("source is required: the base URL of the Prometheus to copy from")
+	} else if u, err := url.Parse(a.Source); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("source %q must be an http or https URL", a.Source)
+	}
+	if a.Interval != 0 && time.Duration(a.Interval) < tenancy.MinRemoteWriteInterval {
+		bad("interval must be at least %s, got %s", tenancy.MinRemoteWriteInterval, time.Duration(a.Interval))
+	}
+	for name, d := range map[string]caddy.Duration{"read_delay": a.ReadDelay, "initial_lookback": a.InitialLookback, "max_window": a.MaxWindow, "timeout": a.Timeout, "source_timeout": a.SourceTimeout} {
+		if d < 0 {
+			bad("%s must not be negative, got %s", name, time.Duration(d))
+		}
+	}
+	if a.MaxWindow != 0 && time.Duration(a.MaxWindow) < time.Second {
+		bad("max_window must be at least 1s, got %s", time.Duration(a.MaxWindow))
+	}
+	for name, n := range map[string]int{"batch_size": a.BatchSize, "max_in_flight": a.MaxInFlight, "max_pending_samples": a.MaxPendingSamples, "shards": a.Shards} {
+		if n < 0 {
+			bad("%s must be positive, got %d", name, n)
+		}
+	}
+	if a.BatchSize > 0 && a.MaxPendingSamples > 0 && a.MaxPendingSamples < a.BatchSize {
+		bad("max_pending_samples (%d) must be at least batch_size (%d)", a.MaxPendingSamples, a.BatchSize)
+	}
+	if a.Retries != nil && *a.Retries < 0 {
+		bad("retries must not be negative, got %d", *a.Retries)
+	}
+	if shards := max(a.Shards, 1); a.Shard < 0 || a.Shard >= shards {
+		bad("shard must be in [0, %d), got %d", shards, a.Shard)
+	}
+	for _, raw := range a.AllowURLs {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			bad("allow_url %q: %v", raw, err)
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+			bad("allow_url %q must be an http or https URL with a host", raw)
+		case u.User != nil, u.RawQuery != "", u.Fragment != "":
+			bad("allow_url %q must have no user info, query or fragment", raw)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// settingsFingerprint hashes every setting a copier is built from: a change
+// of any of them replaces the copiers on reload. max_in_flight and the
+// shard assignment are not among them (they decide which copiers run and
+// how many passes at once, not how one copies), nor the default interval,
+// which keys only the copiers that use it.
+func (a *App) settingsFingerprint() (string, error) {
+	var fields map[string]any
+	b, err := json.Marshal(a)
+	if err == nil {
+		err = json.Unmarshal(b, &fields)
+	}
+	if err != nil {
+		return "", err
+	}
+	delete(fields, "interval") // in copierKey as each copier's own interval
+	delete(fields, "max_in_flight")
+	delete(fields, "shards")
+	delete(fields, "shard")
+	if b, err = json.Marshal(fields); err != nil { // keys sorted
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8]), nil
+}
+
+// Start starts a copier for every enabled remote write of the tenants this
+// replica owns, then follows the registry. The first sync happens before
+// Start returns, so that a reload takes over the running copiers before the
+// old config lets go of them. It does no I/O and does not block.
+func (a *App) Start() error {
+	passes.resize(a.MaxInFlight)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cancel != nil {
+		return nil
+	}
+	a.held = map[string]*copier{}
+	changed := a.registry.Changed()
+	a.syncLocked()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan struct{})
+	go a.follow(ctx, changed, a.done)
+	return nil
+}
+
+// Stop lets go of the app's copiers; each stops unless the next config holds it.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.cancel, a.done = nil, nil
+	a.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key := range a.held {
+		if _, err := copiers.Delete(key); err != nil {
+			a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
+		}
+	}
+	a.held = nil
+	return nil
+}
+
+func (a *App) follow(ctx context.Context, changed <-chan struct{}, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		changed = a.registry.Changed()
+		a.mu.Lock()
+		if ctx.Err() == nil {
+			a.syncLocked()
+		}
+		a.mu.Unlock()
+	}
+}
+
+// owns reports whether this replica copies the tenant.
+func (a *App) owns(namespace string) bool {
+	if a.Shards <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(namespace))
+	return int(h.Sum32()%uint32(a.Shards)) == a.Shard
+}
+
+// syncLocked makes the held copiers those of the registry's current
+// remote writes. The caller holds a.mu.
+func (a *App) syncLocked() {
+	want := map[string]*tenancy.RemoteWrite{}
+	for _, t := range a.registry.Tenants() {
+		if !a.owns(t.Namespace) {
+			continue
+		}
+		for _, rw := range t.RemoteWrites {
+			want[a.copierKey(rw)] = rw
+		}
+	}
+	for key, rw := range want {
+		if _, ok := a.held[key]; ok {
+			continue
+		}
+		v, loaded, err := copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
+			c := newCopier(rw, a.set, a.copyInterval(rw), a.src, a.targets, a.stateDir, passes, a.logger)
+			c.start()
+			return c, nil
+		})
+		if err != nil {
+			a.logger.Error("starting copier", zap.String("copier", key), zap.Error(err))
+			continue
+		}
+		if !loaded {
+			a.logger.Info("remote write started", zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name))
+		}
+		a.held[key] = v.(*copier)
+	}
+	// Replaced copiers stop after their successors exist, so that the
+	// object's cursor (progress, counters) passes from one to the other.
+	for key := range a.held {
+		if _, ok := want[key]; !ok {
+			delete(a.held, key)
+			if _, err := copiers.Delete(key); err != nil {
+				a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
+			}
+		}
+	}
+}
+
+// copyInterval is the object's interval, or the app's default.
+func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
+	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
+		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
+	}
+	return a.interval
+}
+
+// copierKey identifies a copier by its object, what the object says (spec
+// and compiled selectors) and the app settings it runs with.
+func (a *App) copierKey(rw *tenancy.RemoteWrite) string {
+	spec, _ := json.Marshal(rw.Spec) // plain data: cannot fail
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", spec, rw.Policy, a.fingerprint, a.copyInterval(rw))
+	return rw.Key() + "@" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

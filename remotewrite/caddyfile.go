@@ -1,0 +1,164 @@
+package remotewrite
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// UnmarshalCaddyfile sets up the app from the prom_remote_write global
+// option:
+//
+//	prom_remote_write {
+//	    source              <url>
+//	    source_timeout      <duration>
+//	    interval            <duration>
+//	    read_delay          <duration>
+//	    initial_lookback    <duration>
+//	    max_window          <duration>
+//	    batch_size          <n>
+//	    max_in_flight       <n>
+//	    max_pending_samples <n>
+//	    timeout             <duration>
+//	    retries             <n>
+//	    state_dir           <dir>
+//	    allow_url           <url...>
+//	    service_address     <host:port template>
+//	    credentials_dir     <dir>
+//	    kubernetes {
+//	        kubeconfig <path>
+//	    }
+//	    shard               <index> <count>
+//	}
+//
+// source may also be given as the option's argument:
+// `prom_remote_write http://prometheus:9090`.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		a.Source = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "source":
+			if err := oneArg(d, &a.Source); err != nil {
+				return err
+			}
+		case "state_dir":
+			if err := oneArg(d, &a.StateDir); err != nil {
+				return err
+			}
+		case "service_address":
+			if err := oneArg(d, &a.ServiceAddress); err != nil {
+				return err
+			}
+		case "credentials_dir":
+			if err := oneArg(d, &a.CredentialsDir); err != nil {
+				return err
+			}
+		case "source_timeout", "interval", "read_delay", "initial_lookback", "max_window", "timeout":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(raw)
+			if err != nil {
+				return d.Errf("parsing %s %q: %v", name, raw, err)
+			}
+			if dur <= 0 {
+				// 0 means the default in JSON; in the Caddyfile, leave the line out.
+				return d.Errf("%s must be positive, got %s", name, raw)
+			}
+			*map[string]*caddy.Duration{
+				"source_timeout": &a.SourceTimeout, "interval": &a.Interval, "read_delay": &a.ReadDelay,
+				"initial_lookback": &a.InitialLookback, "max_window": &a.MaxWindow, "timeout": &a.Timeout,
+			}[name] = caddy.Duration(dur)
+		case "batch_size", "max_in_flight", "max_pending_samples":
+			n, err := positiveInt(d, name)
+			if err != nil {
+				return err
+			}
+			*map[string]*int{"batch_size": &a.BatchSize, "max_in_flight": &a.MaxInFlight, "max_pending_samples": &a.MaxPendingSamples}[name] = n
+		case "retries":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 0 {
+				return d.Errf("retries must be a non-negative integer, got %q", raw)
+			}
+			a.Retries = &n
+		case "allow_url":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.AllowURLs = append(a.AllowURLs, args...)
+		case "kubernetes":
+			if a.Kubernetes != nil {
+				return d.Err("kubernetes already specified")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Kubernetes = new(KubernetesSecrets)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "kubeconfig":
+					if err := oneArg(d, &a.Kubernetes.Kubeconfig); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("unrecognized kubernetes subdirective %q", d.Val())
+				}
+			}
+		case "shard":
+			var idx, count string
+			if !d.Args(&idx, &count) || d.NextArg() {
+				return d.Errf("shard takes two arguments: <index> <count>")
+			}
+			i, err1 := strconv.Atoi(idx)
+			n, err2 := strconv.Atoi(count)
+			if err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+				return d.Errf("shard %s %s: want 0 <= index < count", idx, count)
+			}
+			a.Shard, a.Shards = i, n
+		default:
+			return d.Errf("unrecognized prom_remote_write subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// oneArg reads exactly one argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func positiveInt(d *caddyfile.Dispenser, name string) (int, error) {
+	var raw string
+	if err := oneArg(d, &raw); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s must be a positive integer, got %q", name, raw)
+	}
+	return n, nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*App)(nil)

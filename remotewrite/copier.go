@@ -1,0 +1,420 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"go.uber.org/zap"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+// staleAfter is when a series without samples has ended: Prometheus's
+// default lookback delta. A series the copier saw end without a staleness
+// marker in the source gets one from the copier.
+const staleAfter = 5 * time.Minute
+
+// settings are the app's copy settings a copier uses.
+type settings struct {
+	readDelay       time.Duration
+	maxWindow       time.Duration
+	initialLookback time.Duration
+	batchSize       int
+	maxPending      int
+}
+
+// copier copies one MetricAccess's series to its target: every pass reads
+// the samples after its progress from the source by remote read, sends them
+// in (time, series) order, and moves its progress with each acknowledged
+// batch. Nothing is queued in memory beyond one window: while the target is
+// down the copier stays where it is and reads the same window again later.
+type copier struct {
+	rw       *tenancy.RemoteWrite
+	set      settings
+	interval time.Duration
+	src      *source
+	target   *resolvedTarget
+	targetErr error // the target could not be built: reported, never retried
+	rule     labelRule
+	group    labelRule // a Pushgateway's grouping labels, which it overwrites
+	cur      *cursor   // nil when targetErr is set
+	limiter  *limiter
+	logger   *zap.Logger
+
+	mu     sync.Mutex // guards status
+	status Status
+
+	// Stopping cancels the run's context: a pass stops between batches. A
+	// write in flight runs on hard, cancelled only after stopGrace, so that
+	// its acknowledgement is saved.
+	cancel     context.CancelFunc
+	hard       context.Context
+	hardCancel context.CancelFunc
+	stopped    chan struct{}
+}
+
+// stopGrace is how long stopping waits for a write in flight.
+const stopGrace = 5 * time.Second
+
+func newCopier(rw *tenancy.RemoteWrite, set settings, interval time.Duration, src *source, targets *targetSettings, stateDir string, lim *limiter, logger *zap.Logger) *copier {
+	c := &copier{
+		rw: rw, set: set, interval: interval, src: src, limiter: lim,
+		rule:   newLabelRule(rw.Spec.ExtraLabels, rw.Spec.HonorLabels),
+		logger: logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
+	}
+	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
+	c.target, c.targetErr = targets.newTarget(rw, func(reason string) {
+		// Samples count as failed once the write gives up, not per attempt.
+		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
+	})
+	if c.targetErr == nil {
+		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
+		c.logger = c.logger.With(zap.String("target", c.target.id))
+		if pg := rw.Spec.Pushgateway; pg != nil {
+			key := map[string]string{"job": pg.JobName}
+			for k, v := range pg.GroupingKey {
+				key[k] = v
+			}
+			c.group = newLabelRule(key, false)
+		}
+		var state stateFile
+		if stateDir != "" && c.target.snapshot == nil {
+			state = stateFile{path: filepath.Join(stateDir, rw.Namespace, rw.Object.Name+".json")}
+		}
+		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, state)
+	}
+	return c
+}
+
+func (c *copier) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.stopped = cancel, make(chan struct{})
+	c.hard, c.hardCancel = context.WithCancel(context.Background())
+	gaugesAcquire(c.rw.Namespace)
+	go c.run(ctx)
+}
+
+// Destruct stops the copier when the last config using it is gone.
+func (c *copier) Destruct() error {
+	if c.cancel != nil {
+		c.cancel()
+		select {
+		case <-c.stopped:
+		case <-time.After(stopGrace):
+			c.hardCancel()
+			<-c.stopped
+		}
+		c.hardCancel()
+		gaugesRelease(c.rw.Namespace)
+	}
+	if c.cur != nil {
+		releaseCursor(c.rw.Key(), c.target.id)
+	}
+	return nil
+}
+
+func (c *copier) run(ctx context.Context) {
+	defer close(c.stopped)
+	if c.targetErr != nil {
+		c.failed(fmt.Errorf("invalid target: %w", c.targetErr))
+		<-ctx.Done()
+		return
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		caughtUp, err := c.pass(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			c.failed(err)
+			timer.Reset(c.interval)
+		case caughtUp:
+			timer.Reset(c.interval)
+		default:
+			timer.Reset(0) // catching up: the next window at once
+		}
+	}
+}
+
+// startAt is where a cursor without saved progress starts: initial_lookback
+// ago. A Pushgateway holds current values only: its copier starts staleAfter
+// back, to know every live series.
+func (c *copier) startAt(now time.Time) int64 {
+	if c.target.snapshot != nil {
+		return now.Add(-c.set.readDelay - staleAfter).UnixMilli()
+	}
+	return now.Add(-c.set.readDelay - c.set.initialLookback).UnixMilli()
+}
+
+// pass copies one window. It reports whether the copier has caught up with
+// the present (less read_delay).
+func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
+	// The cursor first: a copier waiting for its predecessor's pass must
+	// not hold one of the max_in_flight slots meanwhile.
+	if err := c.cur.lock(ctx); err != nil {
+		return false, err
+	}
+	defer c.cur.unlock()
+	if err := c.limiter.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer c.limiter.release()
+	now := time.Now()
+	c.cur.load(c.target.id, c.startAt(now), c.logger)
+	c.setCopiedUntil()
+
+	end := now.Add(-c.set.readDelay).UnixMilli()
+	from := c.cur.done.readFrom()
+	if from > end {
+		return true, nil
+	}
+	to := min(end, from+c.set.maxWindow.Milliseconds()-1)
+	w, err := c.read(ctx, from, to)
+	if err != nil {
+		return false, err
+	}
+	c.addPending(len(w.samples))
+	defer func() { c.addPending(-c.statusPending()) }()
+	if c.target.snapshot != nil {
+		err = c.pushWindow(c.hard, w)
+	} else {
+		err = c.sendWindow(ctx, w)
+	}
+	if err != nil {
+		return false, err
+	}
+	c.cur.done = progress{T: w.to}
+	c.save()
+	c.succeeded()
+	return w.to == end, nil
+}
+
+// read reads [from, to], halving the window while it holds more than
+// max_pending_samples; a single millisecond is read whole.
+func (c *copier) read(ctx context.Context, from, to int64) (*window, error) {
+	for {
+		limit := c.set.maxPending
+		if to == from {
+			limit = math.MaxInt
+		}
+		w, err := c.readOnce(ctx, from, to, limit)
+		if errors.Is(err, errWindowFull) {
+			to = from + (to-from)/2
+			continue
+		}
+		return w, err
+	}
+}
+
+func (c *copier) readOnce(ctx context.Context, from, to int64, limit int) (*window, error) {
+	// Cancelling ends the streamed answers a full window leaves unread.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ss, err := c.src.read(ctx, c.rw.Policy, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return collect(ss, c.rw.Policy, c.cur.done, from, to, limit)
+}
+
+// sendWindow sends w in batches, moving the progress with each one the
+// target acknowledges (or refuses for good), then ends the series that
+// stopped without a staleness marker.
+//
+// Before each batch the cursor notes on disk how far the batch goes. If the
+// process dies before the acknowledgement is saved, the next run resends
+// exactly that batch, on its own: a receiver that had stored it refuses it
+// as out of order, and mixing new samples into it would lose them with it.
+func (c *copier) sendWindow(ctx context.Context, w *window) error {
+	b := labels.NewBuilder(labels.EmptyLabels())
+	out := make([]labels.Labels, len(w.series))
+	keys := make([]string, len(w.series))
+	for i, s := range w.series {
+		out[i] = c.rule.apply(b, s)
+		keys[i] = string(s.Bytes(nil))
+	}
+	for i := 0; i < len(w.samples); {
+		if err := ctx.Err(); err != nil {
+			return err // stopping: between batches, nothing is half sent
+		}
+		n := min(c.set.batchSize, len(w.samples)-i)
+		resend := false
+		if u := c.cur.unsure; u != nil {
+			k := 0 // samples are in progress order, so the covered ones come first
+			for k < n && u.covers(w.samples[i+k].t, w.series[w.samples[i+k].series]) {
+				k++
+			}
+			if k > 0 {
+				n, resend = k, true
+			} else {
+				c.cur.unsure = nil
+			}
+		}
+		chunk := w.samples[i : i+n]
+		last := chunk[len(chunk)-1]
+		end := progress{T: last.t, Series: w.series[last.series]}
+		if !resend {
+			c.saveInFlight(end)
+		}
+		if err := c.write(c.hard, &batch{series: out, samples: chunk}, resend); err != nil {
+			// A failed request may still have been stored (a timeout after
+			// the receiver committed): the next try sends this batch alone.
+			if !resend {
+				c.cur.unsure = &end
+			}
+			return err
+		}
+		c.cur.done, c.cur.unsure = end, nil
+		for _, s := range chunk {
+			c.track(keys[s.series], w.series[s.series], s)
+		}
+		c.addPending(-len(chunk))
+		c.save()
+		i += n
+	}
+	return c.endVanished(c.hard, w.to)
+}
+
+// write sends one batch. A refusal for good is counted and logged, and
+// copying goes on; any other failure is returned, to be retried. resend
+// says the batch may have been stored already (see sendWindow).
+func (c *copier) write(ctx context.Context, b *batch, resend bool) error {
+	err := c.target.batch.send(ctx, b)
+	var te *targetError
+	switch {
+	case err == nil:
+		c.countSent(len(b.samples))
+		return nil
+	case errors.As(err, &te) && te.drop && resend:
+		c.countDropped("resent_"+te.reason, len(b.samples))
+		c.logger.Warn("target refused a batch resent after a restart interrupted its acknowledgement; it most likely holds it already",
+			zap.String("reason", te.reason), zap.Int("samples", len(b.samples)), zap.Error(err))
+		return nil
+	case errors.As(err, &te) && te.drop:
+		c.countDropped(te.reason, len(b.samples))
+		c.logger.Warn("target refused samples; they are dropped", zap.String("reason", te.reason), zap.Int("samples", len(b.samples)), zap.Error(err))
+		return nil
+	case errors.As(err, &te):
+		c.countFailed(te.reason, len(b.samples))
+	}
+	return err
+}
+
+// track notes a sample the target has; a staleness marker ends the series.
+func (c *copier) track(key string, lset labels.Labels, s sample) {
+	if s.h == nil && s.fh == nil && value.IsStaleNaN(s.v) {
+		delete(c.cur.live, key)
+		return
+	}
+	st := c.cur.live[key]
+	if st == nil {
+		st = &seriesState{lset: lset}
+		c.cur.live[key] = st
+	}
+	st.lastT, st.lastV = s.t, s.v
+}
+
+// endVanished sends a staleness marker at `at` for every series that had no
+// sample for staleAfter and no marker of its own, so that the target stops
+// showing it at once, as the source does.
+func (c *copier) endVanished(ctx context.Context, at int64) error {
+	var ended []string
+	for key, st := range c.cur.live {
+		if st.lastT <= at-staleAfter.Milliseconds() {
+			ended = append(ended, key)
+		}
+	}
+	if len(ended) == 0 {
+		return nil
+	}
+	slices.Sort(ended)
+	b := labels.NewBuilder(labels.EmptyLabels())
+	m := &batch{}
+	for i, key := range ended {
+		m.series = append(m.series, c.rule.apply(b, c.cur.live[key].lset))
+		m.samples = append(m.samples, sample{t: at, v: math.Float64frombits(value.StaleNaN), series: i})
+	}
+	if err := c.write(ctx, m, false); err != nil {
+		return err
+	}
+	for _, key := range ended {
+		delete(c.cur.live, key)
+	}
+	return nil
+}
+
+// pushWindow updates the current value of every series from w and pushes
+// all live series to the Pushgateway, replacing its group.
+func (c *copier) pushWindow(ctx context.Context, w *window) error {
+	histograms := 0
+	for _, s := range w.samples {
+		if s.h != nil || s.fh != nil {
+			histograms++ // the Pushgateway takes no native histograms without types
+			continue
+		}
+		c.track(string(w.series[s.series].Bytes(nil)), w.series[s.series], s)
+	}
+	for key, st := range c.cur.live {
+		if st.lastT <= w.to-staleAfter.Milliseconds() {
+			delete(c.cur.live, key)
+		}
+	}
+	states := make([]*seriesState, 0, len(c.cur.live))
+	for _, st := range c.cur.live {
+		states = append(states, st)
+	}
+	slices.SortFunc(states, func(a, b *seriesState) int { return labels.Compare(a.lset, b.lset) })
+	b := labels.NewBuilder(labels.EmptyLabels())
+	series := make([]labels.Labels, len(states))
+	values := make([]float64, len(states))
+	for i, st := range states {
+		series[i] = c.group.apply(b, c.rule.apply(b, st.lset))
+		values[i] = st.lastV
+	}
+	if err := c.target.snapshot.push(ctx, series, values); err != nil {
+		var te *targetError
+		if errors.As(err, &te) {
+			c.countFailed(te.reason, len(series))
+		}
+		return err
+	}
+	c.countSent(len(series))
+	if histograms > 0 {
+		c.countDropped("native_histogram", histograms)
+	}
+	return nil
+}
+
+// save writes the progress; a Pushgateway's is not kept (it holds current
+// values only).
+func (c *copier) save() {
+	c.setCopiedUntil()
+	if c.target.snapshot != nil {
+		return
+	}
+	if err := c.cur.save(c.target.id, c.cur.unsure); err != nil {
+		c.logger.Error("saving remote write state", zap.Error(err))
+	}
+}
+
+// saveInFlight notes that a batch ending at end is about to be sent.
+func (c *copier) saveInFlight(end progress) {
+	if err := c.cur.save(c.target.id, &end); err != nil {
+		c.logger.Error("saving remote write state", zap.Error(err))
+	}
+}

@@ -1,0 +1,80 @@
+package remotewrite
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Status returns a snapshot of the copier's status.
+func (c *copier) Status() Status {
+	c.mu.Lock()
+	s := c.status
+	c.mu.Unlock()
+	if c.cur != nil {
+		s.SamplesSent, s.SamplesFailed, s.SamplesDropped = c.cur.sent.Load(), c.cur.failed.Load(), c.cur.dropped.Load()
+	}
+	return s
+}
+
+func (c *copier) failed(err error) {
+	c.mu.Lock()
+	repeat := c.status.LastError == err.Error()
+	c.status.LastError, c.status.LastErrorTime = err.Error(), time.Now()
+	c.mu.Unlock()
+	if repeat {
+		c.logger.Debug("remote write failed again", zap.Error(err))
+		return
+	}
+	c.logger.Error("remote write failed", zap.Error(err))
+}
+
+func (c *copier) succeeded() {
+	now := time.Now()
+	c.mu.Lock()
+	recovered := c.status.LastError != ""
+	c.status.LastSuccess, c.status.LastError, c.status.LastErrorTime = now, "", time.Time{}
+	c.status.LiveSeries = len(c.cur.live)
+	c.mu.Unlock()
+	if recovered {
+		c.logger.Info("remote write recovered")
+	}
+	metrics.lastSuccess.WithLabelValues(c.rw.Namespace).Set(float64(now.UnixNano()) / 1e9)
+}
+
+func (c *copier) setCopiedUntil() {
+	c.mu.Lock()
+	c.status.CopiedUntil = time.UnixMilli(c.cur.done.T)
+	c.mu.Unlock()
+}
+
+func (c *copier) addPending(n int) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.status.PendingSamples += n
+	c.mu.Unlock()
+	metrics.pending.WithLabelValues(c.rw.Namespace).Add(float64(n))
+}
+
+func (c *copier) statusPending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.PendingSamples
+}
+
+func (c *copier) countSent(n int) {
+	c.cur.sent.Add(uint64(n))
+	metrics.sent.WithLabelValues(c.rw.Namespace).Add(float64(n))
+}
+
+func (c *copier) countFailed(reason string, n int) {
+	c.cur.failed.Add(uint64(n))
+	metrics.failed.WithLabelValues(c.rw.Namespace, reason).Add(float64(n))
+}
+
+func (c *copier) countDropped(reason string, n int) {
+	c.cur.dropped.Add(uint64(n))
+	metrics.dropped.WithLabelValues(c.rw.Namespace, reason).Add(float64(n))
+}

@@ -1,0 +1,31 @@
+package remotewrite
+
+import (
+	"time"
+)
+
+// Status is a copier's state as the admin API shows it: metadata and
+// counters, never series data.
+type Status struct {
+	Namespace string `json:"namespace"`
+	Object    string `json:"object"`
+	// Source is where the object was read from (a file, or kubernetes).
+	Source string `json:"source,omitempty"`
+	// Target is the kind of target and its URL, without credentials.
+	Target   string `json:"target"`
+	Protocol string `json:"protocol,omitempty"`
+	Interval string `json:"interval"`
+	// CopiedUntil: every sample up to this time has been acknowledged.
+	CopiedUntil    time.Time `json:"copied_until,omitzero"`
+	LastSuccess    time.Time `json:"last_success,omitzero"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorTime  time.Time `json:"last_error_time,omitzero"`
+	// Samples counts are of the object and target since the process
+	// started; a reload keeps them.
+	SamplesSent    uint64    `json:"samples_sent"`
+	SamplesFailed  uint64    `json:"samples_failed"`
+	SamplesDropped uint64    `json:"samples_dropped"`
+	PendingSamples int       `json:"pending_samples"`
+	// LiveSeries are the series the copier tracks for staleness.
+	LiveSeries int `json:"live_series"`
+}

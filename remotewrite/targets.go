@@ -1,0 +1,238 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	config_util "github.com/prometheus/common/config"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+// targetSettings are the admin's rules for the targets tenants may name.
+type targetSettings struct {
+	allowURLs      []*url.URL
+	serviceAddress string // template with {service}, {namespace}, {port}
+	credentialsDir string // "" refuses file credentials
+	secrets        func(namespace string) config_util.SecretManager
+	userAgent      string
+	timeout        time.Duration // per request; 0 none
+	retries        int
+}
+
+// errNotAllowed says a target URL is outside the admin's allow-list.
+var errNotAllowed = errors.New("not permitted by the prom_remote_write allow_url list")
+
+// allowed reports whether u is under one of the allowed URLs: the same
+// scheme and host, and a path under the allowed path on a segment boundary.
+func (s *targetSettings) allowed(u *url.URL) bool {
+	if u.User != nil {
+		return false // credentials in the URL would bypass the credential rules
+	}
+	for _, a := range s.allowURLs {
+		if !strings.EqualFold(a.Scheme, u.Scheme) || !strings.EqualFold(a.Host, u.Host) {
+			continue
+		}
+		prefix := strings.TrimSuffix(a.Path, "/")
+		if u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// externalURL parses a tenant-given URL and checks it against the allow-list.
+// Paths are compared as sent: dot segments (which the client would resolve
+// to a path outside the allowed one) and percent-encoded paths are refused,
+// and so are a query and a fragment.
+func (s *targetSettings) externalURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case u.RawPath != "" || slices.ContainsFunc(strings.Split(u.Path, "/"), func(seg string) bool { return seg == "." || seg == ".." }):
+		return nil, fmt.Errorf("target URL %s: the path must be plain, without . or .. segments or percent-encoding", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, fmt.Errorf("target URL %s: a query or fragment is not allowed", u.Redacted())
+	case !s.allowed(u):
+		return nil, fmt.Errorf("target URL %s: %w", u.Redacted(), errNotAllowed)
+	}
+	return u, nil
+}
+
+// serviceURL is the base URL of a Service in the tenant's own namespace: the
+// namespace is the object's, never the tenant's choice.
+func (s *targetSettings) serviceURL(namespace, service string, port int) string {
+	addr := strings.NewReplacer("{service}", service, "{namespace}", namespace, "{port}", strconv.Itoa(port)).Replace(s.serviceAddress)
+	return "http://" + addr
+}
+
+// credentialFile resolves a tenant-given file name under the tenant's own
+// folder of the credentials directory, <credentials_dir>/<namespace>/: a
+// tenant cannot name a file elsewhere (another tenant's, or the proxy's own
+// service-account token).
+func (s *targetSettings) credentialFile(namespace, field, name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	if s.credentialsDir == "" {
+		return "", fmt.Errorf("%s: file credentials are off: the admin sets credentials_dir in prom_remote_write to allow them", field)
+	}
+	if filepath.IsAbs(name) || !filepath.IsLocal(name) {
+		return "", fmt.Errorf("%s: %q must be a relative path inside the credentials directory", field, name)
+	}
+	return filepath.Join(s.credentialsDir, namespace, name), nil
+}
+
+// resolvedTarget is a target built from a spec, with the identity its
+// progress is saved under.
+type resolvedTarget struct {
+	id       string // kind and URL, without credentials
+	protocol string
+	batch    batchTarget
+	snapshot snapshotTarget
+}
+
+// newTarget builds the target of rw. onRetry counts retried attempts.
+func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason string)) (*resolvedTarget, error) {
+	spec := rw.Spec
+	switch {
+	case spec.Prometheus != nil:
+		p := spec.Prometheus
+		u := s.serviceURL(rw.Namespace, p.ServiceName, p.Port) + p.WritePath()
+		client, err := s.httpClient(config_util.HTTPClientConfig{})
+		if err != nil {
+			return nil, err
+		}
+		t, err := newRemoteWriteTarget(u, tenancy.RemoteWriteProtocol1, client, s.retries, onRetry)
+		if err != nil {
+			return nil, err
+		}
+		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, batch: t}, nil
+	case spec.Pushgateway != nil:
+		p := spec.Pushgateway
+		base := s.serviceURL(rw.Namespace, p.ServiceName, p.Port)
+		if p.URL != "" {
+			u, err := s.externalURL(p.URL)
+			if err != nil {
+				return nil, err
+			}
+			base = u.String()
+		}
+		client, err := s.httpClient(config_util.HTTPClientConfig{})
+		if err != nil {
+			return nil, err
+		}
+		u := groupURL(base, p.JobName, p.GroupingKey)
+		return &resolvedTarget{id: "pushgateway " + u, snapshot: &pushgatewayTarget{url: u, client: client}}, nil
+	case spec.RemoteWrite != nil:
+		r := spec.RemoteWrite
+		u, err := s.externalURL(r.URL)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := s.clientConfig(rw.Namespace, r)
+		if err != nil {
+			return nil, err
+		}
+		client, err := s.httpClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		t, err := newRemoteWriteTarget(u.String(), r.Protocol(), client, s.retries, onRetry)
+		if err != nil {
+			return nil, err
+		}
+		return &resolvedTarget{id: "remote_write " + u.String(), protocol: r.Protocol(), batch: t}, nil
+	}
+	return nil, errors.New("no target: set one of prometheus, pushgateway, remoteWrite")
+}
+
+// clientConfig is Prometheus's HTTP client configuration for a remoteWrite
+// target: basic auth with the password from a Secret of the tenant's
+// namespace or a file under the credentials directory, TLS, extra headers.
+func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTarget) (config_util.HTTPClientConfig, error) {
+	cfg := config_util.DefaultHTTPClientConfig
+	if b := r.BasicAuth; b != nil {
+		cfg.BasicAuth = &config_util.BasicAuth{Username: b.Username}
+		switch {
+		case b.PasswordSecretRef != nil:
+			cfg.BasicAuth.PasswordRef = b.PasswordSecretRef.Name + "/" + b.PasswordSecretRef.Key
+		default:
+			f, err := s.credentialFile(namespace, "basicAuth.passwordFile", b.PasswordFile)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.BasicAuth.PasswordFile = f
+		}
+	}
+	if t := r.TLS; t != nil {
+		var err error
+		tc := &cfg.TLSConfig
+		tc.ServerName, tc.InsecureSkipVerify = t.ServerName, t.InsecureSkipVerify
+		if tc.CAFile, err = s.credentialFile(namespace, "tls.caFile", t.CAFile); err != nil {
+			return cfg, err
+		}
+		if tc.CertFile, err = s.credentialFile(namespace, "tls.certFile", t.CertFile); err != nil {
+			return cfg, err
+		}
+		if tc.KeyFile, err = s.credentialFile(namespace, "tls.keyFile", t.KeyFile); err != nil {
+			return cfg, err
+		}
+	}
+	if len(r.Headers) > 0 {
+		cfg.HTTPHeaders = &config_util.Headers{Headers: map[string]config_util.Header{}}
+		for k, v := range r.Headers {
+			cfg.HTTPHeaders.Headers[k] = config_util.Header{Values: []string{v}}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	if cfg.BasicAuth != nil && cfg.BasicAuth.PasswordRef != "" {
+		if s.secrets == nil {
+			return cfg, errors.New("basicAuth.passwordSecretRef needs Kubernetes access: set kubernetes in prom_remote_write")
+		}
+		cfg.BasicAuth.PasswordRef = namespace + "/" + cfg.BasicAuth.PasswordRef
+	}
+	return cfg, nil
+}
+
+// httpClient makes the client of a target: Prometheus's HTTP client
+// configuration, our User-Agent and timeout, and a status recorder for
+// classifying failures.
+func (s *targetSettings) httpClient(cfg config_util.HTTPClientConfig) (*http.Client, error) {
+	cfg.FollowRedirects = false
+	opts := []config_util.HTTPClientOption{config_util.WithUserAgent(s.userAgent)}
+	if s.secrets != nil {
+		opts = append(opts, config_util.WithSecretManager(secretManagerFunc(s.secrets)))
+	}
+	c, err := config_util.NewClientFromConfig(cfg, "prom_remote_write", opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.Transport = statusRecorder{next: c.Transport}
+	c.Timeout = s.timeout
+	return c, nil
+}
+
+// secretManagerFunc reads "namespace/name/key" references through the
+// namespace's secret manager.
+type secretManagerFunc func(namespace string) config_util.SecretManager
+
+func (f secretManagerFunc) Fetch(ctx context.Context, ref string) (string, error) {
+	ns, rest, ok := strings.Cut(ref, "/")
+	if !ok {
+		return "", fmt.Errorf("secret reference %q has no namespace", ref)
+	}
+	return f(ns).Fetch(ctx, rest)
+}
