@@ -19,8 +19,12 @@ test:
 	$(MAKE) --no-print-directory verify-generate
 	@# kube-apiserver has no Debian package: built from the module proxy once (~4-5
 	@# minutes on 2 cores), then cached; the script prints its path.
+	@# Prometheus 3.x (remote-write 2.0 receiver; Debian's 2.42 takes 1.0 only): likewise
+	@# built once (~5 minutes), then cached.
 	kube_apiserver="$$(scripts/build-kube-apiserver.sh)" && \
-		PROM_TENANT_E2E=1 PROM_TENANT_KUBE_APISERVER="$$kube_apiserver" $(GO) test -count=1 ./...
+	prometheus3="$$(scripts/build-prometheus3.sh)" && \
+		PROM_TENANT_E2E=1 PROM_TENANT_KUBE_APISERVER="$$kube_apiserver" PROM_TENANT_PROMETHEUS3="$$prometheus3" \
+		$(GO) test -count=1 ./...
 	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
 	@# then the differential oracle against the Prometheus engine (rewrite/oracle_test.go).
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
@@ -44,8 +48,12 @@ verify-generate:
 demo:
 	scripts/demo.sh
 
+# The HTTP path and the enforcer (scripts/bench.sh), then the remote-write copier against
+# vmagent (scripts/bench-remotewrite.sh, about 4 minutes); each rewrites its own marked
+# section of docs/BENCHMARKS.md.
 bench:
 	scripts/bench.sh
+	scripts/bench-remotewrite.sh
 
 # The same binary as users build it, with xcaddy. The module path is not published, and
 # the module proxy answers 403 for it; '|' makes the go command fall through to an empty

@@ -23,6 +23,8 @@ type Caddy struct {
 	LogPath  string
 
 	dir  string
+	file string   // the JSON config it was started with
+	env  []string // its environment additions
 	proc *process
 }
 
@@ -44,17 +46,40 @@ func StartCaddy(t testing.TB, caddyfile string) *Caddy {
 
 	// Caddy autosaves its config and keeps certificates under the XDG directories:
 	// give each instance its own, away from the user's.
-	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(c.dir, "config"), "XDG_DATA_HOME=" + filepath.Join(c.dir, "data")}
-	c.proc, err = startProcess("caddy", c.LogPath, RepoRoot(), env, CaddyBinary(), "run", "--config", file+".json")
+	c.env = []string{"XDG_CONFIG_HOME=" + filepath.Join(c.dir, "config"), "XDG_DATA_HOME=" + filepath.Join(c.dir, "data")}
+	c.file = file + ".json"
+	c.proc, err = startProcess("caddy", c.LogPath, RepoRoot(), c.env, CaddyBinary(), "run", "--config", c.file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.proc.cleanup(t)
+	cleanupCurrent(t, func() *process { return c.proc })
+	c.waitLoaded(t)
+	return c
+}
 
+// DataDir is Caddy's data directory (XDG_DATA_HOME/caddy), where apps keep state.
+func (c *Caddy) DataDir() string { return filepath.Join(c.dir, "data", "caddy") }
+
+// Restart stops Caddy and starts it again with the configuration it was
+// started with (not a reload: a new process, as after a crash or a rollout),
+// keeping its data directory. The log is appended to.
+func (c *Caddy) Restart(t testing.TB) {
+	t.Helper()
+	c.proc.stop()
+	proc, err := startProcessAppend("caddy", c.LogPath, RepoRoot(), c.env, CaddyBinary(), "run", "--config", c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.proc = proc // stopped by the cleanup of the test that started c
+	c.waitLoaded(t)
+}
+
+func (c *Caddy) waitLoaded(t testing.TB) {
+	t.Helper()
 	// The admin API answers /config/ only once the whole config is provisioned and
 	// started (the load holds the config lock), so a non-null answer means the sites
 	// are listening.
-	err = c.proc.waitUntil(30*time.Second, func() error {
+	err := c.proc.waitUntil(30*time.Second, func() error {
 		b, err := get(t.Context(), c.AdminURL+"/config/")
 		if err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
 			err = fmt.Errorf("config not loaded yet")
@@ -64,7 +89,6 @@ func StartCaddy(t testing.TB, caddyfile string) *Caddy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 // Reload replaces the running configuration with caddyfile (POST /load of the adapted

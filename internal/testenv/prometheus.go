@@ -28,7 +28,11 @@ type Prometheus struct {
 	End     time.Time
 	Series  int // number of series backfilled
 
-	proc *process
+	dir       string
+	args      []string
+	binary    string
+	readyAuth *url.Userinfo
+	proc   *process
 }
 
 // PrometheusOptions varies what StartPrometheusWith backfills. The zero value is what
@@ -45,6 +49,28 @@ type PrometheusOptions struct {
 	// Config is the prometheus.yml to run. Default: no scrape jobs, so the
 	// backfilled data is all there is and answers are predictable.
 	Config string
+	// ReadyAuth is the user and password of a Prometheus whose Args give it
+	// a --web.config.file with basic_auth_users, for the readiness check.
+	ReadyAuth *url.Userinfo
+	// Binary is the prometheus server to run. Default: prometheus from PATH
+	// (Debian's 2.42). Prometheus3Binary gives a 3.x build.
+	Binary string
+}
+
+// EnvPrometheus3 is the path of a Prometheus 3.x server (make test sets it to
+// what scripts/build-prometheus3.sh built), for remote-write 2.0.
+const EnvPrometheus3 = "PROM_TENANT_PROMETHEUS3"
+
+// Prometheus3Binary returns $PROM_TENANT_PROMETHEUS3, failing t (or skipping
+// it outside end-to-end runs) when it is not set.
+func Prometheus3Binary(t testing.TB) string {
+	t.Helper()
+	RequireE2E(t)
+	bin := os.Getenv(EnvPrometheus3)
+	if bin == "" {
+		t.Fatalf("%s is not set: run scripts/build-prometheus3.sh and set it to the path it prints (make test does)", EnvPrometheus3)
+	}
+	return bin
 }
 
 // StartPrometheus starts a Prometheus with all example data, stopped when t ends.
@@ -61,7 +87,7 @@ func StartPrometheusWith(t testing.TB, o PrometheusOptions) *Prometheus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.proc.cleanup(t)
+	cleanupCurrent(t, func() *process { return p.proc })
 	return p
 }
 
@@ -147,7 +173,11 @@ func startPrometheus(ctx context.Context, dir string, o PrometheusOptions) (*Pro
 		"--web.listen-address=" + p.Addr,
 		"--web.enable-remote-write-receiver", // for tests that write series back
 	}, o.Args...)
-	p.proc, err = startProcess("prometheus", p.LogPath, dir, nil, "prometheus", args...)
+	if o.Binary == "" {
+		o.Binary = "prometheus"
+	}
+	p.dir, p.args, p.binary, p.readyAuth = dir, args, o.Binary, o.ReadyAuth
+	p.proc, err = startProcess("prometheus", p.LogPath, dir, nil, o.Binary, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +185,7 @@ func startPrometheus(ctx context.Context, dir string, o PrometheusOptions) (*Pro
 	// Blocks are loaded before /-/ready answers 200; the query check makes sure the
 	// backfilled data really is there (an empty result would make tests vacuous).
 	err = p.proc.waitUntil(60*time.Second, func() error {
-		if _, err := get(ctx, p.URL+"/-/ready"); err != nil {
+		if _, err := get(ctx, p.readyURL()); err != nil {
 			return err
 		}
 		if p.Series == 0 {
@@ -219,4 +249,32 @@ func (p *Prometheus) count(ctx context.Context, query string) (int, error) {
 	}
 	s, _ := r.Data.Result[0].Value[1].(string)
 	return strconv.Atoi(s)
+}
+
+// Stop stops Prometheus now (SIGTERM, so the TSDB is closed cleanly); Restart
+// starts it again.
+func (p *Prometheus) Stop() { p.proc.stop() }
+
+// Restart starts a stopped Prometheus again on the same address and data,
+// waits until it is ready. It is stopped when the test that started it ends.
+// The log is appended to.
+func (p *Prometheus) Restart(t testing.TB) {
+	t.Helper()
+	p.proc.stop()
+	proc, err := startProcessAppend("prometheus", p.LogPath, p.dir, nil, p.binary, p.args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.proc = proc // stopped by the cleanup of the test that started p
+	if err := proc.waitUntil(60*time.Second, func() error {
+		_, err := get(t.Context(), p.readyURL())
+		return err
+	}); err != nil {
+		t.Fatalf("%v; last lines of %s:\n%s", err, p.LogPath, proc.tail(40))
+	}
+}
+
+func (p *Prometheus) readyURL() string {
+	u := &url.URL{Scheme: "http", Host: p.Addr, Path: "/-/ready", User: p.readyAuth}
+	return u.String()
 }

@@ -150,7 +150,17 @@ type process struct {
 }
 
 func startProcess(name, logPath, dir string, env []string, bin string, args ...string) (*process, error) {
-	f, err := os.Create(logPath)
+	return startProcessLog(os.O_TRUNC, name, logPath, dir, env, bin, args...)
+}
+
+// startProcessAppend is startProcess appending to the log: a restart keeps
+// what the process logged before.
+func startProcessAppend(name, logPath, dir string, env []string, bin string, args ...string) (*process, error) {
+	return startProcessLog(os.O_APPEND, name, logPath, dir, env, bin, args...)
+}
+
+func startProcessLog(mode int, name, logPath, dir string, env []string, bin string, args ...string) (*process, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|mode, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +227,15 @@ func (p *process) waitUntil(timeout time.Duration, ready func() error) error {
 
 // cleanup stops p at the end of t and, if t failed, logs the tail of p's log.
 func (p *process) cleanup(t testing.TB) {
+	cleanupCurrent(t, func() *process { return p })
+}
+
+// cleanupCurrent is cleanup for whichever process current returns when t
+// ends: a restarted process replaces the one its owner started with, and
+// stays owned by the test that started the first.
+func cleanupCurrent(t testing.TB, current func() *process) {
 	t.Cleanup(func() {
+		p := current()
 		p.stop()
 		if t.Failed() {
 			t.Logf("last lines of the %s log %s:\n%s", p.name, p.log, p.tail(60))

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds a Prometheus 3.x server for the remote-write 2.0 tests and prints its path.
+# Debian's prometheus (2.42) accepts only remote-write 1.0: it answers a 2.0 request
+# with 204 and writes nothing. Built from the Go module proxy (about 5 minutes on 2
+# cores with empty Go caches), then cached as long as its --version matches.
+#
+#   PROMETHEUS3_VERSION  the github.com/prometheus/prometheus module version (default below)
+#   PROM_TENANT_CACHE    where binaries are kept (default ~/.cache/prom-tenant)
+set -euo pipefail
+
+version=${PROMETHEUS3_VERSION:-v0.316.0} # module v0.316.0 is Prometheus 3.x
+prog=build-prometheus3
+die() { echo "$prog: $*" >&2; exit 1; }
+
+cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
+out=$cache/prometheus-$version
+stamp=$out.version
+
+if [[ -x $out && -f $stamp && $(<"$stamp") == "$version" ]] && "$out" --version >/dev/null 2>&1; then
+	echo "$prog: cached $out" >&2
+	echo "$out"
+	exit 0
+fi
+
+command -v go >/dev/null 2>&1 || die "go is not installed"
+mkdir -p "$cache"
+tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
+trap 'rm -rf "$tmp" "$out.tmp.$$"' EXIT
+# Our caller's module and workspace settings must not leak into the build.
+export GOWORK=off GOFLAGS= CGO_ENABLED=0 GOBIN=$tmp
+
+echo "$prog: building prometheus $version into $out" >&2
+start=$SECONDS
+go install "github.com/prometheus/prometheus/cmd/prometheus@$version"
+"$tmp/prometheus" --version >/dev/null || die "built binary does not run"
+mv -f "$tmp/prometheus" "$out.tmp.$$"
+mv -f "$out.tmp.$$" "$out"
+echo "$version" >"$stamp"
+echo "$prog: built in $((SECONDS - start))s" >&2
+echo "$out"
