@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
@@ -130,7 +131,9 @@ type App struct {
 	CredentialsDir string `json:"credentials_dir,omitempty"`
 
 	// Kubernetes reads basic-auth passwords from Secrets in the tenant's
-	// namespace. Without it, passwordSecretRef is refused.
+	// namespace, and writes each copier's state into status.remoteWrite of
+	// its MetricAccess (objects from the Kubernetes source). Without it,
+	// passwordSecretRef is refused and no status is written.
 	Kubernetes *KubernetesSecrets `json:"kubernetes,omitempty"`
 
 	// Shards and Shard split the tenants among proxy replicas: this replica
@@ -141,11 +144,8 @@ type App struct {
 	Shard  int `json:"shard,omitempty"`
 
 	registry *tenancy.Registry
-	set      settings
+	set      *settings
 	interval time.Duration
-	src      *source
-	targets  *targetSettings
-	stateDir string
 	// fingerprint keys copiers by the settings they were built with.
 	fingerprint string
 	logger      *zap.Logger
@@ -192,22 +192,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.setDefaults() // Caddy runs Validate next
 
-	a.set = settings{
+	a.set = &settings{
 		readDelay:       time.Duration(a.ReadDelay),
 		maxWindow:       time.Duration(a.MaxWindow),
 		initialLookback: time.Duration(a.InitialLookback),
 		batchSize:       a.BatchSize,
 		maxPending:      a.MaxPendingSamples,
+		stateDir:        a.StateDir,
+		limiter:         passes,
+		logger:          a.logger,
 	}
 	a.interval = time.Duration(a.Interval)
-	a.stateDir = a.StateDir
-	if a.stateDir == "" {
-		a.stateDir = filepath.Join(caddy.AppDataDir(), AppID)
+	if a.set.stateDir == "" {
+		a.set.stateDir = filepath.Join(caddy.AppDataDir(), AppID)
 	}
-	if a.src, err = newSource(a.Source, time.Duration(a.SourceTimeout), userAgent); err != nil {
+	if a.set.src, err = newSource(a.Source, time.Duration(a.SourceTimeout), userAgent); err != nil {
 		return err
 	}
-	a.targets = &targetSettings{
+	a.set.targets = &targetSettings{
 		serviceAddress: a.ServiceAddress,
 		credentialsDir: a.CredentialsDir,
 		userAgent:      userAgent,
@@ -216,7 +218,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	for _, raw := range a.AllowURLs {
 		if u, err := url.Parse(raw); err == nil { // Validate reports the others
-			a.targets.allowURLs = append(a.targets.allowURLs, u)
+			a.set.targets.allowURLs = append(a.set.targets.allowURLs, u)
 		}
 	}
 	if a.Kubernetes != nil {
@@ -228,7 +230,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
 		}
-		a.targets.secrets = newKubeSecrets(cs).inNamespace
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
+		}
+		a.set.targets.secrets = newKubeSecrets(cs).inNamespace
+		a.set.kube = &statusWriter{client: dyn}
 	}
 	a.fingerprint, err = a.settingsFingerprint()
 	return err
@@ -424,7 +431,7 @@ func (a *App) syncLocked() {
 			continue
 		}
 		v, loaded, err := copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
-			c := newCopier(rw, a.set, a.copyInterval(rw), a.src, a.targets, a.stateDir, passes, a.logger)
+			c := newCopier(rw, a.copyInterval(rw), a.set)
 			c.start()
 			return c, nil
 		})

@@ -29,6 +29,14 @@ type settings struct {
 	initialLookback time.Duration
 	batchSize       int
 	maxPending      int
+
+	// What the copiers share.
+	src      *source
+	targets  *targetSettings
+	stateDir string        // "" keeps no progress on disk
+	limiter  *limiter      // max_in_flight
+	kube     *statusWriter // nil: statuses are not written
+	logger   *zap.Logger
 }
 
 // copier copies one MetricAccess's series to its target: every pass reads
@@ -38,16 +46,19 @@ type settings struct {
 // down the copier stays where it is and reads the same window again later.
 type copier struct {
 	rw       *tenancy.RemoteWrite
-	set      settings
+	set      *settings
 	interval time.Duration
-	src      *source
 	target   *resolvedTarget
 	targetErr error // the target could not be built: reported, never retried
 	rule     labelRule
 	group    labelRule // a Pushgateway's grouping labels, which it overwrites
 	cur      *cursor   // nil when targetErr is set
-	limiter  *limiter
 	logger   *zap.Logger
+
+	// Owned by the run goroutine: what reportStatus last wrote.
+	reported     time.Time
+	reportedErr  string
+	reportFailed bool
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -64,14 +75,14 @@ type copier struct {
 // stopGrace is how long stopping waits for a write in flight.
 const stopGrace = 5 * time.Second
 
-func newCopier(rw *tenancy.RemoteWrite, set settings, interval time.Duration, src *source, targets *targetSettings, stateDir string, lim *limiter, logger *zap.Logger) *copier {
+func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *copier {
 	c := &copier{
-		rw: rw, set: set, interval: interval, src: src, limiter: lim,
+		rw: rw, set: set, interval: interval,
 		rule:   newLabelRule(rw.Spec.ExtraLabels, rw.Spec.HonorLabels),
-		logger: logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
+		logger: set.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
 	}
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
-	c.target, c.targetErr = targets.newTarget(rw, func(reason string) {
+	c.target, c.targetErr = set.targets.newTarget(rw, func(reason string) {
 		// Samples count as failed once the write gives up, not per attempt.
 		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
 	})
@@ -86,8 +97,8 @@ func newCopier(rw *tenancy.RemoteWrite, set settings, interval time.Duration, sr
 			c.group = newLabelRule(key, false)
 		}
 		var state stateFile
-		if stateDir != "" && c.target.snapshot == nil {
-			state = stateFile{path: filepath.Join(stateDir, rw.Namespace, rw.Object.Name+".json")}
+		if set.stateDir != "" && c.target.snapshot == nil {
+			state = stateFile{path: filepath.Join(set.stateDir, rw.Namespace, rw.Object.Name+".json")}
 		}
 		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, state)
 	}
@@ -125,6 +136,7 @@ func (c *copier) run(ctx context.Context) {
 	defer close(c.stopped)
 	if c.targetErr != nil {
 		c.failed(fmt.Errorf("invalid target: %w", c.targetErr))
+		c.reportStatus(ctx)
 		<-ctx.Done()
 		return
 	}
@@ -137,11 +149,14 @@ func (c *copier) run(ctx context.Context) {
 		case <-timer.C:
 		}
 		caughtUp, err := c.pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.failed(err)
+		}
+		c.reportStatus(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			c.failed(err)
 			timer.Reset(c.interval)
 		case caughtUp:
 			timer.Reset(c.interval)
@@ -170,10 +185,10 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		return false, err
 	}
 	defer c.cur.unlock()
-	if err := c.limiter.acquire(ctx); err != nil {
+	if err := c.set.limiter.acquire(ctx); err != nil {
 		return false, err
 	}
-	defer c.limiter.release()
+	defer c.set.limiter.release()
 	now := time.Now()
 	c.cur.load(c.target.id, c.startAt(now), c.logger)
 	c.setCopiedUntil()
@@ -225,7 +240,7 @@ func (c *copier) readOnce(ctx context.Context, from, to int64, limit int) (*wind
 	// Cancelling ends the streamed answers a full window leaves unread.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ss, err := c.src.read(ctx, c.rw.Policy, from, to)
+	ss, err := c.set.src.read(ctx, c.rw.Policy, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -417,4 +432,25 @@ func (c *copier) saveInFlight(end progress) {
 	if err := c.cur.save(c.target.id, &end); err != nil {
 		c.logger.Error("saving remote write state", zap.Error(err))
 	}
+}
+
+// reportStatus writes the copier's state into the MetricAccess, for objects
+// from the Kubernetes API: at once when the error changes, else at most
+// every statusEvery.
+func (c *copier) reportStatus(ctx context.Context) {
+	if c.set.kube == nil || c.rw.Object.Source != tenancy.SourceKubernetes {
+		return
+	}
+	s := c.Status()
+	if s.LastError == c.reportedErr && !c.reported.IsZero() && time.Since(c.reported) < statusEvery {
+		return
+	}
+	if err := c.set.kube.write(ctx, c.rw.Namespace, c.rw.Object.Name, s); err != nil {
+		if !c.reportFailed {
+			c.logger.Warn("writing the MetricAccess's remote-write status", zap.Error(err))
+		}
+		c.reportFailed = true
+		return
+	}
+	c.reported, c.reportedErr, c.reportFailed = time.Now(), s.LastError, false
 }

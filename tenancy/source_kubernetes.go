@@ -23,10 +23,17 @@ import (
 )
 
 // sourceKubernetes names the Kubernetes source among the sources of a tenantSet.
-const sourceKubernetes = "kubernetes"
+const sourceKubernetes = SourceKubernetes
+
+// SourceKubernetes is ObjectRef.Source of an object read from the Kubernetes
+// API: the objects whose status can be written.
+const SourceKubernetes = "kubernetes"
 
 // metricAccessResource is the MetricAccess resource of the CRD in deploy/kubernetes/crd.
-var metricAccessResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "metricaccesses"}
+var metricAccessResource = Resource
+
+// Resource is the MetricAccess API resource.
+var Resource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "metricaccesses"}
 
 // Condition of a MetricAccess's status, so that `kubectl get metricaccess`
 // tells a tenant whether its object is in force and, if not, why.
@@ -182,9 +189,10 @@ type watchedObject struct {
 }
 
 // collect reads every object from the informers' caches and returns them,
-// with the valid ones ready to publish. An object whose resourceVersion did
-// not change is not decoded again: the same *MetricAccess lets the tenantSet
-// skip recompiling its namespace.
+// with the valid ones ready to publish. An object whose spec did not change
+// (the same generation; a status write bumps only the resourceVersion) is
+// not decoded again: the same *MetricAccess lets the tenantSet skip
+// recompiling its namespace.
 func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -196,7 +204,7 @@ func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 				continue
 			}
 			o, ok := w.decoded[u.GetUID()]
-			if !ok || o.u.GetResourceVersion() != u.GetResourceVersion() {
+			if !ok || !sameSpec(o.u, u) {
 				var m MetricAccess
 				err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &m)
 				if err == nil {
@@ -214,6 +222,15 @@ func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 	}
 	w.decoded = seen
 	return all, valid
+}
+
+// sameSpec reports whether b is a of the same spec: the same generation,
+// or, where the API server keeps none, the same resourceVersion.
+func sameSpec(a, b *unstructured.Unstructured) bool {
+	if a.GetGeneration() > 0 && b.GetGeneration() > 0 {
+		return a.GetGeneration() == b.GetGeneration()
+	}
+	return a.GetResourceVersion() == b.GetResourceVersion()
 }
 
 // pass publishes the valid objects to each subscriber and sets each

@@ -26,6 +26,9 @@ const (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Patterns",type=string,JSONPath=`.spec.metrics`
 // +kubebuilder:printcolumn:name="Isolated",type=boolean,JSONPath=`.spec.metricIsolation`,priority=1
+// +kubebuilder:printcolumn:name="Copied-Until",type=date,JSONPath=`.status.remoteWrite.copiedUntil`
+// +kubebuilder:printcolumn:name="Sent",type=integer,JSONPath=`.status.remoteWrite.samplesSent`,priority=1
+// +kubebuilder:printcolumn:name="Copy-Error",type=string,JSONPath=`.status.remoteWrite.lastError`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MetricAccess struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -84,6 +87,39 @@ type MetricAccessStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// RemoteWrite is the state of the copy to spec.remoteWrite's target,
+	// written by the prom_remote_write app.
+	// +optional
+	RemoteWrite *RemoteWriteStatus `json:"remoteWrite,omitempty"`
+}
+
+// RemoteWriteStatus is the state of a MetricAccess's copy to its target.
+// +kubebuilder:object:generate=true
+type RemoteWriteStatus struct {
+	// Target is the kind and URL of the target, without credentials.
+	// +optional
+	Target string `json:"target,omitempty"`
+	// CopiedUntil: the target has acknowledged every sample up to this time.
+	// +optional
+	CopiedUntil *metav1.Time `json:"copiedUntil,omitempty"`
+	// LastSuccess is when a copy pass last completed.
+	// +optional
+	LastSuccess *metav1.Time `json:"lastSuccess,omitempty"`
+	// LastError says why the last pass failed; empty once one succeeds.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// LastErrorTime is when LastError happened.
+	// +optional
+	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
+	// SamplesSent counts the samples the target acknowledged since the
+	// copying proxy started.
+	// +optional
+	SamplesSent int64 `json:"samplesSent,omitempty"`
+	// SamplesDropped counts the samples the target refused for good since
+	// the copying proxy started.
+	// +optional
+	SamplesDropped int64 `json:"samplesDropped,omitempty"`
 }
 
 // RemoteWriteSpec copies the series a MetricAccess allows to exactly one
