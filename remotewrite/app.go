@@ -125,6 +125,14 @@ type App struct {
 	// {service}.{namespace}.svc:{port}.
 	ServiceAddress string `json:"service_address,omitempty"`
 
+	// TenantHeader names a header that remoteWrite requests carry with the
+	// tenant's namespace as its value, such as X-Scope-OrgID for a shared
+	// Mimir or Cortex, or THANOS-TENANT for Thanos receive. Tenants cannot
+	// set it themselves: a MetricAccess whose headers name it is refused.
+	// Default: none (tenants' headers are sent as they give them, so on a
+	// receiver shared between tenants, set this).
+	TenantHeader string `json:"tenant_header,omitempty"`
+
 	// CredentialsDir is the directory that tenant-named files (a password
 	// file, TLS files) are resolved under. Default: none, which refuses file
 	// credentials: a tenant must not read the proxy's own files.
@@ -212,6 +220,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.set.targets = &targetSettings{
 		serviceAddress: a.ServiceAddress,
 		credentialsDir: a.CredentialsDir,
+		tenantHeader:   a.TenantHeader,
 		userAgent:      userAgent,
 		timeout:        time.Duration(a.Timeout),
 		retries:        *a.Retries,
@@ -275,7 +284,9 @@ func (a *App) setDefaults() {
 // sets the defaults; a zero value means the default.
 func (a *App) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("prom_remote_write: "+format, args...)) }
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("prom_remote_write: "+format, args...))
+	}
 	if a.Source == "" {
 		bad("source is required: the base URL of the Prometheus to copy from")
 	} else if u, err := url.Parse(a.Source); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -26,6 +26,7 @@ import (
 //	    allow_url           <url...>
 //	    service_address     <host:port template>
 //	    credentials_dir     <dir>
+//	    tenant_header       <header name>
 //	    kubernetes {
 //	        kubeconfig <path>
 //	    }
@@ -59,6 +60,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "credentials_dir":
 			if err := oneArg(d, &a.CredentialsDir); err != nil {
+				return err
+			}
+		case "tenant_header":
+			if err := oneArg(d, &a.TenantHeader); err != nil {
 				return err
 			}
 		case "source_timeout", "interval", "read_delay", "initial_lookback", "max_window", "timeout":

@@ -45,15 +45,15 @@ type settings struct {
 // batch. Nothing is queued in memory beyond one window: while the target is
 // down the copier stays where it is and reads the same window again later.
 type copier struct {
-	rw       *tenancy.RemoteWrite
-	set      *settings
-	interval time.Duration
-	target   *resolvedTarget
+	rw        *tenancy.RemoteWrite
+	set       *settings
+	interval  time.Duration
+	target    *resolvedTarget
 	targetErr error // the target could not be built: reported, never retried
-	rule     labelRule
-	group    labelRule // a Pushgateway's grouping labels, which it overwrites
-	cur      *cursor   // nil when targetErr is set
-	logger   *zap.Logger
+	rule      labelRule
+	group     labelRule // a Pushgateway's grouping labels, which it overwrites
+	cur       *cursor   // nil when targetErr is set
+	logger    *zap.Logger
 
 	// Owned by the run goroutine: what reportStatus last wrote.
 	reported     time.Time
@@ -179,12 +179,17 @@ func (c *copier) startAt(now time.Time) int64 {
 // pass copies one window. It reports whether the copier has caught up with
 // the present (less read_delay).
 func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
-	// The cursor first: a copier waiting for its predecessor's pass must
-	// not hold one of the max_in_flight slots meanwhile.
+	// The cursor first, then the tenant's turn: a copier waiting for its
+	// predecessor, or for another object of its tenant, must not hold one
+	// of the max_in_flight slots meanwhile.
 	if err := c.cur.lock(ctx); err != nil {
 		return false, err
 	}
 	defer c.cur.unlock()
+	if err := perTenant.acquire(ctx, c.rw.Namespace); err != nil {
+		return false, err
+	}
+	defer perTenant.release(c.rw.Namespace)
 	if err := c.set.limiter.acquire(ctx); err != nil {
 		return false, err
 	}
@@ -214,6 +219,9 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		return false, err
 	}
 	c.cur.done = progress{T: w.to}
+	if u := c.cur.unsure; u != nil && u.T <= w.to {
+		c.cur.unsure = nil // every sample it could cover was in this window
+	}
 	c.save()
 	c.succeeded()
 	return w.to == end, nil
@@ -294,7 +302,9 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 			}
 			return err
 		}
-		c.cur.done, c.cur.unsure = end, nil
+		// A resent part may end before the unsure batch did (a smaller
+		// batch_size since): unsure stays until a sample past it comes.
+		c.cur.done = end
 		for _, s := range chunk {
 			c.track(keys[s.series], w.series[s.series], s)
 		}

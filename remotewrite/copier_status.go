@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,9 +19,15 @@ func (c *copier) Status() Status {
 }
 
 func (c *copier) failed(err error) {
+	shown := err.Error()
+	if errors.Is(err, errOutsidePolicy) {
+		// The status reaches the tenant (MetricAccess status): it must not
+		// carry the labels of a series the tenant may not see. The log has them.
+		shown = errOutsidePolicy.Error()
+	}
 	c.mu.Lock()
-	repeat := c.status.LastError == err.Error()
-	c.status.LastError, c.status.LastErrorTime = err.Error(), time.Now()
+	repeat := c.status.LastError == shown
+	c.status.LastError, c.status.LastErrorTime = shown, time.Now()
 	c.mu.Unlock()
 	if repeat {
 		c.logger.Debug("remote write failed again", zap.Error(err))

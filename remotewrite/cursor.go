@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +27,9 @@ type cursor struct {
 	// stopped: the target may or may not hold it.
 	unsure *progress
 	live   map[string]*seriesState // by the source labels' bytes
-	state stateFile
+
+	stateMu sync.Mutex // guards state, which a reload may move
+	state   stateFile
 	// loaded: done was set, from the state file or initial_lookback.
 	loaded bool
 
@@ -47,13 +50,21 @@ func cursorKey(object, targetID string) string { return object + "\x00" + target
 // acquireCursor returns the shared cursor of object and target; release it
 // with releaseCursor.
 func acquireCursor(object, targetID string, state stateFile) (*cursor, error) {
-	v, _, err := cursors.LoadOrNew(cursorKey(object, targetID), func() (caddy.Destructor, error) {
+	v, loaded, err := cursors.LoadOrNew(cursorKey(object, targetID), func() (caddy.Destructor, error) {
 		return &cursor{turn: make(chan struct{}, 1), live: map[string]*seriesState{}, state: state}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*cursor), nil
+	c := v.(*cursor)
+	if loaded {
+		// The newest config says where progress is kept (state_dir may
+		// have moved): the next save goes there.
+		c.stateMu.Lock()
+		c.state = state
+		c.stateMu.Unlock()
+	}
+	return c, nil
 }
 
 func releaseCursor(object, targetID string) {
@@ -84,7 +95,10 @@ func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
 	}
 	c.loaded = true
 	c.done = progress{T: start}
-	saved, ok, err := c.state.load()
+	c.stateMu.Lock()
+	state := c.state
+	c.stateMu.Unlock()
+	saved, ok, err := state.load()
 	switch {
 	case err != nil:
 		logger.Warn("remote write state unreadable; starting from initial_lookback", zap.Error(err))
@@ -101,5 +115,8 @@ func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
 // (out of order), so progress that lagged behind what was acknowledged would
 // make the next batch, new samples included, fail for good after a restart.
 func (c *cursor) save(targetID string, inFlight *progress) error {
-	return c.state.save(savedState{Target: targetID, Progress: c.done, InFlight: inFlight})
+	c.stateMu.Lock()
+	state := c.state
+	c.stateMu.Unlock()
+	return state.save(savedState{Target: targetID, Progress: c.done, InFlight: inFlight})
 }

@@ -2,10 +2,17 @@ package remotewrite
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -24,7 +31,84 @@ const chunkedReadLimit = 50e6
 // Prometheus by remote read (streamed XOR chunks).
 type source struct {
 	url    string
+	base   string
 	client remote.ReadClient
+	http   *http.Client
+
+	mu       sync.Mutex // guards checked and checkErr
+	checked  time.Time
+	checkErr error
+}
+
+// externalCheckEvery is how often the source's configuration is read again.
+const externalCheckEvery = 5 * time.Minute
+
+// errExternalLabels says the source has external labels. Its remote read
+// rewrites matchers on them and adds them to every series it returns, so a
+// read would not select what the tenant can query (a policy on `cluster`
+// selects series without a stored cluster label) and every copy would carry
+// labels the tenant's queries never show. Until the copier strips them
+// exactly, it refuses such a source.
+var errExternalLabels = errors.New("the source has external labels, which remote read adds to every series and rewrites matchers on, so the copy would not be what the tenant can query; copying from it is not supported yet (copy from a Prometheus without global.external_labels)")
+
+// check refuses a source with external labels, reading its configuration
+// (GET /api/v1/status/config) at most every externalCheckEvery. A source
+// that does not answer it is refused: what it adds cannot be known.
+func (s *source) check(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.checked.IsZero() && time.Since(s.checked) < externalCheckEvery {
+		return s.checkErr
+	}
+	labels, err := s.externalLabels(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading the source's configuration (for its external labels): %w", err)
+	case len(labels) > 0:
+		s.checkErr = fmt.Errorf("%w: %v", errExternalLabels, labels)
+	default:
+		s.checkErr = nil
+	}
+	s.checked = time.Now()
+	return s.checkErr
+}
+
+func (s *source) externalLabels(ctx context.Context) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/v1/status/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/api/v1/status/config: %s", s.base, resp.Status)
+	}
+	var answer struct {
+		Data struct {
+			YAML string `json:"yaml"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return nil, fmt.Errorf("%s/api/v1/status/config: %w", s.base, err)
+	}
+	var cfg struct {
+		Global struct {
+			ExternalLabels map[string]string `json:"external_labels"`
+		} `json:"global"`
+	}
+	if err := yaml.Unmarshal([]byte(answer.Data.YAML), &cfg); err != nil {
+		return nil, fmt.Errorf("the source's configuration: %w", err)
+	}
+	return cfg.Global.ExternalLabels, nil
 }
 
 func newSource(base string, timeout time.Duration, userAgent string) (*source, error) {
@@ -42,13 +126,21 @@ func newSource(base string, timeout time.Duration, userAgent string) (*source, e
 	if err != nil {
 		return nil, err
 	}
-	return &source{url: u.String(), client: c}, nil
+	hc, err := config_util.NewClientFromConfig(config_util.DefaultHTTPClientConfig, "prom_remote_write_source", config_util.WithUserAgent(userAgent))
+	if err != nil {
+		return nil, err
+	}
+	hc.Timeout = timeout
+	return &source{url: u.String(), base: strings.TrimSuffix(base, "/"), client: c, http: hc}, nil
 }
 
 // read selects every series of p with samples in [from, to], one remote-read
 // query per branch of p, merged in label-set order: a series several branches
 // select comes once, its samples de-duplicated.
 func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (storage.SeriesSet, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
 	branches := p.Branches()
 	sets := make([]storage.SeriesSet, 0, len(branches))
 	for _, b := range branches {

@@ -16,16 +16,16 @@ type Status struct {
 	Protocol string `json:"protocol,omitempty"`
 	Interval string `json:"interval"`
 	// CopiedUntil: every sample up to this time has been acknowledged.
-	CopiedUntil    time.Time `json:"copied_until,omitzero"`
-	LastSuccess    time.Time `json:"last_success,omitzero"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastErrorTime  time.Time `json:"last_error_time,omitzero"`
+	CopiedUntil   time.Time `json:"copied_until,omitzero"`
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
 	// Samples counts are of the object and target since the process
 	// started; a reload keeps them.
-	SamplesSent    uint64    `json:"samples_sent"`
-	SamplesFailed  uint64    `json:"samples_failed"`
-	SamplesDropped uint64    `json:"samples_dropped"`
-	PendingSamples int       `json:"pending_samples"`
+	SamplesSent    uint64 `json:"samples_sent"`
+	SamplesFailed  uint64 `json:"samples_failed"`
+	SamplesDropped uint64 `json:"samples_dropped"`
+	PendingSamples int    `json:"pending_samples"`
 	// LiveSeries are the series the copier tracks for staleness.
 	LiveSeries int `json:"live_series"`
 }

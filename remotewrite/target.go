@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -80,7 +82,13 @@ func reasonOf(status int) string {
 		// that a 1.0 receiver accepted without writing anything.
 		return "protocol"
 	}
-	return fmt.Sprintf("http_%d", status)
+	switch status {
+	case 400, 401, 403, 404, 405, 407, 409, 413, 415, 422, 429, 500, 502, 503, 504:
+		return fmt.Sprintf("http_%d", status)
+	}
+	// Other codes are the target's choice: fold them, so that a hostile
+	// target cannot grow the metrics' reason label without bound.
+	return fmt.Sprintf("http_%dxx", status/100)
 }
 
 // statusKey is the context key of the *int a statusRecorder writes to.
@@ -93,10 +101,22 @@ type statusRecorder struct{ next http.RoundTripper }
 
 func (s statusRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := s.next.RoundTrip(r)
-	if resp != nil && resp.StatusCode/100 != 2 {
-		// The client reads an error answer whole into its error text, which
-		// goes to logs and the status; a hostile target must not fill them.
-		resp.Body = limitedBody{Reader: io.LimitReader(resp.Body, maxErrorBody), Closer: resp.Body}
+	if resp != nil {
+		// The client reads every answer whole (an error's into its error
+		// text, for logs and the status): a hostile target must not fill
+		// memory or logs. A success's body carries nothing we use.
+		limit := int64(maxErrorBody)
+		if resp.StatusCode/100 == 2 {
+			limit = maxSuccessBody
+		}
+		resp.Body = limitedBody{Reader: io.LimitReader(resp.Body, limit), Closer: resp.Body}
+		// The client waits Retry-After on top of its backoff, uncapped; a
+		// target must not park a copier (and its slot) for a year.
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			if d, err := strconv.Atoi(ra); err != nil || time.Duration(d)*time.Second > maxRetryAfter {
+				resp.Header.Set("Retry-After", strconv.Itoa(int(maxRetryAfter/time.Second)))
+			}
+		}
 	}
 	if p, ok := r.Context().Value(statusKey{}).(*int); ok {
 		*p = 0
@@ -107,8 +127,12 @@ func (s statusRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// maxErrorBody is how much of an error answer is read.
-const maxErrorBody = 1024
+// How much of an answer is read, and the longest Retry-After honoured.
+const (
+	maxErrorBody   = 1024
+	maxSuccessBody = 64 << 10
+	maxRetryAfter  = 30 * time.Second
+)
 
 type limitedBody struct {
 	io.Reader

@@ -23,7 +23,7 @@ func TestClassify(t *testing.T) {
 		{500, "http_500", false},
 		{502, "http_502", false},
 		{503, "http_503", false},
-		{599, "http_599", false},
+		{599, "http_5xx", false},
 		// Misconfigured target: wait for a fix instead of dropping.
 		{401, "http_401", false},
 		{403, "http_403", false},
@@ -36,7 +36,7 @@ func TestClassify(t *testing.T) {
 		{400, "http_400", true},
 		{409, "http_409", true},
 		{422, "http_422", true},
-		{499, "http_499", true},
+		{499, "http_4xx", true},
 	} {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			err := classify(tc.status, base)

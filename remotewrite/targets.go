@@ -22,6 +22,7 @@ type targetSettings struct {
 	allowURLs      []*url.URL
 	serviceAddress string // template with {service}, {namespace}, {port}
 	credentialsDir string // "" refuses file credentials
+	tenantHeader   string // set to the namespace on remoteWrite requests; tenants cannot set it
 	secrets        func(namespace string) config_util.SecretManager
 	userAgent      string
 	timeout        time.Duration // per request; 0 none
@@ -189,10 +190,16 @@ func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTa
 			return cfg, err
 		}
 	}
-	if len(r.Headers) > 0 {
+	if len(r.Headers) > 0 || s.tenantHeader != "" {
 		cfg.HTTPHeaders = &config_util.Headers{Headers: map[string]config_util.Header{}}
 		for k, v := range r.Headers {
+			if s.tenantHeader != "" && strings.EqualFold(k, s.tenantHeader) {
+				return cfg, fmt.Errorf("headers: %s is set by the proxy (tenant_header) to the tenant's namespace", k)
+			}
 			cfg.HTTPHeaders.Headers[k] = config_util.Header{Values: []string{v}}
+		}
+		if s.tenantHeader != "" {
+			cfg.HTTPHeaders.Headers[s.tenantHeader] = config_util.Header{Values: []string{namespace}}
 		}
 	}
 	if err := cfg.Validate(); err != nil {

@@ -359,8 +359,8 @@ func TestTargetNoRedirects(t *testing.T) {
 	}
 	err = rt.batch.send(context.Background(), testBatch())
 	var te *targetError
-	if !errors.As(err, &te) || te.reason != "http_307" || te.drop {
-		t.Errorf("send to a redirect = %v, want a targetError http_307, not dropped", err)
+	if !errors.As(err, &te) || te.reason != "http_3xx" || te.drop {
+		t.Errorf("send to a redirect = %v, want a targetError http_3xx, not dropped", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

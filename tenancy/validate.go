@@ -169,6 +169,16 @@ func (v *validator) pushgateway(f string, p *PushgatewayTarget) {
 		v.errorf(f+".jobName", "required")
 	}
 	v.labelNames(f+".groupingKey", p.GroupingKey)
+	for _, k := range slices.Sorted(maps.Keys(p.GroupingKey)) {
+		switch {
+		case strings.HasPrefix(k, "__"):
+			v.errorf(f+".groupingKey", "label %q is reserved: names starting with __ cannot be set", k)
+		case k == "job":
+			v.errorf(f+".groupingKey", "job is jobName's: set jobName instead")
+		case p.GroupingKey[k] == "":
+			v.errorf(f+".groupingKey["+k+"]", "empty value: an empty label is no label in Prometheus")
+		}
+	}
 }
 
 func (v *validator) remoteWriteTarget(f string, r *RemoteWriteTarget) {
@@ -203,6 +213,9 @@ func (v *validator) remoteWriteTarget(f string, r *RemoteWriteTarget) {
 		case b.PasswordFile == "":
 			v.errorf(bf, "one of passwordSecretRef or passwordFile is required")
 		}
+	}
+	if r.TLS != nil && strings.HasPrefix(strings.ToLower(r.URL), "http://") {
+		v.errorf(f+".tls", "set for an http:// url, where it would be ignored: use https://")
 	}
 	if t := r.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
 		v.errorf(f+".tls", "certFile and keyFile must be set together")

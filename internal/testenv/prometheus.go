@@ -32,7 +32,7 @@ type Prometheus struct {
 	args      []string
 	binary    string
 	readyAuth *url.Userinfo
-	proc   *process
+	proc      *process
 }
 
 // PrometheusOptions varies what StartPrometheusWith backfills. The zero value is what
