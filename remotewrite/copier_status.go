@@ -51,7 +51,13 @@ func (c *copier) succeeded() {
 
 func (c *copier) setCopiedUntil() {
 	c.mu.Lock()
-	c.status.CopiedUntil = time.UnixMilli(c.cur.done.T)
+	// While a timestamp is only partly sent (some series of it), every
+	// sample is acknowledged only up to the millisecond before it.
+	t := c.cur.done.T
+	if !c.cur.done.Series.IsEmpty() {
+		t--
+	}
+	c.status.CopiedUntil = time.UnixMilli(t)
 	c.mu.Unlock()
 }
 
