@@ -18,13 +18,6 @@ prog=bench
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-next_port=$((20000 + RANDOM % 20000))
-free_port() {
-	while port_taken "$next_port"; do next_port=$((next_port + 1)); done
-	port=$next_port
-	next_port=$((next_port + 1))
-}
-
 if (($(nproc) >= 2)); then
 	pin_load=(taskset -c 0)
 	pin_servers=(taskset -c 1)

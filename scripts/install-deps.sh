@@ -2,9 +2,10 @@
 # Installs the programs the end-to-end tests, the demo and the benchmark run, from Debian
 # packages, and only those whose command is missing: a second run does nothing.
 #
-# Debian's prometheus, prometheus-pushgateway and etcd-server packages enable a system
-# service on :9090 / :9091 / :2379. Our tests never use it (they start their own on free
-# ports), so we keep the install from starting it; the demo checks those ports itself.
+# Debian's prometheus, prometheus-pushgateway, etcd-server and victoria-metrics packages
+# enable a system service on :9090 / :9091 / :2379 / :8428. Our tests never use it (they
+# start their own on free ports), so we keep the install from starting it; the demo checks
+# those ports itself.
 # (kube-apiserver has no Debian package: scripts/build-kube-apiserver.sh builds it.)
 set -euo pipefail
 
@@ -17,6 +18,7 @@ declare -A pkg=(
 	[curl]=curl
 	[jq]=jq
 	[etcd]=etcd-server
+	[vmagent]=victoria-metrics
 )
 
 missing=()
@@ -24,7 +26,7 @@ for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
 if ((${#missing[@]} == 0)); then
-	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd)"
+	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent)"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -63,6 +65,10 @@ if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" prometheus"* ]]; t
 	echo "install-deps: note: Debian enabled the prometheus (and pushgateway) services; they were not" \
 		"started now. Tests don't need them; make demo wants :9090/:9091 free." \
 		"To disable: sudo systemctl disable --now prometheus prometheus-pushgateway"
+fi
+if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" victoria-metrics "* ]]; then
+	echo "install-deps: note: Debian enabled the victoria-metrics service (only its vmagent is used, by" \
+		"make bench); it was not started now. To disable: sudo systemctl disable --now victoria-metrics"
 fi
 if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" etcd-server "* ]]; then
 	echo "install-deps: note: Debian enabled the etcd service; it was not started now and tests" \

@@ -1,4 +1,5 @@
-# Shared by scripts/demo.sh and scripts/bench.sh: process clean-up, ports, readiness.
+# Shared by scripts/demo.sh, scripts/bench.sh and scripts/bench-remotewrite.sh: process
+# clean-up, ports, readiness.
 # Source it after setting prog (the prefix of messages); it sets tmp and pids and
 # installs the traps that stop everything started (append PIDs to pids).
 
@@ -19,6 +20,15 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port: sets port to a free port, a different one on each call (not in a subshell:
+# it remembers where it got to).
+next_port=$((20000 + RANDOM % 20000))
+free_port() {
+	while port_taken "$next_port"; do next_port=$((next_port + 1)); done
+	port=$next_port
+	next_port=$((next_port + 1))
+}
 
 # wait_for NAME PID LOG SECONDS COMMAND...: run COMMAND until it succeeds; fail with
 # the log's tail if the process exits or the time runs out.
