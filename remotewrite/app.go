@@ -243,7 +243,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
 		}
-		a.set.targets.secrets = newKubeSecrets(cs).inNamespace
+		a.set.targets.secrets = newKubeSecrets(cs)
 		a.set.kube = &statusWriter{client: dyn}
 	}
 	a.fingerprint, err = a.settingsFingerprint()

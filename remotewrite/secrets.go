@@ -17,8 +17,8 @@ import (
 // Secret per TTL however fast batches go.
 const secretTTL = 30 * time.Second
 
-// kubeSecrets reads passwords from Kubernetes Secrets. Each tenant gets a
-// view bound to its own namespace.
+// kubeSecrets reads passwords from Kubernetes Secrets, as Prometheus's
+// HTTP client configuration's secret manager.
 type kubeSecrets struct {
 	client kubernetes.Interface
 
@@ -35,27 +35,14 @@ func newKubeSecrets(client kubernetes.Interface) *kubeSecrets {
 	return &kubeSecrets{client: client, cache: map[string]cachedSecret{}}
 }
 
-// inNamespace is the secret manager of one namespace; references are
-// "name/key".
-func (k *kubeSecrets) inNamespace(namespace string) config_util.SecretManager {
-	return namespaceSecrets{k: k, namespace: namespace}
-}
-
-type namespaceSecrets struct {
-	k         *kubeSecrets
-	namespace string
-}
-
-func (n namespaceSecrets) Fetch(ctx context.Context, ref string) (string, error) {
-	name, key, ok := strings.Cut(ref, "/")
-	if !ok {
-		return "", fmt.Errorf("secret reference %q is not name/key", ref)
+// Fetch reads a "namespace/name/key" reference, which clientConfig builds
+// with the object's own namespace (none of the three can hold a slash).
+func (k *kubeSecrets) Fetch(ctx context.Context, id string) (string, error) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("secret reference %q is not namespace/name/key", id)
 	}
-	return n.k.fetch(ctx, n.namespace, name, key)
-}
-
-func (k *kubeSecrets) fetch(ctx context.Context, namespace, name, key string) (string, error) {
-	id := namespace + "/" + name + "/" + key
+	namespace, name, key := parts[0], parts[1], parts[2]
 	k.mu.Lock()
 	c, ok := k.cache[id]
 	k.mu.Unlock()
@@ -75,3 +62,6 @@ func (k *kubeSecrets) fetch(ctx context.Context, namespace, name, key string) (s
 	k.mu.Unlock()
 	return string(v), nil
 }
+
+// Interface guard.
+var _ config_util.SecretManager = (*kubeSecrets)(nil)

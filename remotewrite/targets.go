@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,10 +19,10 @@ import (
 // targetSettings are the admin's rules for the targets tenants may name.
 type targetSettings struct {
 	allowURLs      []*url.URL
-	serviceAddress string // template with {service}, {namespace}, {port}
-	credentialsDir string // "" refuses file credentials
-	tenantHeader   string // set to the namespace on remoteWrite requests; tenants cannot set it
-	secrets        func(namespace string) config_util.SecretManager
+	serviceAddress string                    // template with {service}, {namespace}, {port}
+	credentialsDir string                    // "" refuses file credentials
+	tenantHeader   string                    // set to the namespace on remoteWrite requests; tenants cannot set it
+	secrets        config_util.SecretManager // nil: passwordSecretRef is refused
 	userAgent      string
 	timeout        time.Duration // per request; 0 none
 	retries        int
@@ -221,7 +220,7 @@ func (s *targetSettings) httpClient(cfg config_util.HTTPClientConfig) (*http.Cli
 	cfg.FollowRedirects = false
 	opts := []config_util.HTTPClientOption{config_util.WithUserAgent(s.userAgent)}
 	if s.secrets != nil {
-		opts = append(opts, config_util.WithSecretManager(secretManagerFunc(s.secrets)))
+		opts = append(opts, config_util.WithSecretManager(s.secrets))
 	}
 	c, err := config_util.NewClientFromConfig(cfg, "prom_remote_write", opts...)
 	if err != nil {
@@ -230,16 +229,4 @@ func (s *targetSettings) httpClient(cfg config_util.HTTPClientConfig) (*http.Cli
 	c.Transport = statusRecorder{next: c.Transport}
 	c.Timeout = s.timeout
 	return c, nil
-}
-
-// secretManagerFunc reads "namespace/name/key" references through the
-// namespace's secret manager.
-type secretManagerFunc func(namespace string) config_util.SecretManager
-
-func (f secretManagerFunc) Fetch(ctx context.Context, ref string) (string, error) {
-	ns, rest, ok := strings.Cut(ref, "/")
-	if !ok {
-		return "", fmt.Errorf("secret reference %q has no namespace", ref)
-	}
-	return f(ns).Fetch(ctx, rest)
 }

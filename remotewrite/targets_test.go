@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	config_util "github.com/prometheus/common/config"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
@@ -244,7 +243,7 @@ func TestClientConfig(t *testing.T) {
 	}
 
 	// A Secret is read in the object's namespace, never another.
-	withK8s := &targetSettings{secrets: func(string) config_util.SecretManager { return nil }}
+	withK8s := &targetSettings{secrets: newKubeSecrets(nil)}
 	cfg, err = withK8s.clientConfig("team-a", &tenancy.RemoteWriteTarget{
 		BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordSecretRef: &tenancy.SecretKeyRef{Name: "s", Key: "k"}},
 	})
