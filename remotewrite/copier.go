@@ -208,8 +208,8 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	c.addPending(len(w.samples))
-	defer func() { c.addPending(-c.statusPending()) }()
+	c.setPending(len(w.samples))
+	defer c.setPending(0)
 	if c.target.snapshot != nil {
 		err = c.pushWindow(c.hard, w)
 	} else {
@@ -308,7 +308,7 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 		for _, s := range chunk {
 			c.track(keys[s.series], w.series[s.series], s)
 		}
-		c.addPending(-len(chunk))
+		c.setPending(len(w.samples) - i - n)
 		c.save()
 		i += n
 	}

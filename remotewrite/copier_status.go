@@ -61,20 +61,16 @@ func (c *copier) setCopiedUntil() {
 	c.mu.Unlock()
 }
 
-func (c *copier) addPending(n int) {
-	if n == 0 {
-		return
-	}
+// setPending sets the copier's samples read and not yet acknowledged; the
+// tenant's gauge, which its other copiers share, moves by the difference.
+func (c *copier) setPending(n int) {
 	c.mu.Lock()
-	c.status.PendingSamples += n
+	delta := n - c.status.PendingSamples
+	c.status.PendingSamples = n
 	c.mu.Unlock()
-	metrics.pending.WithLabelValues(c.rw.Namespace).Add(float64(n))
-}
-
-func (c *copier) statusPending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.status.PendingSamples
+	if delta != 0 {
+		metrics.pending.WithLabelValues(c.rw.Namespace).Add(float64(delta))
+	}
 }
 
 func (c *copier) countSent(n int) {
