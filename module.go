@@ -75,12 +75,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the handler.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.provisionDefaults(ctx)
-	app, err := ctx.AppIfConfigured(tenancy.AppID)
-	if err != nil {
-		return fmt.Errorf("prom_tenant needs tenants: configure the %s app (Caddyfile global option `prom_tenancy`): %w", tenancy.AppID, err)
-	}
-	h.registry = app.(*tenancy.App).Registry()
-	return nil
+	var err error
+	h.registry, err = tenancy.ConfiguredRegistry(ctx, "prom_tenant")
+	return err
 }
 
 // provisionDefaults sets everything Provision sets but the registry.

@@ -182,11 +182,10 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // touches no network (caddy validate runs it too).
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	app, err := ctx.AppIfConfigured(tenancy.AppID)
-	if err != nil {
-		return fmt.Errorf("prom_remote_write needs tenants: configure the %s app (Caddyfile global option `prom_tenancy`): %w", tenancy.AppID, err)
+	var err error
+	if a.registry, err = tenancy.ConfiguredRegistry(ctx, AppID); err != nil {
+		return err
 	}
-	a.registry = app.(*tenancy.App).Registry()
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package tenancy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -120,6 +121,16 @@ func (a *App) Stop() error {
 		<-done
 	}
 	return nil
+}
+
+// ConfiguredRegistry returns the registry of the config's prom_tenancy app,
+// provisioning it if need be, for the module `who` that needs tenants.
+func ConfiguredRegistry(ctx caddy.Context, who string) (*Registry, error) {
+	app, err := ctx.AppIfConfigured(AppID)
+	if err != nil {
+		return nil, fmt.Errorf("%s needs tenants: configure the %s app (Caddyfile global option `prom_tenancy`): %w", who, AppID, err)
+	}
+	return app.(*App).Registry(), nil
 }
 
 // Registry returns the tenant registry. It is set by Provision and stays
