@@ -153,7 +153,6 @@ type App struct {
 
 	registry *tenancy.Registry
 	set      *settings
-	interval time.Duration
 	// fingerprint keys copiers by the settings they were built with.
 	fingerprint string
 	logger      *zap.Logger
@@ -209,7 +208,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		limiter:         passes,
 		logger:          a.logger,
 	}
-	a.interval = time.Duration(a.Interval)
 	if a.set.stateDir == "" {
 		a.set.stateDir = filepath.Join(caddy.AppDataDir(), AppID)
 	}
@@ -471,7 +469,7 @@ func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
 	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
 		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
 	}
-	return a.interval
+	return time.Duration(a.Interval)
 }
 
 // copierKey identifies a copier by its object, what the object says (spec
