@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -285,22 +286,10 @@ func assertExactCopy(t *testing.T, src, dst v1.API, selector string, rule relabe
 	for _, s := range vv.(model.Vector) {
 		wantNow[rule.apply(s.Metric).String()] = s.Value
 	}
-	if gotNow := instant(t, dst, `{__name__=~".+"}`, at); !mapsEqual(gotNow, wantNow) {
+	if gotNow := instant(t, dst, `{__name__=~".+"}`, at); !maps.Equal(gotNow, wantNow) {
 		t.Errorf("instant vector at %s: copy %v, source %v", at, gotNow, wantNow)
 	}
 	t.Logf("copy of %s matches the source up to %s: %d series, %d samples", selector, at.Format(time.RFC3339Nano), len(want), samples)
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // startSource starts a Prometheus scraping e every second, and waits until
@@ -355,13 +344,16 @@ func TestRemoteWrite(t *testing.T) {
 	write := func(name, ns, metrics, rw string) {
 		writeFile(t, filepath.Join(dir, ns+".yaml"), fmt.Sprintf(metricAccessTemplate, name, ns, metrics, rw))
 	}
-	write("copy", "team-a", `["app_requests_total", "app_temperature_celsius", "app_ephemeral"]`, fmt.Sprintf(`  remoteWrite:
+	writeTeamA := func(interval string) {
+		write("copy", "team-a", `["app_requests_total", "app_temperature_celsius", "app_ephemeral"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
-    interval: 5s
+    interval: %s
     extraLabels: {cluster: c1, instance: copied}
     remoteWrite:
       url: %s/api/v1/write
-`, recSrv.URL))
+`, interval, recSrv.URL))
+	}
+	writeTeamA("5s")
 	write("push", "team-b", `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
     interval: 5s
@@ -467,7 +459,7 @@ func TestRemoteWrite(t *testing.T) {
 				s = after // a push happened while reading: compare again
 				continue
 			}
-			if len(want) != 1 || !mapsEqual(got, want) {
+			if len(want) != 1 || !maps.Equal(got, want) {
 				t.Errorf("pushgateway: got %v, want %v", got, want)
 			}
 			break
@@ -504,13 +496,7 @@ func TestRemoteWrite(t *testing.T) {
 		}
 		// Changing team-a's own interval replaces its copier; the new one
 		// goes on from the old one's position.
-		write("copy", "team-a", `["app_requests_total", "app_temperature_celsius", "app_ephemeral"]`, fmt.Sprintf(`  remoteWrite:
-    enabled: true
-    interval: 7s
-    extraLabels: {cluster: c1, instance: copied}
-    remoteWrite:
-      url: %s/api/v1/write
-`, recSrv.URL))
+		writeTeamA("7s")
 		waitStatus(t, caddy, "team-a", 10*time.Second, "on the new interval", func(s remotewrite.Status) bool { return s.Interval == "7s" })
 		checkA("after a new interval")
 	})

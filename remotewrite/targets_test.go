@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
