@@ -459,19 +459,4 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo '<!-- bench-remotewrite.sh:end -->'
 } >"$tmp/section.md"
 
-mkdir -p docs
-doc=docs/BENCHMARKS.md
-if [[ ! -f $doc ]]; then
-	printf '# Benchmarks\n\nNotes written by hand go outside the marked sections below.\n' >"$doc"
-fi
-if grep -q '<!-- bench-remotewrite.sh:start -->' "$doc"; then
-	awk -v section="$tmp/section.md" '
-		/<!-- bench-remotewrite.sh:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-		/<!-- bench-remotewrite.sh:end -->/ { skip = 0; next }
-		!skip { print }
-	' "$doc" >"$tmp/doc.md"
-	cat "$tmp/doc.md" >"$doc"
-else
-	{ echo; cat "$tmp/section.md"; } >>"$doc"
-fi
-echo "$prog: wrote $doc" >&2
+write_section bench-remotewrite.sh "$tmp/section.md"

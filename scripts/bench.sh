@@ -330,21 +330,6 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo '<!-- bench.sh:end -->'
 } >"$tmp/section.md"
 
-mkdir -p docs
-doc=docs/BENCHMARKS.md
-if [[ ! -f $doc ]]; then
-	printf '# Benchmarks\n\nNotes written by hand go outside the marked section below.\n' >"$doc"
-fi
-if grep -q '<!-- bench.sh:start -->' "$doc"; then
-	awk -v section="$tmp/section.md" '
-		/<!-- bench.sh:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-		/<!-- bench.sh:end -->/ { skip = 0; next }
-		!skip { print }
-	' "$doc" >"$tmp/doc.md"
-	cat "$tmp/doc.md" >"$doc"
-else
-	{ echo; cat "$tmp/section.md"; } >>"$doc"
-fi
-echo "bench: wrote $doc" >&2
+write_section bench.sh "$tmp/section.md"
 ((gobench_status == 0)) || exit "$gobench_status"
 exit "$enforce_status"

@@ -47,3 +47,25 @@ wait_for() {
 		sleep 0.2
 	done
 }
+
+# write_section MARKER FILE: replaces the part of docs/BENCHMARKS.md between
+# <!-- MARKER:start --> and <!-- MARKER:end --> with FILE (which holds both markers), or
+# appends FILE if the document has no such part. The rest of the document is kept.
+write_section() {
+	local marker=$1 section=$2 doc=docs/BENCHMARKS.md
+	mkdir -p docs
+	if [[ ! -f $doc ]]; then
+		printf '# Benchmarks\n\nNotes written by hand go outside the marked sections below.\n' >"$doc"
+	fi
+	if grep -q "<!-- $marker:start -->" "$doc"; then
+		awk -v section="$section" -v start="<!-- $marker:start -->" -v end="<!-- $marker:end -->" '
+			index($0, start) { while ((getline line < section) > 0) print line; skip = 1; next }
+			index($0, end) { skip = 0; next }
+			!skip { print }
+		' "$doc" >"$tmp/doc.md"
+		cat "$tmp/doc.md" >"$doc"
+	else
+		{ echo; cat "$section"; } >>"$doc"
+	fi
+	echo "$prog: wrote $doc" >&2
+}
