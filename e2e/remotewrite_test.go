@@ -48,6 +48,7 @@ func (e *exposition) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "app_requests_total{namespace=\"team-d\",path=\"/x\"} %d\n", 5*n)
 	fmt.Fprintf(w, "app_requests_total{namespace=\"team-j\",path=\"/x\"} %d\n", 6*n)
 	fmt.Fprintf(w, "app_requests_total{namespace=\"team-k\",path=\"/x\"} %d\n", 7*n)
+	fmt.Fprintf(w, "app_requests_total{namespace=\"team-s\",path=\"/x\"} %d\n", 8*n)
 	if n <= 8 {
 		// Ends early: the source writes a staleness marker, which must be copied.
 		fmt.Fprintf(w, "app_ephemeral{namespace=\"team-a\"} %d\n", n)

@@ -118,10 +118,12 @@ type App struct {
 	// then write only to Services of their own namespace.
 	AllowURLs []string `json:"allow_urls,omitempty"`
 
-	// ServiceAddress is the address of a tenant's Service, with the
-	// placeholders {service}, {namespace} and {port}; the namespace is always
-	// the MetricAccess's own, so a template without {namespace} lets tenants
-	// reach Services outside their namespace. Default:
+	// ServiceAddress is the address of a tenant's Service when Kubernetes
+	// is not set, with the placeholders {service}, {namespace} and {port};
+	// the namespace is always the MetricAccess's own, so a template without
+	// {namespace} lets tenants reach Services outside their namespace. With
+	// Kubernetes set, Services are resolved through the API to their ready
+	// Pods instead, and this is not used. Default:
 	// {service}.{namespace}.svc:{port}.
 	ServiceAddress string `json:"service_address,omitempty"`
 
@@ -139,10 +141,13 @@ type App struct {
 	CredentialsDir string `json:"credentials_dir,omitempty"`
 
 	// Kubernetes reads basic-auth passwords from Secrets in the tenant's
-	// namespace, and writes each copier's state into status.remoteWrite of
-	// its MetricAccess (objects from the Kubernetes source). Without it,
-	// passwordSecretRef is refused and no status is written.
-	Kubernetes *KubernetesSecrets `json:"kubernetes,omitempty"`
+	// namespace, resolves a target Service to the ready Pods of its selector
+	// in the tenant's namespace (never by DNS: ExternalName and selector-less
+	// Services are refused), and writes each copier's state into
+	// status.remoteWrite of its MetricAccess (objects from the Kubernetes
+	// source). Without it, passwordSecretRef is refused, a Kubernetes
+	// object's Service target is refused, and no status is written.
+	Kubernetes *KubernetesAccess `json:"kubernetes,omitempty"`
 
 	// Shards and Shard split the tenants among proxy replicas: this replica
 	// copies a tenant iff fnv32a(namespace) mod Shards == Shard. Give each
@@ -163,8 +168,9 @@ type App struct {
 	done   chan struct{}
 }
 
-// KubernetesSecrets configures the Kubernetes client for Secrets.
-type KubernetesSecrets struct {
+// KubernetesAccess configures the Kubernetes client for Secrets, Services
+// and status.
+type KubernetesAccess struct {
 	// Kubeconfig is a kubeconfig file. Default: the in-cluster configuration.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 }
@@ -241,6 +247,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
 		}
 		a.set.targets.secrets = newKubeSecrets(cs)
+		a.set.targets.services = newKubeServices(cs)
 		a.set.kube = &statusWriter{client: dyn}
 	}
 	a.fingerprint, err = a.settingsFingerprint()

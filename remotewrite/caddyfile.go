@@ -112,7 +112,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			a.Kubernetes = new(KubernetesSecrets)
+			a.Kubernetes = new(KubernetesAccess)
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				switch d.Val() {
 				case "kubeconfig":

@@ -342,7 +342,7 @@ func (rc *testReceiver) snapshot() ([]rwAttempt, [][]string) {
 // the status recorder.
 func testTargetClient(t *testing.T) *http.Client {
 	t.Helper()
-	c, err := (&targetSettings{userAgent: "prom-tenant-test/1.0"}).httpClient(config_util.HTTPClientConfig{})
+	c, err := (&targetSettings{userAgent: "prom-tenant-test/1.0"}).httpClient(config_util.HTTPClientConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

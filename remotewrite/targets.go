@@ -23,6 +23,7 @@ type targetSettings struct {
 	credentialsDir string                    // "" refuses file credentials
 	tenantHeader   string                    // set to the namespace on remoteWrite requests; tenants cannot set it
 	secrets        config_util.SecretManager // nil: passwordSecretRef is refused
+	services       *kubeServices             // nil: Services are reached by serviceAddress
 	userAgent      string
 	timeout        time.Duration // per request; 0 none
 	retries        int
@@ -69,6 +70,26 @@ func (s *targetSettings) externalURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// errServiceNeedsKubernetes refuses a Service target that only DNS would resolve.
+var errServiceNeedsKubernetes = errors.New("a Service target of a MetricAccess from the Kubernetes API needs kubernetes in prom_remote_write: " +
+	"the copier resolves Services through the API, since a Service's DNS name can point outside its namespace")
+
+// service is the base URL of the Service name:port in the tenant's own
+// namespace, and, with Kubernetes access, the endpoint its connections go
+// to. Without it the admin's service_address is dialed, which only objects
+// the admin wrote (files) may use: a tenant's own object could name a
+// Service it made into a pointer to another namespace.
+func (s *targetSettings) service(rw *tenancy.RemoteWrite, name string, port int) (string, *serviceEndpoint, error) {
+	switch {
+	case s.services != nil:
+		ep := &serviceEndpoint{services: s.services, key: serviceKey{namespace: rw.Namespace, name: name, port: port}}
+		return fmt.Sprintf("http://%s.%s.svc:%d", name, rw.Namespace, port), ep, nil
+	case rw.Object.Source == tenancy.SourceKubernetes:
+		return "", nil, errServiceNeedsKubernetes
+	}
+	return s.serviceURL(rw.Namespace, name, port), nil, nil
+}
+
 // serviceURL is the base URL of a Service in the tenant's own namespace: the
 // namespace is the object's, never the tenant's choice.
 func (s *targetSettings) serviceURL(namespace, service string, port int) string {
@@ -108,8 +129,12 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 	switch {
 	case spec.Prometheus != nil:
 		p := spec.Prometheus
-		u := s.serviceURL(rw.Namespace, p.ServiceName, p.Port) + p.WritePath()
-		client, err := s.httpClient(config_util.HTTPClientConfig{})
+		base, ep, err := s.service(rw, p.ServiceName, p.Port)
+		if err != nil {
+			return nil, err
+		}
+		u := base + p.WritePath()
+		client, err := s.httpClient(config_util.HTTPClientConfig{}, ep)
 		if err != nil {
 			return nil, err
 		}
@@ -117,23 +142,37 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if err != nil {
 			return nil, err
 		}
-		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, batch: t}, nil
+		var bt batchTarget = t
+		if ep != nil {
+			bt = serviceBatchTarget{endpoint: ep, next: t}
+		}
+		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, batch: bt}, nil
 	case spec.Pushgateway != nil:
 		p := spec.Pushgateway
-		base := s.serviceURL(rw.Namespace, p.ServiceName, p.Port)
+		var base string
+		var ep *serviceEndpoint
 		if p.URL != "" {
 			u, err := s.externalURL(p.URL)
 			if err != nil {
 				return nil, err
 			}
 			base = u.String()
+		} else {
+			var err error
+			if base, ep, err = s.service(rw, p.ServiceName, p.Port); err != nil {
+				return nil, err
+			}
 		}
-		client, err := s.httpClient(config_util.HTTPClientConfig{})
+		client, err := s.httpClient(config_util.HTTPClientConfig{}, ep)
 		if err != nil {
 			return nil, err
 		}
 		u := groupURL(base, p.JobName, p.GroupingKey)
-		return &resolvedTarget{id: "pushgateway " + u, snapshot: &pushgatewayTarget{url: u, client: client}}, nil
+		var st snapshotTarget = &pushgatewayTarget{url: u, client: client}
+		if ep != nil {
+			st = serviceSnapshotTarget{endpoint: ep, next: st}
+		}
+		return &resolvedTarget{id: "pushgateway " + u, snapshot: st}, nil
 	case spec.RemoteWrite != nil:
 		r := spec.RemoteWrite
 		u, err := s.externalURL(r.URL)
@@ -144,7 +183,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if err != nil {
 			return nil, err
 		}
-		client, err := s.httpClient(cfg)
+		client, err := s.httpClient(cfg, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -215,10 +254,13 @@ func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTa
 
 // httpClient makes the client of a target: Prometheus's HTTP client
 // configuration, our User-Agent and timeout, and a status recorder for
-// classifying failures.
-func (s *targetSettings) httpClient(cfg config_util.HTTPClientConfig) (*http.Client, error) {
+// classifying failures. Connections go to ep's Pods if ep is not nil.
+func (s *targetSettings) httpClient(cfg config_util.HTTPClientConfig, ep *serviceEndpoint) (*http.Client, error) {
 	cfg.FollowRedirects = false
 	opts := []config_util.HTTPClientOption{config_util.WithUserAgent(s.userAgent)}
+	if ep != nil {
+		opts = append(opts, config_util.WithDialContextFunc(ep.dial))
+	}
 	if s.secrets != nil {
 		opts = append(opts, config_util.WithSecretManager(s.secrets))
 	}
