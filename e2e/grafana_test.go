@@ -3,14 +3,20 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/prom-tenant/caddy-prom-tenant/internal/exampledata"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
 )
 
 // grafanaRequest is one request exactly as Grafana's Prometheus data source
@@ -251,5 +257,171 @@ func TestGrafanaRulesRefused(t *testing.T) {
 	status, env := g.send(t, p.url, "team-a", false)
 	if status != http.StatusNotFound || env.Status != "error" || env.ErrorType != "not_found" {
 		t.Errorf("rules: %d %+v, want 404 not_found", status, env)
+	}
+}
+
+// omSample is one sample line of an OpenMetrics exposition.
+type omSample struct {
+	name     string            // the series' metric name (with _total, _bucket, ...)
+	labels   map[string]string // without __name__
+	value    string
+	exemplar string // the exemplar's label set, e.g. {trace_id="x"}, or ""
+}
+
+// omFamily is one metric family; its TYPE and HELP are what /api/v1/metadata reports.
+type omFamily struct {
+	name, typ, help string
+	samples         []omSample
+}
+
+// omExposition renders the families as OpenMetrics, keeping only the samples
+// whose series keep selects, and only families with a sample left: what a
+// target exposing only those series would serve. Exemplars carry the fixed
+// timestamp ts, so two Prometheus servers scraping at different moments
+// store the same exemplars.
+func omExposition(families []omFamily, ts time.Time, keep func(map[string]string) bool) string {
+	var b strings.Builder
+	for _, f := range families {
+		var lines []string
+		for _, s := range f.samples {
+			series := map[string]string{"__name__": s.name}
+			var pairs []string
+			for _, k := range slices.Sorted(maps.Keys(s.labels)) {
+				series[k] = s.labels[k]
+				pairs = append(pairs, fmt.Sprintf("%s=%q", k, s.labels[k]))
+			}
+			if keep != nil && !keep(series) {
+				continue
+			}
+			line := fmt.Sprintf("%s{%s} %s", s.name, strings.Join(pairs, ","), s.value)
+			if s.exemplar != "" {
+				line += fmt.Sprintf(" # %s 1 %d", s.exemplar, ts.Unix())
+			}
+			lines = append(lines, line)
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(&b, "# TYPE %s %s\n# HELP %s %s\n%s\n", f.name, f.typ, f.name, f.help, strings.Join(lines, "\n"))
+		}
+	}
+	b.WriteString("# EOF\n")
+	return b.String()
+}
+
+// scrapedFamilies are series of two tenants with metadata and exemplars, as
+// an instrumented application exposes them: an OpenMetrics counter (family
+// http_requests, series http_requests_total), a histogram (family
+// http_request_duration_seconds, series _bucket, _sum, _count) and gauges.
+var scrapedFamilies = []omFamily{
+	{name: "http_requests", typ: "counter", help: "Requests served.", samples: []omSample{
+		{name: "http_requests_total", labels: map[string]string{"namespace": "team-a", "job": "api", "code": "200"}, value: "7", exemplar: `{trace_id="team-a-0001"}`},
+		{name: "http_requests_total", labels: map[string]string{"namespace": "team-b", "job": "api", "code": "200"}, value: "3", exemplar: `{trace_id="team-b-0001"}`},
+	}},
+	{name: "http_request_duration_seconds", typ: "histogram", help: "Request latency.", samples: []omSample{
+		{name: "http_request_duration_seconds_bucket", labels: map[string]string{"namespace": "team-a", "job": "api", "le": "0.1"}, value: "1", exemplar: `{trace_id="team-a-0002"}`},
+		{name: "http_request_duration_seconds_bucket", labels: map[string]string{"namespace": "team-a", "job": "api", "le": "+Inf"}, value: "2"},
+		{name: "http_request_duration_seconds_sum", labels: map[string]string{"namespace": "team-a", "job": "api"}, value: "0.3"},
+		{name: "http_request_duration_seconds_count", labels: map[string]string{"namespace": "team-a", "job": "api"}, value: "2"},
+		{name: "http_request_duration_seconds_bucket", labels: map[string]string{"namespace": "monitoring", "job": "api", "le": "0.1"}, value: "1", exemplar: `{trace_id="monitoring-0001"}`},
+		{name: "http_request_duration_seconds_bucket", labels: map[string]string{"namespace": "monitoring", "job": "api", "le": "+Inf"}, value: "1"},
+		{name: "http_request_duration_seconds_sum", labels: map[string]string{"namespace": "monitoring", "job": "api"}, value: "0.05"},
+		{name: "http_request_duration_seconds_count", labels: map[string]string{"namespace": "monitoring", "job": "api"}, value: "1"},
+	}},
+	{name: "process_resident_memory_bytes", typ: "gauge", help: "Resident memory size in bytes.", samples: []omSample{
+		{name: "process_resident_memory_bytes", labels: map[string]string{"namespace": "team-b", "job": "api"}, value: "1e6"},
+	}},
+	{name: "db_password_len", typ: "gauge", help: "A secret no tenant may see.", samples: []omSample{
+		{name: "db_password_len", labels: map[string]string{"namespace": "team-b", "job": "db"}, value: "42"},
+	}},
+}
+
+// TestGrafanaMetadataAndExemplars replays Grafana's hover-help and exemplar
+// requests against Prometheus servers that scraped an application (metadata
+// and exemplars exist only for scraped series): the shared one scrapes every
+// series, each tenant's oracle only the tenant's allowed series, from the
+// same target address (the instance label is part of an exemplar's series).
+func TestGrafanaMetadataAndExemplars(t *testing.T) {
+	reg := loadPolicies(t, tenantsDir)
+	ts := time.Now().Truncate(time.Second)
+	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var keep func(map[string]string) bool
+		if tenant := strings.TrimPrefix(r.URL.Path, "/tenant/"); tenant != r.URL.Path {
+			tn, ok := reg.Lookup(tenant)
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			keep = func(s map[string]string) bool { return tn.Policy.Matches(labels.FromMap(s)) }
+		}
+		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+		_, _ = io.WriteString(w, omExposition(scrapedFamilies, ts, keep))
+	}))
+	t.Cleanup(exporter.Close)
+	scraping := func(path string) *testenv.Prometheus {
+		return testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
+			Args: []string{"--enable-feature=exemplar-storage"},
+			Config: fmt.Sprintf(`global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: app
+    honor_labels: true
+    metrics_path: %s
+    static_configs:
+      - targets: [%q]
+`, path, strings.TrimPrefix(exporter.URL, "http://"))})
+	}
+	shared := scraping("/all")
+	p := startProxyTo(t, shared, tenantsDir, "")
+
+	window := url.Values{"start": {fmt.Sprint(ts.Add(-5 * time.Minute).Unix())}, "end": {fmt.Sprint(ts.Add(5 * time.Minute).Unix())}}
+	with := func(vs url.Values, k, v string) url.Values {
+		out := maps.Clone(vs)
+		out.Set(k, v)
+		return out
+	}
+	reqs := []grafanaRequest{
+		{name: "metadata", source: "language_provider.ts loadMetricsMetadata", method: "GET", path: "/api/v1/metadata"},
+		{name: "exemplars of a counter", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: with(window, "query", `sum by (job) (rate(http_requests_total[1m0s]))`), headers: panelHeaders},
+		{name: "exemplars of a histogram", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: with(window, "query", `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[1m0s])))`), headers: panelHeaders},
+	}
+	// ready waits until a Prometheus has scraped: metadata and exemplars.
+	ready := func(prom *testenv.Prometheus) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			_, md := reqs[0].send(t, prom.URL, "", false)
+			_, ex := reqs[1].send(t, prom.URL, "", false)
+			if len(md.Data) > 2 && strings.Contains(string(ex.Data), "trace_id") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has no metadata or exemplars after 20s: %s %s", prom.URL, md.Data, ex.Data)
+			}
+		}
+	}
+	ready(shared)
+	for _, tenant := range []string{"team-a", "team-b"} {
+		t.Run(tenant, func(t *testing.T) {
+			oracle := scraping("/tenant/" + tenant)
+			ready(oracle)
+			for _, g := range reqs {
+				t.Run(g.name, func(t *testing.T) {
+					_, want := g.send(t, oracle.URL, "", false)
+					status, got := g.send(t, p.url, tenant, false)
+					if status != http.StatusOK || got.Status != "success" {
+						t.Fatalf("%s through the proxy: %d %s %q", g.name, status, got.ErrorType, got.Error)
+					}
+					gotData, wantData := canonical(t, got.Data), canonical(t, want.Data)
+					if gotData != wantData {
+						t.Errorf("%s (%s):\nproxy:  %s\noracle: %s", g.name, g.source, gotData, wantData)
+					}
+					for _, ns := range exampledata.Namespaces {
+						if ns != tenant && strings.Contains(gotData, ns) {
+							t.Errorf("%s: the answer names %s: %s", g.name, ns, gotData)
+						}
+					}
+				})
+			}
+		})
 	}
 }
