@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -19,8 +21,8 @@ import (
 // see. Metadata is keyed by metric name, not by series, so no selector can
 // constrain it upstream: the allowed names are computed exactly under the
 // policy (the __name__ values of its selectors), and the answer keeps only
-// those. limit applies after that, as it would on a Prometheus holding only
-// the tenant's series.
+// the metric families those names belong to (familyVisible). limit applies
+// after that, as it would on a Prometheus holding only the tenant's series.
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, p *rewrite.Policy, form url.Values, next caddyhttp.Handler) error {
 	limit := -1
 	if s := form.Get("limit"); s != "" {
@@ -47,19 +49,38 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, p *rewri
 	if m := form.Get("metric"); m != "" {
 		upstream.Set("metric", m)
 	}
-	var all map[string]json.RawMessage
+	var all map[string][]json.RawMessage
 	if err := h.subrequest(r, "/api/v1/metadata", upstream, next, &all); err != nil {
 		return err
 	}
-	allowed := make(map[string]json.RawMessage, len(names))
+	has := make(map[string]bool, len(names))
 	for _, n := range names {
-		if md, ok := all[n]; ok && (limit < 0 || len(allowed) < limit) {
-			allowed[n] = md
+		has[n] = true
+	}
+	allowed := make(map[string][]json.RawMessage, len(names))
+	for _, family := range slices.Sorted(maps.Keys(all)) {
+		if limit >= 0 && len(allowed) >= limit {
+			break
+		}
+		var kept []json.RawMessage
+		for _, md := range all[family] {
+			var entry struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(md, &entry); err != nil {
+				return refuse(http.StatusBadGateway, errorUnavailable, "upstream /api/v1/metadata: unexpected entry for %q: %v", family, err)
+			}
+			if familyVisible(family, entry.Type, has) {
+				kept = append(kept, md)
+			}
+		}
+		if len(kept) > 0 {
+			allowed[family] = kept
 		}
 	}
 	body, err := json.Marshal(struct {
-		Status string                     `json:"status"`
-		Data   map[string]json.RawMessage `json:"data"`
+		Status string                       `json:"status"`
+		Data   map[string][]json.RawMessage `json:"data"`
 	}{"success", allowed})
 	if err != nil {
 		return err
@@ -67,6 +88,35 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, p *rewri
 	w.Header().Set("Content-Type", "application/json")
 	_, err = w.Write(body)
 	return err
+}
+
+// familySuffixes are the suffixes a metric family's series add to the family
+// name, by the family's type. Prometheus keys metadata by family:
+// http_request_duration_seconds for a histogram whose series are
+// http_request_duration_seconds_bucket, _sum and _count; http_requests for an
+// OpenMetrics counter whose series is http_requests_total.
+var familySuffixes = map[string][]string{
+	"counter":        {"_total", "_created"},
+	"histogram":      {"_bucket", "_sum", "_count", "_created"},
+	"gaugehistogram": {"_bucket", "_gsum", "_gcount"},
+	"summary":        {"_sum", "_count", "_created"},
+	"info":           {"_info"},
+}
+
+// familyVisible reports whether the tenant has a series of a family of that
+// type: one named as the family (a gauge, a native histogram, a counter
+// exposed in the text format with _total in its family name) or with one of
+// the type's suffixes. An unknown type counts only the family name itself.
+func familyVisible(family, typ string, has map[string]bool) bool {
+	if has[family] {
+		return true
+	}
+	for _, suffix := range familySuffixes[typ] {
+		if has[family+suffix] {
+			return true
+		}
+	}
+	return false
 }
 
 // subrequest sends a GET for path with form through next (so it takes the

@@ -307,3 +307,41 @@ func TestMetadataOnlyForAllowedNames(t *testing.T) {
 		t.Errorf("upstream requests = %q: want names under the policy, then metadata without limit", asked)
 	}
 }
+
+// TestMetadataOfFamilies: Prometheus keys metadata by metric family, whose
+// series carry suffixes by type (a histogram's _bucket, _sum, _count; an
+// OpenMetrics counter's _total). A family is visible when the tenant has a
+// series of it, and only its entries of a type that has such a series.
+func TestMetadataOfFamilies(t *testing.T) {
+	h := newTestHandler(t)
+	metadata := `{"status":"success","data":{` +
+		`"http_request_duration_seconds":[{"type":"histogram","help":"latency","unit":""}],` +
+		`"http_requests":[{"type":"counter","help":"om counter","unit":""},{"type":"gauge","help":"a gauge of another target","unit":""}],` +
+		`"up":[{"type":"gauge","help":"h","unit":""}],` +
+		`"db_password":[{"type":"summary","help":"secret","unit":""}],` +
+		`"http_requests_total_bucket":[{"type":"gauge","help":"no suffix of a gauge","unit":""}]}}`
+	u := &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/label/__name__/values":
+			_, _ = io.WriteString(w, `{"status":"success","data":["http_request_duration_seconds_bucket","http_request_duration_seconds_count","http_requests_total","up"]}`)
+		case "/api/v1/metadata":
+			_, _ = io.WriteString(w, metadata)
+		}
+		return nil
+	}}
+	w := serve(t, h, u, get("/api/v1/metadata", "team-a"))
+	want := `{"status":"success","data":{` +
+		`"http_request_duration_seconds":[{"type":"histogram","help":"latency","unit":""}],` +
+		`"http_requests":[{"type":"counter","help":"om counter","unit":""}],` +
+		`"up":[{"type":"gauge","help":"h","unit":""}]}}`
+	if w.Code != http.StatusOK || w.Body.String() != want {
+		t.Errorf("metadata = %d %s\nwant %s", w.Code, w.Body, want)
+	}
+
+	metadata = `{"status":"success","data":{"up":[17]}}`
+	w = serve(t, h, u, get("/api/v1/metadata", "team-a"))
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), `"errorType":"unavailable"`) {
+		t.Errorf("malformed upstream metadata: %d %s, want a 502 envelope", w.Code, w.Body)
+	}
+}

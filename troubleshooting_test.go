@@ -1,0 +1,228 @@
+package promtenant
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/prometheus/promql/parser"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+const troubleshootingFile = "docs/TROUBLESHOOTING.md"
+
+// placeholder turns the variable part of a message (matched by re) into the
+// <name> the documentation shows instead.
+type placeholder struct {
+	re   string
+	with string
+}
+
+func withPlaceholders(msg string, ps []placeholder) string {
+	for _, p := range ps {
+		msg = regexp.MustCompile(p.re).ReplaceAllString(msg, p.with)
+	}
+	return msg
+}
+
+// envelopeText is the envelope as the documentation shows it: the JSON body,
+// with placeholders for the variable parts (not escaped as HTML).
+func envelopeText(t *testing.T, errorType, msg string) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(struct {
+		Status    string `json:"status"`
+		ErrorType string `json:"errorType"`
+		Error     string `json:"error"`
+	}{"error", errorType, msg}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func readTroubleshooting(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile(troubleshootingFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(doc)
+}
+
+// TestTroubleshootingRefusals triggers the handler's refusals and checks that
+// docs/TROUBLESHOOTING.md shows each answer exactly (status line and JSON
+// envelope, variable parts as <placeholders>): when a message changes, the
+// documentation must change with it.
+func TestTroubleshootingRefusals(t *testing.T) {
+	doc := readTroubleshooting(t)
+	h := newTestHandler(t)
+	experimental := newTestHandler(t)
+	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
+	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
+	}}
+	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
+	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
+	jsonBody.Header.Set("Content-Type", "application/json")
+	for _, tc := range []struct {
+		name string
+		h    *Handler
+		next caddyhttp.Handler
+		req  *http.Request
+		vars []placeholder
+	}{
+		{name: "no tenant", req: get(q("up"), "")},
+		{name: "unknown tenant", req: get(q("up"), "team-c"), vars: []placeholder{{`"team-c"`, `"<namespace>"`}}},
+		{name: "more than one tenant", req: get(q("up"), "team-a,team-b"), vars: []placeholder{{`\("team-a,team-b"\)`, `("<value>")`}}},
+		{name: "not a namespace name", req: get(q("up"), "Team_A"), vars: []placeholder{{`"Team_A" is not a namespace name: .*`, `"<value>" is not a namespace name: <reason>`}}},
+		{name: "path not served", req: get("/api/v1/rules", "team-a"), vars: []placeholder{{`"/api/v1/rules"`, `"<path>"`}}},
+		{name: "method not allowed", req: post("/federate", "team-a", "match[]=up"), vars: []placeholder{{`method POST is not allowed for /federate`, `method <method> is not allowed for <path>`}}},
+		{name: "missing query", req: get("/api/v1/query", "team-a")},
+		{name: "bad PromQL", req: get(q("sum(rate(up[5m])"), "team-a"), vars: []placeholder{{`cannot parse ".*": .*`, `cannot parse "<query>": <parser error>`}}},
+		{name: "unknown parameter", req: get(q("up")+"&dedup=false", "team-a"), vars: []placeholder{{`"dedup" for /api/v1/query`, `"<name>" for <path>`}}},
+		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}}},
+		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}}},
+		{name: "bad URL query", req: get("/api/v1/query?query=up;time=1", "team-a"), vars: []placeholder{{`URL query: .*`, `URL query: <reason>`}}},
+		{name: "bad body", req: post("/api/v1/query", "team-a", "query=%zz"), vars: []placeholder{{`body: .*`, `body: <reason>`}}},
+		{name: "no match[]", req: get("/api/v1/series", "team-a")},
+		{name: "JSON body", req: jsonBody, vars: []placeholder{{`"application/json"`, `"<type>"`}}},
+		{name: "body too large", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), vars: []placeholder{{`[0-9]+ bytes`, `<max_request_body> bytes`}}},
+		{name: "irreducible union", req: get(q(`{namespace="team-b"}`), "team-b"),
+			vars: []placeholder{{`selector \{namespace="team-b"\}`, `selector <selector>`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
+		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
+		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
+		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hh := tc.h
+			if hh == nil {
+				hh = h
+			}
+			next := tc.next
+			if next == nil {
+				next = &upstream{}
+			}
+			w := serve(t, hh, next, tc.req)
+			var env struct{ Status, ErrorType, Error string }
+			if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
+				t.Fatalf("%d %s: not a refusal in the envelope", w.Code, w.Body)
+			}
+			want := envelopeText(t, env.ErrorType, withPlaceholders(env.Error, tc.vars))
+			if !strings.Contains(doc, want) {
+				t.Errorf("%s does not show the answer (HTTP %d):\n%s", troubleshootingFile, w.Code, want)
+			}
+			if line := httpLine(w.Code); !strings.Contains(doc, line+"\n"+want) {
+				t.Errorf("%s does not show %q right above:\n%s", troubleshootingFile, line, want)
+			}
+		})
+	}
+}
+
+// httpLine is the status line curl -i prints above the body.
+func httpLine(code int) string {
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// TestTroubleshootingValidation checks that the documentation shows the
+// validation messages of MetricAccess objects as Validate writes them.
+func TestTroubleshootingValidation(t *testing.T) {
+	doc := readTroubleshooting(t)
+	obj := func(spec tenancy.MetricAccessSpec) *tenancy.MetricAccess {
+		return &tenancy.MetricAccess{
+			TypeMeta:   metav1.TypeMeta{APIVersion: tenancy.APIVersion, Kind: tenancy.Kind},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
+			Spec:       spec,
+		}
+	}
+	obj0 := func(p string) *tenancy.MetricAccess { return obj(tenancy.MetricAccessSpec{Metrics: []string{p}}) }
+	for _, tc := range []struct {
+		name string
+		obj  *tenancy.MetricAccess
+		vars []placeholder
+	}{
+		{"no patterns", obj(tenancy.MetricAccessSpec{}), nil},
+		{"bad regex", obj0("http_(.*"), []placeholder{{`"http_\(\.\*": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
+		{"bad selector", obj0(`{job="api"`), []placeholder{{`"\{job=\\"api\\"": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
+		{"whitespace", obj0("up "), []placeholder{{`"up "`, `"<pattern>"`}, {`\[0\]`, `[<i>]`}}},
+		{"bad label name", obj(tenancy.MetricAccessSpec{Metrics: []string{"up"}, LabelSelectors: map[string]string{"app.kubernetes.io/name": "x"}}),
+			[]placeholder{{`"app.kubernetes.io/name"`, `"<name>"`}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.obj.Validate()
+			if err == nil {
+				t.Fatal("valid")
+			}
+			want := withPlaceholders(err.Error(), append([]placeholder{{`^team-a/app: `, `<namespace>/<name>: `}}, tc.vars...))
+			if !strings.Contains(doc, want) {
+				t.Errorf("%s does not show the validation error:\n%s", troubleshootingFile, want)
+			}
+		})
+	}
+}
+
+// TestTroubleshootingMessagesInCode checks messages that are produced in
+// packages this one cannot drive without a cluster or a copier (kubeauth,
+// remotewrite, tenancy's sources): each text must be in the named source
+// file, so the table stays true to the code, and in the documentation.
+func TestTroubleshootingMessagesInCode(t *testing.T) {
+	doc := readTroubleshooting(t)
+	for _, tc := range []struct{ file, code, shown string }{
+		{"remotewrite/targets.go", "not permitted by the prom_remote_write allow_url list", ""},
+		{"remotewrite/targets.go", "the path must be plain, without . or .. segments or percent-encoding", ""},
+		{"remotewrite/targets.go", "a query or fragment is not allowed", ""},
+		{"remotewrite/targets.go", "file credentials are off: the admin sets credentials_dir in prom_remote_write to allow them", ""},
+		{"remotewrite/targets.go", "must be a relative path inside the credentials directory", ""},
+		{"remotewrite/targets.go", "is set by the proxy (tenant_header) to the tenant's namespace", ""},
+		{"remotewrite/targets.go", "basicAuth.passwordSecretRef needs Kubernetes access: set kubernetes in prom_remote_write", ""},
+		{"remotewrite/copier.go", `fmt.Errorf("invalid target: %w"`, "invalid target: "},
+		{"remotewrite/source.go", "the source has external labels, which remote read adds to every series and rewrites matchers on, so the copy would not be what the tenant can query; copying from it is not supported yet (copy from a Prometheus without global.external_labels)", ""},
+		{"remotewrite/source.go", "reading the source's configuration (for its external labels): ", ""},
+		{"remotewrite/source.go", `"remote read from %s: %w"`, "remote read from <source>: <cause>"},
+		{"remotewrite/window.go", "the source returned a series outside the policy", ""},
+		{"remotewrite/copier.go", "target refused samples; they are dropped", ""},
+		{"remotewrite/copier.go", "target refused a batch resent after a restart interrupted its acknowledgement; it most likely holds it already", ""},
+		{"remotewrite/copier.go", `c.countDropped("resent_"+te.reason`, "resent_http_400"},
+		{"remotewrite/target.go", `return "network"`, "`network`"},
+		{"remotewrite/target.go", `return "protocol"`, "`protocol`"},
+		{"remotewrite/target.go", `fmt.Sprintf("http_%d", status)`, "`http_<code>`"},
+		{"kubeauth/review.go", "no bearer token: send Authorization: Bearer <token>", ""},
+		{"kubeauth/review.go", "malformed Authorization header: want Bearer <token>", ""},
+		{"kubeauth/review.go", "the bearer token is not valid", ""},
+		{"kubeauth/review.go", "cannot verify the token: the Kubernetes API server is unavailable", ""},
+		{"kubeauth/review.go", "cannot authorize the request: the Kubernetes API server is unavailable", ""},
+		{"kubeauth/review.go", `"user %q may not %s in namespace %q"`, `user \"<user>\" may not <verb> <resource>.<group> in namespace \"<namespace>\"`},
+		{"tenancy/source_directory.go", "invalid MetricAccess file; keeping its last good version", ""},
+		{"tenancy/source_directory.go", "invalid MetricAccess file; it contributes nothing", ""},
+		{"tenancy/source_kubernetes.go", `ReasonNothing  = "Empty"`, "`Empty`"},
+		{"tenancy/source_kubernetes.go", `ReasonInvalid  = "Invalid"`, "`Invalid`"},
+		{"tenancy/source_kubernetes.go", `ReasonConflict = "Duplicate"`, "`Duplicate`"},
+	} {
+		src, err := os.ReadFile(tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), tc.code) {
+			t.Errorf("%s no longer contains %q: update this table and %s", tc.file, tc.code, troubleshootingFile)
+		}
+		shown := tc.shown
+		if shown == "" {
+			shown = tc.code
+		}
+		if !strings.Contains(doc, shown) {
+			t.Errorf("%s does not show %q (%s)", troubleshootingFile, shown, tc.file)
+		}
+	}
+}
