@@ -27,6 +27,9 @@ const (
 
 // endpoint is one served path of the Prometheus HTTP API.
 type endpoint struct {
+	// name is the served path, or its pattern for label values: the
+	// "endpoint" label of the proxy's metrics.
+	name string
 	kind endpointKind
 	// post is whether Prometheus takes POST here as well as GET.
 	post bool
@@ -55,7 +58,25 @@ var endpoints = map[string]*endpoint{
 }
 
 // labelValues is the endpoint for /api/v1/label/<name>/values.
-var labelValues = &endpoint{kind: kindMatch, params: matchParams}
+var labelValues = &endpoint{name: "/api/v1/label/:name/values", kind: kindMatch, params: matchParams}
+
+// endpointOther is the "endpoint" label of every path that is not served.
+const endpointOther = "other"
+
+func init() {
+	for path, ep := range endpoints {
+		ep.name = path
+	}
+}
+
+// endpointName is the "endpoint" label of a request path: the served path
+// pattern, or endpointOther. The label set stays bounded whatever clients send.
+func endpointName(path string) string {
+	if ep, ok := lookupEndpoint(path); ok {
+		return ep.name
+	}
+	return endpointOther
+}
 
 const labelValuesPrefix, labelValuesSuffix = "/api/v1/label/", "/values"
 

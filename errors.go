@@ -26,12 +26,61 @@ type apiError struct {
 	status    int
 	errorType string
 	msg       string
+	// reason is one of the reason* constants: the "reason" label of
+	// prometheus_proxy_requests_total and the access log's "refusal" field.
+	reason string
 }
 
 func (e *apiError) Error() string { return e.msg }
 
+// refuse returns a refusal; its reason follows from the status (see
+// reasonForStatus) unless set with because.
 func refuse(status int, errorType, format string, args ...any) *apiError {
-	return &apiError{status: status, errorType: errorType, msg: fmt.Sprintf(format, args...)}
+	return &apiError{status: status, errorType: errorType, msg: fmt.Sprintf(format, args...), reason: reasonForStatus(status)}
+}
+
+// because sets the refusal's reason where the status does not tell it.
+func (e *apiError) because(reason string) *apiError {
+	e.reason = reason
+	return e
+}
+
+// Reasons of a refusal or failure: a small fixed set, so that they can be
+// metric label values.
+const (
+	reasonNoTenant         = "no_tenant"         // 401: the request names no tenant
+	reasonUnknownTenant    = "unknown_tenant"    // 403: no valid MetricAccess in that namespace
+	reasonBadTenant        = "bad_tenant"        // 400: several tenants, or not a namespace name
+	reasonNotFound         = "not_found"         // 404: a path that is not served
+	reasonMethod           = "method"            // 405
+	reasonBadRequest       = "bad_request"       // 400: parameters or form (unknown, repeated, unparsable, missing)
+	reasonBadQuery         = "bad_query"         // 400: PromQL or a selector that does not parse
+	reasonIrreducibleUnion = "irreducible_union" // 400: the policy's union cannot be written as one selector
+	reasonUnsupported      = "unsupported"       // 400: a construct the rewriter refuses (info(), ...)
+	reasonBodyTooLarge     = "body_too_large"    // 413
+	reasonContentType      = "content_type"      // 415
+	reasonUpstream         = "upstream"          // 5xx: the upstream failed or answered what cannot be used
+)
+
+func reasonForStatus(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return reasonNoTenant
+	case http.StatusForbidden:
+		return reasonUnknownTenant
+	case http.StatusNotFound:
+		return reasonNotFound
+	case http.StatusMethodNotAllowed:
+		return reasonMethod
+	case http.StatusRequestEntityTooLarge:
+		return reasonBodyTooLarge
+	case http.StatusUnsupportedMediaType:
+		return reasonContentType
+	}
+	if status >= 500 {
+		return reasonUpstream
+	}
+	return reasonBadRequest
 }
 
 // asAPIError maps an error to the refusal the client sees: enforcement
@@ -43,14 +92,18 @@ func asAPIError(err error) *apiError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
-	case errors.Is(err, rewrite.ErrParse), errors.Is(err, rewrite.ErrIrreducibleUnion), errors.Is(err, rewrite.ErrUnsupported):
-		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error()}
+	case errors.Is(err, rewrite.ErrParse):
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonBadQuery}
+	case errors.Is(err, rewrite.ErrIrreducibleUnion):
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonIrreducibleUnion}
+	case errors.Is(err, rewrite.ErrUnsupported):
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonUnsupported}
 	case errors.As(err, &he):
 		status := he.StatusCode
 		if status == 0 {
 			status = http.StatusBadGateway
 		}
-		return &apiError{status: status, errorType: errorUnavailable, msg: fmt.Sprintf("upstream Prometheus: %v", he.Err)}
+		return &apiError{status: status, errorType: errorUnavailable, msg: fmt.Sprintf("upstream Prometheus: %v", he.Err), reason: reasonUpstream}
 	default:
 		return nil
 	}

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	_ "github.com/prom-tenant/caddy-prom-tenant/discovery" // registers http.reverse_proxy.upstreams.kubernetes
@@ -75,9 +77,16 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the handler.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.provisionDefaults(ctx)
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("prom_tenant: registering metrics: %w", err)
+	}
 	var err error
 	h.registry, err = tenancy.ConfiguredRegistry(ctx, "prom_tenant")
-	return err
+	if err != nil {
+		return err
+	}
+	pruneTenantSeries(ctx, h.registry)
+	return nil
 }
 
 // provisionDefaults sets everything Provision sets but the registry.
@@ -100,50 +109,68 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// ServeHTTP enforces the tenant's policy, then calls next.
+// ServeHTTP enforces the tenant's policy, then calls next. Every request is
+// counted in the handler's metrics, and the access log gets the tenant and,
+// for a refusal, its reason ("refusal").
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tenant, err := h.serve(w, r, next)
-	if tenant != "" {
-		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-			extra.Add(zap.String("tenant", tenant))
-		}
+	start := time.Now()
+	endpoint := endpointName(r.URL.Path)
+	tenant, known, err := h.serve(w, r, next, endpoint)
+	ae := asAPIError(err)
+	outcome, reason := outcome(err, ae)
+	label := unknownTenant
+	if known {
+		label = tenant
+	}
+	metrics.requests.WithLabelValues(label, endpoint, outcome, reason).Inc()
+	metrics.duration.WithLabelValues(label, endpoint, outcome).Observe(time.Since(start).Seconds())
+
+	extra, _ := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields)
+	if extra != nil && tenant != "" {
+		extra.Add(zap.String("tenant", tenant))
 	}
 	if err == nil {
 		return nil
 	}
-	ae := asAPIError(err)
 	if ae == nil {
 		return err
 	}
-	h.logger.Debug("refused", zap.String("tenant", tenant), zap.String("path", r.URL.Path),
-		zap.Int("status", ae.status), zap.String("reason", ae.msg))
+	if extra != nil && outcome == outcomeRefused {
+		extra.Add(zap.String("refusal", reason))
+	}
+	if c := h.logger.Check(zapcore.DebugLevel, "refused"); c != nil {
+		c.Write(zap.String("tenant", tenant), zap.String("path", r.URL.Path),
+			zap.Int("status", ae.status), zap.String("reason", reason), zap.String("error", ae.msg))
+	}
 	writeAPIError(w, ae)
 	return nil
 }
 
-// serve does the work of ServeHTTP and returns the tenant once known. A
-// refusal is returned as an error, before anything is written.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (string, error) {
+// serve does the work of ServeHTTP and returns the tenant once read, and
+// whether it is a tenant of the registry. A refusal is returned as an
+// error, before anything is written.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, endpoint string) (string, bool, error) {
 	ep, ok := lookupEndpoint(r.URL.Path)
 	if !ok {
-		return "", refuse(http.StatusNotFound, errorNotFound, "path %q is not served by the tenant proxy", r.URL.Path)
+		return "", false, refuse(http.StatusNotFound, errorNotFound, "path %q is not served by the tenant proxy", r.URL.Path)
 	}
 	if !ep.allows(r.Method) {
 		w.Header().Set("Allow", allowHeader(ep))
-		return "", refuse(http.StatusMethodNotAllowed, errorBadData, "method %s is not allowed for %s", r.Method, r.URL.Path)
+		return "", false, refuse(http.StatusMethodNotAllowed, errorBadData, "method %s is not allowed for %s", r.Method, r.URL.Path)
 	}
 	tenant, err := h.tenant(r)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	t, ok := h.registry.Lookup(tenant)
 	if !ok {
-		return tenant, refuse(http.StatusForbidden, errorForbidden, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
+		return tenant, false, refuse(http.StatusForbidden, errorForbidden, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody)
 	if err != nil {
-		return tenant, err
+		return tenant, true, err
 	}
+	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
 	switch ep.kind {
 	case kindQuery:
 		err = h.enforceQuery(t.Policy, form)
@@ -151,16 +178,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		err = h.enforceMatch(t.Policy, ep, form)
 	case kindMetadata:
 		// Answered from sub-requests; r itself is not forwarded.
-		return tenant, h.serveMetadata(w, r, t.Policy, form, next)
+		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
 	case kindNoSeries:
 	default:
 		err = fmt.Errorf("endpoint kind %d not handled", ep.kind) // unreachable: fail closed
 	}
 	if err != nil {
-		return tenant, err
+		return tenant, true, err
 	}
 	rebuild(r, r.URL.Path, form)
-	return tenant, next.ServeHTTP(w, r)
+	return tenant, true, next.ServeHTTP(w, r)
 }
 
 // tenant resolves the tenant placeholder to one namespace name.
@@ -174,10 +201,10 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 	case tenant == "":
 		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "no tenant: the request does not say which namespace it is for")
 	case strings.Contains(tenant, ","):
-		return "", refuse(http.StatusBadRequest, errorBadData, "more than one tenant given (%q): a request is for exactly one namespace", tenant)
+		return "", refuse(http.StatusBadRequest, errorBadData, "more than one tenant given (%q): a request is for exactly one namespace", tenant).because(reasonBadTenant)
 	}
 	if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
-		return "", refuse(http.StatusBadRequest, errorBadData, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
+		return "", refuse(http.StatusBadRequest, errorBadData, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; ")).because(reasonBadTenant)
 	}
 	return tenant, nil
 }
@@ -191,7 +218,9 @@ func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
 	if err != nil {
 		return err
 	}
-	h.logger.Debug("rewrote query", zap.String("query", q), zap.String("rewritten", out))
+	if c := h.logger.Check(zapcore.DebugLevel, "rewrote query"); c != nil {
+		c.Write(zap.String("query", q), zap.String("rewritten", out))
+	}
 	form.Set("query", out)
 	return nil
 }
@@ -204,6 +233,9 @@ func (h *Handler) enforceMatch(p *rewrite.Policy, ep *endpoint, form url.Values)
 	out, err := h.enforcer.EnforceMatchers(p, match)
 	if err != nil {
 		return err
+	}
+	if c := h.logger.Check(zapcore.DebugLevel, "rewrote match[]"); c != nil {
+		c.Write(zap.Strings("match", match), zap.Strings("rewritten", out))
 	}
 	form["match[]"] = out
 	return nil

@@ -119,6 +119,9 @@ var watchers = caddy.NewUsagePool()
 // watcher. It does no network I/O.
 func (k *KubernetesUpstreams) Provision(ctx caddy.Context) error {
 	k.logger = ctx.Logger()
+	if err := registerMetrics(ctx); err != nil {
+		return fmt.Errorf("kubernetes upstreams: registering metrics: %w", err)
+	}
 	if k.Kind == "" {
 		k.Kind = KindEndpointSlices
 	}

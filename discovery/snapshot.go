@@ -85,6 +85,30 @@ func serving(e *discoveryv1.Endpoint) bool {
 // addresses computes the dial addresses ("host:port", IPv6 in brackets) of
 // the serving endpoints of the slices on port p: de-duplicated and sorted.
 func addresses(slices_ []*discoveryv1.EndpointSlice, p portSpec) []string {
+	return sliceAddresses(slices_, p, serving)
+}
+
+// notServingAddresses are the addresses of the endpoints that are not ready
+// or terminating, and not served by another endpoint (for the admin API and
+// metrics; never dialled).
+func notServingAddresses(slices_ []*discoveryv1.EndpointSlice, p portSpec) []string {
+	return without(sliceAddresses(slices_, p, func(e *discoveryv1.Endpoint) bool { return !serving(e) }), addresses(slices_, p))
+}
+
+// without returns the addresses of a that are not in b.
+func without(a, b []string) []string {
+	out := a[:0:0]
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// sliceAddresses computes the dial addresses of the endpoints that keep
+// accepts, de-duplicated and sorted.
+func sliceAddresses(slices_ []*discoveryv1.EndpointSlice, p portSpec, keep func(*discoveryv1.Endpoint) bool) []string {
 	var out []string
 	for _, s := range slices_ {
 		if s == nil {
@@ -97,7 +121,7 @@ func addresses(slices_ []*discoveryv1.EndpointSlice, p portSpec) []string {
 		ps := strconv.Itoa(int(port))
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			if !serving(e) {
+			if !keep(e) {
 				continue
 			}
 			for _, a := range e.Addresses {
@@ -224,9 +248,19 @@ func (p portSpec) podPort(pod *corev1.Pod) (int32, bool) {
 // podAddresses computes the dial addresses of the ready, non-terminating
 // pods on port p (the pod's primary IP): de-duplicated and sorted.
 func podAddresses(pods []*corev1.Pod, p portSpec) []string {
+	return podAddressesWhere(pods, p, podReady)
+}
+
+// notReadyPodAddresses are the addresses of the pods with an IP that are
+// not ready or are being deleted (for the admin API and metrics).
+func notReadyPodAddresses(pods []*corev1.Pod, p portSpec) []string {
+	return without(podAddressesWhere(pods, p, func(pod *corev1.Pod) bool { return !podReady(pod) }), podAddresses(pods, p))
+}
+
+func podAddressesWhere(pods []*corev1.Pod, p portSpec, keep func(*corev1.Pod) bool) []string {
 	var out []string
 	for _, pod := range pods {
-		if pod == nil || !podReady(pod) {
+		if pod == nil || !keep(pod) {
 			continue
 		}
 		ip := canonicalIP(pod.Status.PodIP)

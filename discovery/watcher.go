@@ -75,7 +75,9 @@ type watcher struct {
 
 	mu         sync.Mutex
 	discovered []string        // from the informers, before the probe
+	notReady   []string        // from the informers: not ready or terminating; never handed out
 	down       map[string]bool // discovered addresses whose last probe failed
+	passed     map[string]bool // discovered addresses whose last probe passed
 
 	snapshot atomic.Pointer[snapshot] // nil until the first full list
 }
@@ -141,21 +143,28 @@ func listed[T any](infs []cache.SharedIndexInformer) []T {
 	return out
 }
 
-// compute derives the discovered addresses from the informers' caches.
-func (w *watcher) compute() []string {
+// compute derives the discovered addresses from the informers' caches: the
+// serving ones, and those not ready (Services have no readiness).
+func (w *watcher) compute() (serving, notReady []string) {
 	switch w.opts.kind {
 	case KindPods:
-		return podAddresses(annotated(listed[*corev1.Pod](w.loop.Informers()), w.opts.annotations), w.opts.port)
+		pods := annotated(listed[*corev1.Pod](w.loop.Informers()), w.opts.annotations)
+		return podAddresses(pods, w.opts.port), notReadyPodAddresses(pods, w.opts.port)
 	case KindServices:
-		return serviceAddresses(annotated(listed[*corev1.Service](w.loop.Informers()), w.opts.annotations), w.opts.port)
+		return serviceAddresses(annotated(listed[*corev1.Service](w.loop.Informers()), w.opts.annotations), w.opts.port), nil
 	default:
-		return addresses(annotated(listed[*discoveryv1.EndpointSlice](w.loop.Informers()), w.opts.annotations), w.opts.port)
+		ss := annotated(listed[*discoveryv1.EndpointSlice](w.loop.Informers()), w.opts.annotations)
+		return addresses(ss, w.opts.port), notServingAddresses(ss, w.opts.port)
 	}
 }
 
 // pass recomputes the discovered addresses and publishes them.
 func (w *watcher) pass() {
-	w.setDiscovered(w.compute())
+	serving, notReady := w.compute()
+	w.mu.Lock()
+	w.notReady = notReady
+	w.mu.Unlock()
+	w.setDiscovered(serving)
 }
 
 // setDiscovered records the discovered addresses and publishes the
@@ -174,6 +183,11 @@ func (w *watcher) setDiscovered(addrs []string) {
 	for a := range w.down {
 		if !slices.Contains(addrs, a) {
 			delete(w.down, a) // gone; if it comes back it starts afresh
+		}
+	}
+	for a := range w.passed {
+		if !slices.Contains(addrs, a) {
+			delete(w.passed, a)
 		}
 	}
 	w.publishLocked()
@@ -228,8 +242,13 @@ func (w *watcher) probeRound(ctx context.Context) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	down := map[string]bool{}
+	down, passed := map[string]bool{}, map[string]bool{}
 	for _, a := range w.discovered {
+		if slices.Contains(addrs, a) && !failed[a] {
+			passed[a] = true
+		} else if !slices.Contains(addrs, a) && w.passed[a] {
+			passed[a] = true // not probed in this round: keep the last verdict
+		}
 		switch {
 		case failed[a]:
 			down[a] = true
@@ -242,6 +261,6 @@ func (w *watcher) probeRound(ctx context.Context) {
 			down[a] = true // not probed in this round: keep the last verdict
 		}
 	}
-	w.down = down
+	w.down, w.passed = down, passed
 	w.publishLocked()
 }

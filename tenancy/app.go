@@ -51,6 +51,9 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // are logged and skipped.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("prom_tenancy: registering metrics: %w", err)
+	}
 	a.registry = new(Registry)
 	a.tenants = newTenantSet(a.registry, a.logger)
 	if a.Directory != nil {
@@ -91,6 +94,7 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	running.Store(a)
 	if a.Kubernetes != nil {
 		a.Kubernetes.start()
 	}
@@ -109,6 +113,7 @@ func (a *App) Start() error {
 // Stop stops watching the sources and waits until it has stopped. The
 // registry keeps its last state.
 func (a *App) Stop() error {
+	running.CompareAndSwap(a, nil)
 	a.mu.Lock()
 	cancel, done := a.cancel, a.done
 	a.cancel, a.done = nil, nil

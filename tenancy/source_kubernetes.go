@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -95,6 +96,18 @@ func (k *KubernetesSource) start() { k.watcher.subscribe(k) }
 // stop unsubscribes; the registry keeps its last state.
 func (k *KubernetesSource) stop() { k.watcher.unsubscribe(k) }
 
+// rejections returns the objects of the watch that are not in force, and
+// why, as of the last pass.
+func (k *KubernetesSource) rejections() []Rejection {
+	if k.watcher == nil {
+		return nil
+	}
+	if p := k.watcher.rejected.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // cleanup releases the pooled watcher, which stops when nothing uses it.
 func (k *KubernetesSource) cleanup() error {
 	if k.watcher == nil {
@@ -119,6 +132,9 @@ type kubeWatcher struct {
 	// statuses carries the latest desired Ready conditions to the status
 	// writer, so that publishing never waits on (rate-limited) writes.
 	statuses chan []desiredStatus
+
+	// rejected are the objects of the last pass that are not in force.
+	rejected atomic.Pointer[[]Rejection]
 }
 
 // desiredStatus is the Ready condition an object should carry.
@@ -251,6 +267,7 @@ func (w *kubeWatcher) pass() {
 		return // nothing in force to report on
 	}
 	desired := make([]desiredStatus, 0, len(entries))
+	rejected := []Rejection{}
 	for _, e := range entries {
 		cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
 			Message: "in force: part of the tenant's policy", ObservedGeneration: e.u.GetGeneration()}
@@ -263,7 +280,12 @@ func (w *kubeWatcher) pass() {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, nsErrs[e.obj.Namespace].Error()
 		}
 		desired = append(desired, desiredStatus{e.u, cond})
+		if cond.Status != metav1.ConditionTrue {
+			rejected = append(rejected, Rejection{Namespace: e.u.GetNamespace(), Name: e.u.GetName(), Source: SourceKubernetes,
+				Reason: cond.Reason, Error: cond.Message})
+		}
 	}
+	w.rejected.Store(&rejected)
 	// Hand the latest desired state to the writer, replacing one it has not
 	// taken yet: it is superseded.
 	select {
