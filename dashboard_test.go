@@ -3,6 +3,7 @@ package promtenant
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,11 +15,9 @@ import (
 
 const dashboardFile = "examples/grafana/prom-tenant-dashboard.json"
 
-// dashboardMetrics are the proxy's own metrics the dashboard may use. The
-// request, backend, discovery and tenant metrics are the names agreed for the
-// metrics being added to the handler; the remote-write ones are registered
-// by remotewrite/metrics.go (checked below). A histogram's series are listed
-// with their suffixes.
+// dashboardMetrics are the proxy's own metrics the dashboard may use, each
+// registered by a metrics.go of the repository (checked below). A
+// histogram's series are listed with their suffixes.
 var dashboardMetrics = []string{
 	"prometheus_proxy_requests_total",
 	"prometheus_proxy_request_duration_seconds_bucket",
@@ -27,7 +26,7 @@ var dashboardMetrics = []string{
 	"prometheus_proxy_backend_requests_total",
 	"prometheus_proxy_targets_discovered",
 	"prometheus_proxy_tenants_active",
-	"prometheus_proxy_rewrite_refusals_total",
+	"prometheus_proxy_metricaccess_rejected",
 	"prometheus_proxy_remote_write_samples_sent_total",
 	"prometheus_proxy_remote_write_samples_failed_total",
 	"prometheus_proxy_remote_write_samples_dropped_total",
@@ -237,16 +236,32 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 }
 
-// TestDashboardRemoteWriteMetricsExist ties the dashboard's remote-write
-// metrics to the names remotewrite/metrics.go registers.
-func TestDashboardRemoteWriteMetricsExist(t *testing.T) {
-	src, err := os.ReadFile("remotewrite/metrics.go")
+// TestDashboardMetricsExist ties the dashboard's metrics to the names the
+// packages' metrics.go files register (as collector options or descriptors).
+func TestDashboardMetricsExist(t *testing.T) {
+	files, err := filepath.Glob("*/metrics.go")
 	if err != nil {
 		t.Fatal(err)
 	}
+	files = append(files, "metrics.go")
+	var src strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+	}
 	for _, name := range dashboardMetrics {
-		if strings.HasPrefix(name, "prometheus_proxy_remote_write_") && !strings.Contains(string(src), `"`+name+`"`) {
-			t.Errorf("%s is not registered by remotewrite/metrics.go", name)
+		family := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if strings.HasPrefix(name, "prometheus_proxy_request_duration_seconds") {
+				family = strings.TrimSuffix(family, suffix)
+			}
+		}
+		registered := regexp.MustCompile(`(Name:\s+|NewDesc\()"` + regexp.QuoteMeta(family) + `"`)
+		if !registered.MatchString(src.String()) {
+			t.Errorf("%s is not registered by any of %v", family, files)
 		}
 	}
 }
