@@ -41,8 +41,7 @@ type settings struct {
 
 // copier copies one MetricAccess's series to its target: every pass reads
 // the samples after its progress from the source by remote read, sends them
-// in (time, series) order, and moves its progress with each acknowledged
-// batch. Nothing is queued in memory beyond one window: while the target is
+// series by series, and moves its progress with each acknowledged batch. Nothing is queued in memory beyond one window: while the target is
 // down the copier stays where it is and reads the same window again later.
 type copier struct {
 	rw        *tenancy.RemoteWrite
@@ -54,6 +53,9 @@ type copier struct {
 	group     labelRule // a Pushgateway's grouping labels, which it overwrites
 	cur       *cursor   // nil when targetErr is set
 	logger    *zap.Logger
+	// fit is the window length, in milliseconds, that last held at most
+	// max_pending_samples; 0 is max_window. Owned by the run goroutine.
+	fit int64
 
 	// Owned by the run goroutine: what reportStatus last wrote.
 	reported     time.Time
@@ -203,11 +205,18 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	if from > end {
 		return true, nil
 	}
-	to := min(end, from+c.set.maxWindow.Milliseconds()-1)
-	w, err := c.read(ctx, from, to)
+	var w *window
+	if to := c.fixedWindow(); to != 0 {
+		// A partly sent window, or one whose last batch is unsure, is read
+		// again as it was: the positions refer to the order of its samples.
+		w, err = c.readOnce(ctx, from, to, c.set.maxPending, true)
+	} else {
+		w, err = c.read(ctx, from, min(end, from+c.set.maxWindow.Milliseconds()-1))
+	}
 	if err != nil {
 		return false, err
 	}
+	defer w.release()
 	c.setPending(len(w.samples))
 	defer c.setPending(0)
 	if c.target.snapshot != nil {
@@ -216,10 +225,18 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		err = c.sendWindow(ctx, w)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			c.save() // stopping between batches: no batch is in flight
+		}
 		return false, err
 	}
+	if w.truncated {
+		// The rest of the window is read on the next pass, at once.
+		c.succeeded()
+		return false, nil
+	}
 	c.cur.done = progress{T: w.to}
-	if u := c.cur.unsure; u != nil && u.T <= w.to {
+	if u := c.cur.unsure; u != nil && u.Window <= w.to {
 		c.cur.unsure = nil // every sample it could cover was in this window
 	}
 	c.save()
@@ -227,24 +244,48 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	return w.to == end, nil
 }
 
-// read reads [from, to], halving the window while it holds more than
-// max_pending_samples; a single millisecond is read whole.
-func (c *copier) read(ctx context.Context, from, to int64) (*window, error) {
-	for {
-		limit := c.set.maxPending
-		if to == from {
-			limit = math.MaxInt
+// fixedWindow is the end of the window the next read must be, or 0 when
+// any window will do.
+func (c *copier) fixedWindow() int64 {
+	done := c.cur.done
+	if done.partial() {
+		return done.Window
+	}
+	if u := c.cur.unsure; u != nil {
+		if u.partial() && u.T == done.T {
+			return u.Window
 		}
-		w, err := c.readOnce(ctx, from, to, limit)
+		c.cur.unsure = nil // a window after it was sent whole
+	}
+	return 0
+}
+
+// read reads [from, to], or less: it starts with the window length that
+// last fit in max_pending_samples and halves it while the window holds more;
+// a single millisecond that holds more is cut (the rest follows in the
+// next pass). The length grows back while windows hold less than half.
+func (c *copier) read(ctx context.Context, from, to int64) (*window, error) {
+	if c.fit > 0 {
+		to = min(to, from+c.fit-1)
+	}
+	for {
+		w, err := c.readOnce(ctx, from, to, c.set.maxPending, to == from)
 		if errors.Is(err, errWindowFull) {
 			to = from + (to-from)/2
+			c.fit = to - from + 1
 			continue
+		}
+		if err == nil && c.fit > 0 && to-from+1 == c.fit && len(w.samples) < c.set.maxPending/2 {
+			c.fit *= 2
+			if c.fit >= c.set.maxWindow.Milliseconds() {
+				c.fit = 0
+			}
 		}
 		return w, err
 	}
 }
 
-func (c *copier) readOnce(ctx context.Context, from, to int64, limit int) (*window, error) {
+func (c *copier) readOnce(ctx context.Context, from, to int64, limit int, truncate bool) (*window, error) {
 	// Cancelling ends the streamed answers a full window leaves unread.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -252,17 +293,19 @@ func (c *copier) readOnce(ctx context.Context, from, to int64, limit int) (*wind
 	if err != nil {
 		return nil, err
 	}
-	return collect(ss, c.rw.Policy, c.cur.done, from, to, limit)
+	return collect(ss, c.rw.Policy, c.cur.done, from, to, limit, truncate)
 }
 
 // sendWindow sends w in batches, moving the progress with each one the
-// target acknowledges (or refuses for good), then ends the series that
-// stopped without a staleness marker.
+// target acknowledges (or refuses for good), then, if w is whole, ends the
+// series that stopped without a staleness marker. A window goes series by
+// series, so a series' labels are sent once per batch, not once per sample.
 //
-// Before each batch the cursor notes on disk how far the batch goes. If the
-// process dies before the acknowledgement is saved, the next run resends
-// exactly that batch, on its own: a receiver that had stored it refuses it
-// as out of order, and mixing new samples into it would lose them with it.
+// Before each batch the cursor notes on disk how far the batch goes (with
+// the previous batch's acknowledgement, in one write). If the process dies
+// before the acknowledgement is saved, the next run resends exactly that
+// batch, on its own: a receiver that had stored it refuses it as out of
+// order, and mixing new samples into it would lose them with it.
 func (c *copier) sendWindow(ctx context.Context, w *window) error {
 	b := labels.NewBuilder(labels.EmptyLabels())
 	out := make([]labels.Labels, len(w.series))
@@ -271,29 +314,38 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 		out[i] = c.rule.apply(b, s)
 		keys[i] = string(s.Bytes(nil))
 	}
-	for i := 0; i < len(w.samples); {
-		if err := ctx.Err(); err != nil {
-			return err // stopping: between batches, nothing is half sent
-		}
-		n := min(c.set.batchSize, len(w.samples)-i)
-		resend := false
+	// next plans the batch from sample i: its length, and whether it is
+	// (part of) the unsure batch, resent alone.
+	next := func(i int) (n int, resend bool) {
+		n = min(c.set.batchSize, len(w.samples)-i)
 		if u := c.cur.unsure; u != nil {
 			k := 0 // samples are in progress order, so the covered ones come first
 			for k < n && u.covers(w.samples[i+k].t, w.series[w.samples[i+k].series]) {
 				k++
 			}
 			if k > 0 {
-				n, resend = k, true
-			} else {
-				c.cur.unsure = nil
+				return k, true
 			}
+			c.cur.unsure = nil
 		}
+		return n, false
+	}
+	endOf := func(i, n int) progress {
+		last := w.samples[i+n-1]
+		return progress{T: c.cur.done.T, Window: w.to, Series: w.series[last.series], SeriesT: last.t}
+	}
+	if len(w.samples) > 0 {
+		if n, resend := next(0); !resend {
+			c.saveInFlight(endOf(0, n))
+		}
+	}
+	for i := 0; i < len(w.samples); {
+		if err := ctx.Err(); err != nil {
+			return err // stopping: between batches, nothing is half sent
+		}
+		n, resend := next(i)
 		chunk := w.samples[i : i+n]
-		last := chunk[len(chunk)-1]
-		end := progress{T: last.t, Series: w.series[last.series]}
-		if !resend {
-			c.saveInFlight(end)
-		}
+		end := endOf(i, n)
 		if err := c.write(c.hard, &batch{series: out, samples: chunk}, resend); err != nil {
 			// A failed request may still have been stored (a timeout after
 			// the receiver committed): the next try sends this batch alone.
@@ -308,9 +360,19 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 		for _, s := range chunk {
 			c.track(keys[s.series], w.series[s.series], s)
 		}
-		c.setPending(len(w.samples) - i - n)
-		c.save()
 		i += n
+		c.setPending(len(w.samples) - i)
+		var inFlight *progress
+		if i < len(w.samples) {
+			if n, resend := next(i); !resend {
+				e := endOf(i, n)
+				inFlight = &e
+			}
+		}
+		c.saveWith(inFlight)
+	}
+	if w.truncated {
+		return nil
 	}
 	return c.endVanished(c.hard, w.to)
 }
@@ -394,6 +456,18 @@ func (c *copier) pushWindow(ctx context.Context, w *window) error {
 		}
 		c.track(string(w.series[s.series].Bytes(nil)), w.series[s.series], s)
 	}
+	if w.truncated {
+		// The group is pushed once the window is whole: a push replaces it,
+		// and the series of the rest are not known yet.
+		if n := len(w.samples); n > 0 {
+			last := w.samples[n-1]
+			c.cur.done = progress{T: c.cur.done.T, Window: w.to, Series: w.series[last.series], SeriesT: last.t}
+		}
+		if histograms > 0 {
+			c.countDropped("native_histogram", histograms)
+		}
+		return nil
+	}
 	for key, st := range c.cur.live {
 		if st.lastT <= w.to-staleAfter.Milliseconds() {
 			delete(c.cur.live, key)
@@ -427,12 +501,19 @@ func (c *copier) pushWindow(ctx context.Context, w *window) error {
 
 // save writes the progress; a Pushgateway's is not kept (it holds current
 // values only).
-func (c *copier) save() {
+func (c *copier) save() { c.saveWith(nil) }
+
+// saveWith writes the progress and where the next batch, about to be sent,
+// ends (nil: none, or the unsure batch still).
+func (c *copier) saveWith(inFlight *progress) {
 	c.setCopiedUntil()
 	if c.target.snapshot != nil {
 		return
 	}
-	if err := c.cur.save(c.target.id, c.cur.unsure); err != nil {
+	if inFlight == nil {
+		inFlight = c.cur.unsure
+	}
+	if err := c.cur.save(c.target.id, inFlight); err != nil {
 		c.logger.Error("saving remote write state", zap.Error(err))
 	}
 }

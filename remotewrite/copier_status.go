@@ -51,13 +51,8 @@ func (c *copier) succeeded() {
 
 func (c *copier) setCopiedUntil() {
 	c.mu.Lock()
-	// While a timestamp is only partly sent (some series of it), every
-	// sample is acknowledged only up to the millisecond before it.
-	t := c.cur.done.T
-	if !c.cur.done.Series.IsEmpty() {
-		t--
-	}
-	c.status.CopiedUntil = time.UnixMilli(t)
+	// In a partly sent window only some series are further.
+	c.status.CopiedUntil = time.UnixMilli(c.cur.done.T)
 	c.mu.Unlock()
 }
 

@@ -11,33 +11,45 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 )
 
-// progress is how far a copier has got. Samples are sent in (timestamp,
-// series) order, series ordered as Prometheus orders label sets, so one
-// position says exactly what the target has acknowledged: every sample at a
-// time before T, and at T every series up to and including Series (all of
-// them when Series is empty).
+// progress is how far a copier has got. A window's samples are sent series
+// by series, in Prometheus's label-set order, and each series' in time
+// order; so one position says exactly what the target has acknowledged:
+// every sample at or before T and, while a window (T, Window] is partly
+// sent, in it every sample of the series before Series, and of Series those
+// at or before SeriesT.
 type progress struct {
-	T      int64         `json:"t"`
-	Series labels.Labels `json:"series,omitzero"`
+	T       int64         `json:"t"`
+	Window  int64         `json:"window,omitempty"`
+	Series  labels.Labels `json:"series,omitzero"`
+	SeriesT int64         `json:"series_t,omitempty"`
 }
 
 // covers reports whether the sample of lset at t was acknowledged.
 func (p progress) covers(t int64, lset labels.Labels) bool {
-	return t < p.T || t == p.T && (p.Series.IsEmpty() || labels.Compare(lset, p.Series) <= 0)
+	if t <= p.T {
+		return true
+	}
+	if p.Series.IsEmpty() || t > p.Window {
+		return false
+	}
+	c := labels.Compare(lset, p.Series)
+	return c < 0 || c == 0 && t <= p.SeriesT
 }
+
+// partial reports whether a window is partly sent: the next read must be
+// that window again, for the rest of it.
+func (p progress) partial() bool { return !p.Series.IsEmpty() && p.Window > p.T }
 
 // readFrom is the first timestamp a read must include to get every sample
 // not yet covered.
-func (p progress) readFrom() int64 {
-	if p.Series.IsEmpty() {
-		return p.T + 1
-	}
-	return p.T
-}
+func (p progress) readFrom() int64 { return p.T + 1 }
 
 // savedState is what a copier keeps on disk so that a restart resumes where
 // the target's acknowledgements ended.
 type savedState struct {
+	// Version is the meaning of Progress: 2, windows sent series by
+	// series. Another version is not resumed.
+	Version int `json:"version,omitempty"`
 	// Target identifies the target the progress belongs to; progress for
 	// another target is not resumed.
 	Target   string   `json:"target"`
@@ -54,6 +66,9 @@ type stateFile struct {
 	path string
 }
 
+// stateVersion is the Version of states saved now.
+const stateVersion = 2
+
 func (f stateFile) load() (savedState, bool, error) {
 	var s savedState
 	if f.path == "" {
@@ -69,6 +84,10 @@ func (f stateFile) load() (savedState, bool, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, false, fmt.Errorf("state file %s: %w", f.path, err)
 	}
+	if s.Version != stateVersion {
+		// Version 1, (timestamp, series) order, was never released.
+		return s, false, fmt.Errorf("state file %s: version %d, not %d", f.path, s.Version, stateVersion)
+	}
 	return s, true, nil
 }
 
@@ -76,6 +95,7 @@ func (f stateFile) save(s savedState) error {
 	if f.path == "" {
 		return nil
 	}
+	s.Version = stateVersion
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err

@@ -14,6 +14,9 @@ func TestProgressCovers(t *testing.T) {
 	a := labels.FromStrings("__name__", "m", "pod", "a")
 	b := labels.FromStrings("__name__", "m", "pod", "b")
 	c := labels.FromStrings("__name__", "m", "pod", "c")
+	// Up to 100 everything; in the window (100, 200], series before b, and
+	// b up to 150.
+	partial := progress{T: 100, Window: 200, Series: b, SeriesT: 150}
 	for _, tc := range []struct {
 		name string
 		p    progress
@@ -21,18 +24,35 @@ func TestProgressCovers(t *testing.T) {
 		lset labels.Labels
 		want bool
 	}{
-		{"before T, any series", progress{T: 100, Series: b}, 99, c, true},
-		{"after T", progress{T: 100, Series: b}, 101, a, false},
-		{"at T, series before", progress{T: 100, Series: b}, 100, a, true},
-		{"at T, the series itself", progress{T: 100, Series: b}, 100, b, true},
-		{"at T, series after", progress{T: 100, Series: b}, 100, c, false},
-		{"at T, no Series: all of T", progress{T: 100}, 100, c, true},
-		{"after T, no Series", progress{T: 100}, 101, a, false},
-		{"before T, no Series", progress{T: 100}, -5, a, true},
+		{"at T, any series", progress{T: 100}, 100, c, true},
+		{"before T, any series", progress{T: 100}, -5, a, true},
+		{"after T", progress{T: 100}, 101, a, false},
 		{"zero progress covers 0", progress{}, 0, a, true},
 		{"zero progress not 1", progress{}, 1, a, false},
-		// A label set that is a prefix of Series sorts before it.
-		{"at T, prefix of Series", progress{T: 100, Series: labels.FromStrings("__name__", "m", "pod", "a", "x", "1")}, 100, a, true},
+
+		{"partial: at T, series after", partial, 100, c, true},
+		{"partial: before T, series after", partial, 50, c, true},
+		{"partial: series before, first ms of the window", partial, 101, a, true},
+		{"partial: series before, end of the window", partial, 200, a, true},
+		{"partial: series before, after the window", partial, 201, a, false},
+		{"partial: Series, first ms of the window", partial, 101, b, true},
+		{"partial: Series at SeriesT", partial, 150, b, true},
+		{"partial: Series after SeriesT", partial, 151, b, false},
+		{"partial: Series at the end of the window", partial, 200, b, false},
+		{"partial: series after, first ms of the window", partial, 101, c, false},
+		{"partial: series after, end of the window", partial, 200, c, false},
+		// A label set that is a prefix of Series sorts before it; one that
+		// has Series as a prefix sorts after it.
+		{"partial: prefix of Series", progress{T: 100, Window: 200, Series: labels.FromStrings("__name__", "m", "pod", "a", "x", "1"), SeriesT: 101}, 150, a, true},
+		{"partial: Series is a prefix", progress{T: 100, Window: 200, Series: a, SeriesT: 200}, 150, labels.FromStrings("__name__", "m", "pod", "a", "x", "1"), false},
+		{"Series, SeriesT at the end of the window", progress{T: 100, Window: 200, Series: b, SeriesT: 200}, 200, b, true},
+		// SeriesT never reaches past Window.
+		{"SeriesT after Window", progress{T: 100, Window: 120, Series: b, SeriesT: 150}, 130, b, false},
+
+		// Without a window beyond T, Series covers nothing more.
+		{"Series, no Window", progress{T: 100, Series: b, SeriesT: 150}, 101, a, false},
+		{"Series, Window at T", progress{T: 100, Window: 100, Series: b, SeriesT: 100}, 101, a, false},
+		{"Window, no Series", progress{T: 100, Window: 200, SeriesT: 150}, 101, a, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.p.covers(tc.t, tc.lset); got != tc.want {
@@ -42,25 +62,58 @@ func TestProgressCovers(t *testing.T) {
 	}
 }
 
+func TestProgressPartial(t *testing.T) {
+	b := labels.FromStrings("pod", "b")
+	for _, tc := range []struct {
+		p    progress
+		want bool
+	}{
+		{progress{T: 100}, false},
+		{progress{T: 100, Window: 200}, false},
+		{progress{T: 100, Series: b, SeriesT: 100}, false},
+		{progress{T: 100, Window: 100, Series: b, SeriesT: 100}, false},
+		{progress{T: 100, Window: 101, Series: b, SeriesT: 101}, true},
+		{progress{T: 100, Window: 200, Series: b, SeriesT: 100}, true}, // nothing of b yet
+		{progress{T: -5, Window: 0, Series: b}, true},
+	} {
+		if got := tc.p.partial(); got != tc.want {
+			t.Errorf("%+v.partial() = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
+
 func TestProgressReadFrom(t *testing.T) {
+	a := labels.FromStrings("pod", "a")
+	last := labels.FromStrings("~", "~") // after every other label set
 	for _, tc := range []struct {
 		p    progress
 		want int64
 	}{
 		{progress{T: 100}, 101}, // all of 100 is done
-		{progress{T: 100, Series: labels.FromStrings("pod", "a")}, 100}, // later series at 100 remain
 		{progress{T: -1}, 0},
+		// A partly sent window is read again from its start.
+		{progress{T: 100, Window: 200, Series: a, SeriesT: 150}, 101},
+		{progress{T: 100, Window: 200, Series: last, SeriesT: 200}, 101},
 	} {
 		if got := tc.p.readFrom(); got != tc.want {
 			t.Errorf("%+v.readFrom() = %d, want %d", tc.p, got, tc.want)
 		}
 		// Whatever readFrom returns, the sample at readFrom-1 is covered
 		// for every series, so a read from there loses nothing.
-		anything := labels.FromStrings("~", "~")
-		if !tc.p.covers(tc.p.readFrom()-1, anything) {
+		if !tc.p.covers(tc.p.readFrom()-1, last) {
 			t.Errorf("%+v: a sample just before readFrom is not covered", tc.p)
 		}
+		// And a read from there gets something new: a series after Series
+		// at readFrom is not covered.
+		if tc.p.covers(tc.p.readFrom(), labels.FromStrings("~~", "~")) {
+			t.Errorf("%+v: every series at readFrom is covered", tc.p)
+		}
 	}
+}
+
+// testProgressEqual reports whether two positions are the same.
+func testProgressEqual(a, b progress) bool {
+	return a.T == b.T && a.Window == b.Window && a.SeriesT == b.SeriesT && labels.Equal(a.Series, b.Series)
 }
 
 func TestStateFileRoundTrip(t *testing.T) {
@@ -87,6 +140,23 @@ func TestStateFileRoundTrip(t *testing.T) {
 			name: "without series",
 			s:    savedState{Target: "prometheus http://p:9090/api/v1/write", Progress: progress{T: -42}},
 		},
+		{
+			name: "partly sent window, batch in flight",
+			s: savedState{
+				Target:   "remote_write https://rw.example.com/api/v1/write",
+				Progress: progress{T: 1000, Window: 2000, Series: labels.FromStrings("__name__", "up", "pod", "a"), SeriesT: 1500},
+				InFlight: &progress{T: 1000, Window: 2000, Series: labels.FromStrings("__name__", "up", "pod", "b"), SeriesT: 1001},
+			},
+		},
+		{
+			// Zero is a timestamp like any other.
+			name: "partly sent window at time zero",
+			s: savedState{
+				Target:   "x",
+				Progress: progress{T: -10, Window: 10, Series: labels.FromStrings("a", "1"), SeriesT: 0},
+				InFlight: &progress{T: -10, Window: 10, Series: labels.FromStrings("a", "2"), SeriesT: 0},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := stateFile{path: filepath.Join(t.TempDir(), "ns", "sub", "obj.json")}
@@ -97,8 +167,17 @@ func TestStateFileRoundTrip(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("load = %v, %v", ok, err)
 			}
-			if got.Target != tc.s.Target || got.Progress.T != tc.s.Progress.T || !labels.Equal(got.Progress.Series, tc.s.Progress.Series) {
+			if got.Target != tc.s.Target || !testProgressEqual(got.Progress, tc.s.Progress) {
 				t.Errorf("loaded %+v, want %+v", got, tc.s)
+			}
+			switch {
+			case (got.InFlight == nil) != (tc.s.InFlight == nil):
+				t.Errorf("loaded in flight %v, want %v", got.InFlight, tc.s.InFlight)
+			case got.InFlight != nil && !testProgressEqual(*got.InFlight, *tc.s.InFlight):
+				t.Errorf("loaded in flight %+v, want %+v", *got.InFlight, *tc.s.InFlight)
+			}
+			if got.Version != stateVersion {
+				t.Errorf("loaded version %d, want %d", got.Version, stateVersion)
 			}
 			// The loaded position means the same as the saved one.
 			probe := labels.FromStrings("__name__", "http_requests_total", "path", "/b")
@@ -130,17 +209,37 @@ func TestStateFileJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var raw struct {
+		Version  any            `json:"version"`
 		Target   string         `json:"target"`
 		Progress map[string]any `json:"progress"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		t.Fatalf("state is not JSON: %v: %s", err, b)
 	}
-	if _, ok := raw.Progress["series"]; ok {
-		t.Errorf("empty series is written: %s", b)
+	for _, key := range []string{"series", "window", "series_t"} {
+		if _, ok := raw.Progress[key]; ok {
+			t.Errorf("empty %s is written: %s", key, b)
+		}
 	}
 	if raw.Target != "x" || raw.Progress["t"] != float64(7) {
 		t.Errorf("state written as %s", b)
+	}
+	// Every state is written with its version, whatever the caller set.
+	if raw.Version != float64(stateVersion) {
+		t.Errorf("version written as %v, want %d: %s", raw.Version, stateVersion, b)
+	}
+
+	// A partly sent window's position.
+	if err := f.save(savedState{Target: "x", Progress: progress{T: 7, Window: 20, Series: labels.FromStrings("a", "1"), SeriesT: 12}}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(f.path)
+	raw.Progress = nil
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.Progress["t"] != float64(7) || raw.Progress["window"] != float64(20) || raw.Progress["series_t"] != float64(12) {
+		t.Errorf("partly sent window stored as %s", b)
 	}
 
 	// Series are stored as a JSON object of labels.
@@ -227,5 +326,22 @@ func TestStateFileUnreadable(t *testing.T) {
 	path := t.TempDir()
 	if _, ok, err := (stateFile{path: path}).load(); err == nil || ok {
 		t.Errorf("load of a directory = %v, %v; want an error", ok, err)
+	}
+}
+
+// A state of another version (version 1, never released, had no version
+// field) is not resumed: its positions meant another order.
+func TestStateFileOtherVersion(t *testing.T) {
+	for _, body := range []string{
+		`{"target":"x","progress":{"t":100,"series":{"__name__":"m"}}}`,
+		`{"version":3,"target":"x","progress":{"t":100}}`,
+	} {
+		f := stateFile{path: filepath.Join(t.TempDir(), "s.json")}
+		if err := os.WriteFile(f.path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := f.load(); ok || err == nil || !strings.Contains(err.Error(), "version") {
+			t.Errorf("load(%s) = %v, %v; want an error naming the version", body, ok, err)
+		}
 	}
 }

@@ -1,11 +1,13 @@
 package remotewrite
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -122,7 +124,7 @@ func newSource(base string, timeout time.Duration, userAgent string) (*source, e
 		HTTPClientConfig:      config_util.DefaultHTTPClientConfig,
 		ChunkedReadLimit:      chunkedReadLimit,
 		AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{prompb.ReadRequest_STREAMED_XOR_CHUNKS},
-	}, config_util.WithUserAgent(userAgent))
+	}, config_util.WithUserAgent(userAgent), config_util.WithDialContextFunc(dialBuffered))
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +135,28 @@ func newSource(base string, timeout time.Duration, userAgent string) (*source, e
 	hc.Timeout = timeout
 	return &source{url: u.String(), base: strings.TrimSuffix(base, "/"), client: c, http: hc}, nil
 }
+
+// readBufferSize is how much one read from a source connection takes.
+// net/http reads 4 KiB at a time, and a streamed remote-read answer of
+// megabytes then costs a system call per 4 KiB.
+const readBufferSize = 256 << 10
+
+// dialBuffered dials with a read buffer of readBufferSize on the connection.
+func dialBuffered(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second} // prometheus/common's defaults
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, readBufferSize)}, nil
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // read selects every series of p with samples in [from, to], one remote-read
 // query per branch of p, merged in label-set order: a series several branches

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
@@ -62,34 +63,85 @@ func (t *remoteWriteTarget) send(ctx context.Context, b *batch) error {
 	return classify(status, err)
 }
 
-// groupBySeries returns, in order of first appearance, the series of b's
-// samples and, for each, its samples' positions in b.samples.
-func groupBySeries(b *batch) (order []int, positions map[int][]int) {
-	positions = make(map[int][]int)
+// seriesRun is the samples of one series in a batch: b.samples[pos[i]]
+// for i in [start, end).
+type seriesRun struct{ series, start, end int }
+
+// groupBySeries returns the runs of b's series, in order of first
+// appearance, each series' samples in one run, and the positions the runs
+// index. A series-major batch (what a copier sends) is its own order, and
+// pos is nil: position i is i.
+func groupBySeries(b *batch) (runs []seriesRun, pos []int) {
+	major := true
+	for i := 1; i < len(b.samples) && major; i++ {
+		major = b.samples[i].series >= b.samples[i-1].series
+	}
+	if major {
+		for i, s := range b.samples {
+			if n := len(runs); n > 0 && runs[n-1].series == s.series {
+				runs[n-1].end = i + 1
+				continue
+			}
+			runs = append(runs, seriesRun{series: s.series, start: i, end: i + 1})
+		}
+		return runs, nil
+	}
+	var order []int
+	positions := make(map[int][]int)
 	for i, s := range b.samples {
 		if _, ok := positions[s.series]; !ok {
 			order = append(order, s.series)
 		}
 		positions[s.series] = append(positions[s.series], i)
 	}
-	return order, positions
+	pos = make([]int, 0, len(b.samples))
+	for _, si := range order {
+		start := len(pos)
+		pos = append(pos, positions[si]...)
+		runs = append(runs, seriesRun{series: si, start: start, end: len(pos)})
+	}
+	return runs, pos
 }
 
+// at is the sample at position i of the runs.
+func at(b *batch, pos []int, i int) *sample {
+	if pos != nil {
+		i = pos[i]
+	}
+	return &b.samples[i]
+}
+
+// encodeV1 builds a 1.0 request. Labels and samples of all series are cut
+// from one buffer each: a batch is thousands of series.
 func encodeV1(b *batch) *prompb.WriteRequest {
-	order, positions := groupBySeries(b)
-	req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, len(order))}
-	for _, si := range order {
-		ts := prompb.TimeSeries{Labels: prompb.FromLabels(b.series[si], nil)}
-		for _, i := range positions[si] {
-			s := b.samples[i]
+	runs, pos := groupBySeries(b)
+	nLabels := 0
+	for _, r := range runs {
+		nLabels += b.series[r.series].Len()
+	}
+	labelBuf := make([]prompb.Label, 0, nLabels)
+	sampleBuf := make([]prompb.Sample, 0, len(b.samples))
+	req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, len(runs))}
+	for _, r := range runs {
+		l0 := len(labelBuf)
+		b.series[r.series].Range(func(l labels.Label) {
+			labelBuf = append(labelBuf, prompb.Label{Name: l.Name, Value: l.Value})
+		})
+		ts := prompb.TimeSeries{Labels: labelBuf[l0:len(labelBuf):len(labelBuf)]}
+		s0 := len(sampleBuf)
+		for i := r.start; i < r.end; i++ {
+			s := at(b, pos, i)
 			switch {
 			case s.h != nil:
 				ts.Histograms = append(ts.Histograms, prompb.FromIntHistogram(s.t, s.h))
 			case s.fh != nil:
 				ts.Histograms = append(ts.Histograms, prompb.FromFloatHistogram(s.t, s.fh))
 			default:
-				ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: s.t, Value: s.v})
+				sampleBuf = append(sampleBuf, prompb.Sample{Timestamp: s.t, Value: s.v})
 			}
+		}
+		if len(sampleBuf) > s0 {
+			ts.Samples = sampleBuf[s0:len(sampleBuf):len(sampleBuf)]
 		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
@@ -97,21 +149,33 @@ func encodeV1(b *batch) *prompb.WriteRequest {
 }
 
 func encodeV2(b *batch) *writev2.Request {
-	order, positions := groupBySeries(b)
+	runs, pos := groupBySeries(b)
 	symbols := writev2.NewSymbolTable()
-	req := &writev2.Request{Timeseries: make([]writev2.TimeSeries, 0, len(order))}
-	for _, si := range order {
-		ts := writev2.TimeSeries{LabelsRefs: symbols.SymbolizeLabels(b.series[si], nil)}
-		for _, i := range positions[si] {
-			s := b.samples[i]
+	nLabels := 0
+	for _, r := range runs {
+		nLabels += b.series[r.series].Len()
+	}
+	refBuf := make([]uint32, 0, 2*nLabels) // a name and a value each
+	sampleBuf := make([]writev2.Sample, 0, len(b.samples))
+	req := &writev2.Request{Timeseries: make([]writev2.TimeSeries, 0, len(runs))}
+	for _, r := range runs {
+		refs := symbols.SymbolizeLabels(b.series[r.series], refBuf[len(refBuf):])
+		refBuf = refs[len(refs):]
+		ts := writev2.TimeSeries{LabelsRefs: refs[:len(refs):len(refs)]}
+		s0 := len(sampleBuf)
+		for i := r.start; i < r.end; i++ {
+			s := at(b, pos, i)
 			switch {
 			case s.h != nil:
 				ts.Histograms = append(ts.Histograms, writev2.FromIntHistogram(0, s.t, s.h))
 			case s.fh != nil:
 				ts.Histograms = append(ts.Histograms, writev2.FromFloatHistogram(0, s.t, s.fh))
 			default:
-				ts.Samples = append(ts.Samples, writev2.Sample{Timestamp: s.t, Value: s.v})
+				sampleBuf = append(sampleBuf, writev2.Sample{Timestamp: s.t, Value: s.v})
 			}
+		}
+		if len(sampleBuf) > s0 {
+			ts.Samples = sampleBuf[s0:len(sampleBuf):len(sampleBuf)]
 		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}

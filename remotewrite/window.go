@@ -3,7 +3,7 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
-	"slices"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -19,7 +19,8 @@ var errWindowFull = errors.New("window holds more samples than max_pending_sampl
 
 // errOutsidePolicy says the source returned a series the policy does not
 // allow. It means the source did not apply the read's matchers; nothing of
-// the window is sent.
+// the window is sent (of a truncated one, only series before it, each of
+// which the policy allows).
 var errOutsidePolicy = errors.New("the source returned a series outside the policy")
 
 // sample is one raw sample of a window: a float, or a native histogram.
@@ -32,22 +33,63 @@ type sample struct {
 }
 
 // window is the samples a copier reads in one pass, not yet acknowledged,
-// sorted by (timestamp, series). Series are in Prometheus's label-set order,
-// so the order of their indexes is the order progress compares.
+// series by series in Prometheus's label-set order, each series' in time
+// order: the order progress compares.
 type window struct {
 	from, to int64 // the read's inclusive time range, in milliseconds
 	series   []labels.Labels
 	samples  []sample
+	// truncated: the window holds only the first samples of [from, to] in
+	// that order, as many as a copier may keep; the rest is read again.
+	truncated bool
+}
+
+// sampleBuffers keeps the sample slices of finished windows: a window of
+// max_pending_samples grown by appends costs more than its copy.
+var sampleBuffers bufferPool
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) get() []sample {
+	if s, ok := b.p.Get().(*[]sample); ok {
+		return (*s)[:0]
+	}
+	return nil
+}
+
+func (b *bufferPool) put(s []sample) {
+	clear(s) // drop the histograms it points to
+	s = s[:0]
+	b.p.Put(&s)
+}
+
+// release gives the window's samples back; w is not used after it.
+func (w *window) release() {
+	if w != nil && w.samples != nil {
+		sampleBuffers.put(w.samples)
+		w.samples = nil
+	}
 }
 
 // collect reads ss, a series set in label-set order, into a window, leaving
 // out what done covers. Every series must match p: the reads select by p's
 // branches, and a series outside it is an error, never dropped silently. A
-// window of more than maxSamples samples is errWindowFull.
-func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to int64, maxSamples int) (*window, error) {
-	w := &window{from: from, to: to}
+// window of more than maxSamples samples is errWindowFull, or, with
+// truncate, cut after maxSamples.
+func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to int64, maxSamples int, truncate bool) (_ *window, err error) {
+	w := &window{from: from, to: to, samples: sampleBuffers.get()}
+	defer func() {
+		if err != nil {
+			w.release() // a window too full is read again: keep its buffer
+		}
+	}()
 	var it chunkenc.Iterator
 	var prev labels.Labels
+	// In a partly sent window, the series before done.Series are sent whole.
+	skipBefore := labels.EmptyLabels()
+	if done.partial() && from > done.T && to <= done.Window {
+		skipBefore = done.Series
+	}
 	for ss.Next() {
 		s := ss.At()
 		lset := s.Labels()
@@ -58,6 +100,9 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 			return nil, fmt.Errorf("the source returned series out of order: %s after %s", lset, prev)
 		}
 		prev = lset
+		if !skipBefore.IsEmpty() && labels.Compare(lset, skipBefore) < 0 {
+			continue
+		}
 		idx := len(w.series)
 		kept := false
 		it = s.Iterator(it)
@@ -77,7 +122,11 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 				continue
 			}
 			if len(w.samples) >= maxSamples {
-				return nil, errWindowFull
+				if !truncate {
+					return nil, errWindowFull
+				}
+				w.truncated = true
+				break
 			}
 			w.samples = append(w.samples, smp)
 			kept = true
@@ -88,20 +137,12 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 		if kept {
 			w.series = append(w.series, lset)
 		}
+		if w.truncated {
+			return w, nil
+		}
 	}
 	if err := ss.Err(); err != nil {
 		return nil, err
 	}
-	// Each series' samples are in time order already; a stable sort by time
-	// keeps series order within a timestamp.
-	slices.SortStableFunc(w.samples, func(a, b sample) int {
-		switch {
-		case a.t < b.t:
-			return -1
-		case a.t > b.t:
-			return 1
-		}
-		return 0
-	})
 	return w, nil
 }
