@@ -309,10 +309,8 @@ func (c *copier) readOnce(ctx context.Context, from, to int64, limit int, trunca
 func (c *copier) sendWindow(ctx context.Context, w *window) error {
 	b := labels.NewBuilder(labels.EmptyLabels())
 	out := make([]labels.Labels, len(w.series))
-	keys := make([]string, len(w.series))
 	for i, s := range w.series {
 		out[i] = c.rule.apply(b, s)
-		keys[i] = string(s.Bytes(nil))
 	}
 	// next plans the batch from sample i: its length, and whether it is
 	// (part of) the unsure batch, resent alone.
@@ -346,7 +344,7 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 		n, resend := next(i)
 		chunk := w.samples[i : i+n]
 		end := endOf(i, n)
-		if err := c.write(c.hard, &batch{series: out, samples: chunk}, resend); err != nil {
+		if err := c.write(c.hard, &batch{series: out, samples: chunk, hists: w.hists}, resend); err != nil {
 			// A failed request may still have been stored (a timeout after
 			// the receiver committed): the next try sends this batch alone.
 			if !resend {
@@ -357,9 +355,7 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 		// A resent part may end before the unsure batch did (a smaller
 		// batch_size since): unsure stays until a sample past it comes.
 		c.cur.done = end
-		for _, s := range chunk {
-			c.track(keys[s.series], w.series[s.series], s)
-		}
+		c.trackLast(w, chunk)
 		i += n
 		c.setPending(len(w.samples) - i)
 		var inFlight *progress
@@ -403,44 +399,50 @@ func (c *copier) write(ctx context.Context, b *batch, resend bool) error {
 }
 
 // track notes a sample the target has; a staleness marker ends the series.
-func (c *copier) track(key string, lset labels.Labels, s sample) {
-	if s.h == nil && s.fh == nil && value.IsStaleNaN(s.v) {
-		delete(c.cur.live, key)
+func (c *copier) track(lset labels.Labels, s sample) {
+	if s.hist == 0 && value.IsStaleNaN(s.v) {
+		c.cur.live.remove(lset)
 		return
 	}
-	st := c.cur.live[key]
-	if st == nil {
-		st = &seriesState{lset: lset}
-		c.cur.live[key] = st
-	}
+	st := c.cur.live.add(lset)
 	st.lastT, st.lastV = s.t, s.v
+}
+
+// trackLast tracks the last sample of each series in samples, which are
+// series by series: it alone says what the target now shows of it.
+func (c *copier) trackLast(w *window, samples []sample) {
+	for i, s := range samples {
+		if i+1 == len(samples) || samples[i+1].series != s.series {
+			c.track(w.series[s.series], s)
+		}
+	}
 }
 
 // endVanished sends a staleness marker at `at` for every series that had no
 // sample for staleAfter and no marker of its own, so that the target stops
 // showing it at once, as the source does.
 func (c *copier) endVanished(ctx context.Context, at int64) error {
-	var ended []string
-	for key, st := range c.cur.live {
+	var ended []*seriesState
+	for _, st := range c.cur.live.all() {
 		if st.lastT <= at-staleAfter.Milliseconds() {
-			ended = append(ended, key)
+			ended = append(ended, st)
 		}
 	}
 	if len(ended) == 0 {
 		return nil
 	}
-	slices.Sort(ended)
+	slices.SortFunc(ended, func(a, b *seriesState) int { return labels.Compare(a.lset, b.lset) })
 	b := labels.NewBuilder(labels.EmptyLabels())
 	m := &batch{}
-	for i, key := range ended {
-		m.series = append(m.series, c.rule.apply(b, c.cur.live[key].lset))
-		m.samples = append(m.samples, sample{t: at, v: math.Float64frombits(value.StaleNaN), series: i})
+	for i, st := range ended {
+		m.series = append(m.series, c.rule.apply(b, st.lset))
+		m.samples = append(m.samples, sample{t: at, v: math.Float64frombits(value.StaleNaN), series: int32(i)})
 	}
 	if err := c.write(ctx, m, false); err != nil {
 		return err
 	}
-	for _, key := range ended {
-		delete(c.cur.live, key)
+	for _, st := range ended {
+		c.cur.live.remove(st.lset)
 	}
 	return nil
 }
@@ -450,11 +452,11 @@ func (c *copier) endVanished(ctx context.Context, at int64) error {
 func (c *copier) pushWindow(ctx context.Context, w *window) error {
 	histograms := 0
 	for _, s := range w.samples {
-		if s.h != nil || s.fh != nil {
+		if s.hist != 0 {
 			histograms++ // the Pushgateway takes no native histograms without types
 			continue
 		}
-		c.track(string(w.series[s.series].Bytes(nil)), w.series[s.series], s)
+		c.track(w.series[s.series], s)
 	}
 	if w.truncated {
 		// The group is pushed once the window is whole: a push replaces it,
@@ -468,15 +470,14 @@ func (c *copier) pushWindow(ctx context.Context, w *window) error {
 		}
 		return nil
 	}
-	for key, st := range c.cur.live {
+	states := c.cur.live.all()
+	states = slices.DeleteFunc(states, func(st *seriesState) bool {
 		if st.lastT <= w.to-staleAfter.Milliseconds() {
-			delete(c.cur.live, key)
+			c.cur.live.remove(st.lset)
+			return true
 		}
-	}
-	states := make([]*seriesState, 0, len(c.cur.live))
-	for _, st := range c.cur.live {
-		states = append(states, st)
-	}
+		return false
+	})
 	slices.SortFunc(states, func(a, b *seriesState) int { return labels.Compare(a.lset, b.lset) })
 	b := labels.NewBuilder(labels.EmptyLabels())
 	series := make([]labels.Labels, len(states))

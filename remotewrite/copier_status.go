@@ -41,7 +41,7 @@ func (c *copier) succeeded() {
 	c.mu.Lock()
 	recovered := c.status.LastError != ""
 	c.status.LastSuccess, c.status.LastError, c.status.LastErrorTime = now, "", time.Time{}
-	c.status.LiveSeries = len(c.cur.live)
+	c.status.LiveSeries = c.cur.live.len()
 	c.mu.Unlock()
 	if recovered {
 		c.logger.Info("remote write recovered")

@@ -141,7 +141,7 @@ func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, 
 		rw: rw, set: set, interval: time.Second,
 		target: &resolvedTarget{id: "remote_write test", protocol: "test", batch: rcv},
 		logger: zap.NewNop(),
-		cur:    &cursor{turn: make(chan struct{}, 1), live: map[string]*seriesState{}, state: stateFile{path: filepath.Join(dir, "state.json")}},
+		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), state: stateFile{path: filepath.Join(dir, "state.json")}},
 	}
 	c.hard, c.hardCancel = context.WithCancel(context.Background())
 	t.Cleanup(c.hardCancel)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/prometheus/model/labels"
 	"go.uber.org/zap"
 )
 
@@ -26,7 +25,7 @@ type cursor struct {
 	// unsure is where a batch ends that was in flight when the previous run
 	// stopped: the target may or may not hold it.
 	unsure *progress
-	live   map[string]*seriesState // by the source labels' bytes
+	live   *liveSeries
 
 	stateMu sync.Mutex // guards state, which a reload may move
 	state   stateFile
@@ -38,20 +37,13 @@ type cursor struct {
 	sent, failed, dropped atomic.Uint64
 }
 
-// seriesState is what the copier knows of a series it has copied.
-type seriesState struct {
-	lset  labels.Labels // as read from the source
-	lastT int64
-	lastV float64
-}
-
 func cursorKey(object, targetID string) string { return object + "\x00" + targetID }
 
 // acquireCursor returns the shared cursor of object and target; release it
 // with releaseCursor.
 func acquireCursor(object, targetID string, state stateFile) (*cursor, error) {
 	v, loaded, err := cursors.LoadOrNew(cursorKey(object, targetID), func() (caddy.Destructor, error) {
-		return &cursor{turn: make(chan struct{}, 1), live: map[string]*seriesState{}, state: state}, nil
+		return &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), state: state}, nil
 	})
 	if err != nil {
 		return nil, err

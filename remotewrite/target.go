@@ -17,6 +17,7 @@ type batch struct {
 	// series are the labels the target stores, by the samples' series index.
 	series  []labels.Labels
 	samples []sample
+	hists   []hist // the samples' histograms, by sample.hist
 }
 
 // batchTarget stores samples with their timestamps: remote write.

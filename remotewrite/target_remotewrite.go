@@ -78,21 +78,22 @@ func groupBySeries(b *batch) (runs []seriesRun, pos []int) {
 	}
 	if major {
 		for i, s := range b.samples {
-			if n := len(runs); n > 0 && runs[n-1].series == s.series {
+			if n := len(runs); n > 0 && runs[n-1].series == int(s.series) {
 				runs[n-1].end = i + 1
 				continue
 			}
-			runs = append(runs, seriesRun{series: s.series, start: i, end: i + 1})
+			runs = append(runs, seriesRun{series: int(s.series), start: i, end: i + 1})
 		}
 		return runs, nil
 	}
 	var order []int
 	positions := make(map[int][]int)
 	for i, s := range b.samples {
-		if _, ok := positions[s.series]; !ok {
-			order = append(order, s.series)
+		si := int(s.series)
+		if _, ok := positions[si]; !ok {
+			order = append(order, si)
 		}
-		positions[s.series] = append(positions[s.series], i)
+		positions[si] = append(positions[si], i)
 	}
 	pos = make([]int, 0, len(b.samples))
 	for _, si := range order {
@@ -101,6 +102,14 @@ func groupBySeries(b *batch) (runs []seriesRun, pos []int) {
 		runs = append(runs, seriesRun{series: si, start: start, end: len(pos)})
 	}
 	return runs, pos
+}
+
+// hist is the histogram of s, zero for a float.
+func (b *batch) hist(s *sample) hist {
+	if s.hist == 0 {
+		return hist{}
+	}
+	return b.hists[s.hist-1]
 }
 
 // at is the sample at position i of the runs.
@@ -131,11 +140,11 @@ func encodeV1(b *batch) *prompb.WriteRequest {
 		s0 := len(sampleBuf)
 		for i := r.start; i < r.end; i++ {
 			s := at(b, pos, i)
-			switch {
-			case s.h != nil:
-				ts.Histograms = append(ts.Histograms, prompb.FromIntHistogram(s.t, s.h))
-			case s.fh != nil:
-				ts.Histograms = append(ts.Histograms, prompb.FromFloatHistogram(s.t, s.fh))
+			switch h := b.hist(s); {
+			case h.h != nil:
+				ts.Histograms = append(ts.Histograms, prompb.FromIntHistogram(s.t, h.h))
+			case h.fh != nil:
+				ts.Histograms = append(ts.Histograms, prompb.FromFloatHistogram(s.t, h.fh))
 			default:
 				sampleBuf = append(sampleBuf, prompb.Sample{Timestamp: s.t, Value: s.v})
 			}
@@ -165,11 +174,11 @@ func encodeV2(b *batch) *writev2.Request {
 		s0 := len(sampleBuf)
 		for i := r.start; i < r.end; i++ {
 			s := at(b, pos, i)
-			switch {
-			case s.h != nil:
-				ts.Histograms = append(ts.Histograms, writev2.FromIntHistogram(0, s.t, s.h))
-			case s.fh != nil:
-				ts.Histograms = append(ts.Histograms, writev2.FromFloatHistogram(0, s.t, s.fh))
+			switch h := b.hist(s); {
+			case h.h != nil:
+				ts.Histograms = append(ts.Histograms, writev2.FromIntHistogram(0, s.t, h.h))
+			case h.fh != nil:
+				ts.Histograms = append(ts.Histograms, writev2.FromFloatHistogram(0, s.t, h.fh))
 			default:
 				sampleBuf = append(sampleBuf, writev2.Sample{Timestamp: s.t, Value: s.v})
 			}

@@ -57,13 +57,14 @@ func testBatch() *batch {
 			{t: 10, v: 1, series: idxB},
 			{t: 10, v: 2, series: idxA},
 			{t: 20, v: 3, series: idxB},
-			{t: 20, h: rwH1, series: idxC},
-			{t: 20, fh: rwFH1, series: idxD},
+			{t: 20, hist: 1, series: idxC},
+			{t: 20, hist: 2, series: idxD},
 			{t: 30, v: 4, series: idxA},
-			{t: 30, h: rwH2, series: idxC},
-			{t: 30, fh: rwFH2, series: idxD},
+			{t: 30, hist: 3, series: idxC},
+			{t: 30, hist: 4, series: idxD},
 			{t: 40, v: rwStaleNaN, series: idxA},
 		},
+		hists: []hist{{h: rwH1}, {fh: rwFH1}, {h: rwH2}, {fh: rwFH2}},
 	}
 }
 
@@ -200,7 +201,7 @@ func TestEncodeKeepsEverySample(t *testing.T) {
 	for i := range 300 {
 		si := (i * 7) % 3
 		ts := int64(1000 + i)
-		b.samples = append(b.samples, sample{t: ts, v: float64(i), series: si})
+		b.samples = append(b.samples, sample{t: ts, v: float64(i), series: int32(si)})
 		perSeries[si] = append(perSeries[si], rwLine(b.series[si], ts, floatText(float64(i))))
 	}
 	for _, si := range []int{0, 1, 2} { // (i*7)%3 for i = 0, 1, 2 is 0, 1, 2

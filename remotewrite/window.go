@@ -24,12 +24,19 @@ var errWindowFull = errors.New("window holds more samples than max_pending_sampl
 var errOutsidePolicy = errors.New("the source returned a series outside the policy")
 
 // sample is one raw sample of a window: a float, or a native histogram.
+// It holds no pointer, so that the garbage collector does not scan a
+// window's hundreds of thousands of them.
 type sample struct {
 	t      int64
 	v      float64
-	h      *histogram.Histogram
-	fh     *histogram.FloatHistogram
-	series int // index into window.series
+	series int32 // index into window.series
+	hist   int32 // 0: a float; else 1 + the index into window.hists
+}
+
+// hist is a native histogram sample's value: one of the two is set.
+type hist struct {
+	h  *histogram.Histogram
+	fh *histogram.FloatHistogram
 }
 
 // window is the samples a copier reads in one pass, not yet acknowledged,
@@ -39,6 +46,7 @@ type window struct {
 	from, to int64 // the read's inclusive time range, in milliseconds
 	series   []labels.Labels
 	samples  []sample
+	hists    []hist
 	// truncated: the window holds only the first samples of [from, to] in
 	// that order, as many as a copier may keep; the rest is read again.
 	truncated bool
@@ -58,7 +66,6 @@ func (b *bufferPool) get() []sample {
 }
 
 func (b *bufferPool) put(s []sample) {
-	clear(s) // drop the histograms it points to
 	s = s[:0]
 	b.p.Put(&s)
 }
@@ -67,7 +74,7 @@ func (b *bufferPool) put(s []sample) {
 func (w *window) release() {
 	if w != nil && w.samples != nil {
 		sampleBuffers.put(w.samples)
-		w.samples = nil
+		w.samples, w.hists = nil, nil
 	}
 }
 
@@ -107,14 +114,15 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 		kept := false
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			smp := sample{series: idx}
+			smp := sample{series: int32(idx)}
+			var hv hist
 			switch vt {
 			case chunkenc.ValFloat:
 				smp.t, smp.v = it.At()
 			case chunkenc.ValHistogram:
-				smp.t, smp.h = it.AtHistogram(nil)
+				smp.t, hv.h = it.AtHistogram(nil)
 			case chunkenc.ValFloatHistogram:
-				smp.t, smp.fh = it.AtFloatHistogram(nil)
+				smp.t, hv.fh = it.AtFloatHistogram(nil)
 			default:
 				return nil, fmt.Errorf("series %s: unknown sample type %v", lset, vt)
 			}
@@ -127,6 +135,10 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 				}
 				w.truncated = true
 				break
+			}
+			if hv.h != nil || hv.fh != nil {
+				w.hists = append(w.hists, hv)
+				smp.hist = int32(len(w.hists))
 			}
 			w.samples = append(w.samples, smp)
 			kept = true

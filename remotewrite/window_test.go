@@ -28,23 +28,33 @@ func describeWindow(t *testing.T, w *window) []string {
 	t.Helper()
 	out := make([]string, 0, len(w.samples))
 	for _, s := range w.samples {
-		if s.series < 0 || s.series >= len(w.series) {
+		if s.series < 0 || int(s.series) >= len(w.series) {
 			t.Fatalf("sample at %d has series index %d, window has %d series", s.t, s.series, len(w.series))
 		}
+		if s.hist < 0 || int(s.hist) > len(w.hists) {
+			t.Fatalf("sample at %d has histogram index %d, window has %d histograms", s.t, s.hist, len(w.hists))
+		}
 		var v string
-		switch {
-		case s.h != nil && s.fh != nil:
+		switch h := testHist(w, s); {
+		case h.h != nil && h.fh != nil:
 			t.Fatalf("sample at %d has both an integer and a float histogram", s.t)
-		case s.h != nil:
-			v = "h" + s.h.String()
-		case s.fh != nil:
-			v = "fh" + s.fh.String()
+		case h.h != nil:
+			v = "h" + h.h.String()
+		case h.fh != nil:
+			v = "fh" + h.fh.String()
+		case s.hist != 0:
+			t.Fatalf("sample at %d has an empty histogram", s.t)
 		default:
 			v = fmt.Sprint(s.v)
 		}
 		out = append(out, fmt.Sprintf("%d %s %s", s.t, w.series[s.series], v))
 	}
 	return out
+}
+
+// testHist is the histogram of s in w, zero for a float.
+func testHist(w *window, s sample) hist {
+	return (&batch{hists: w.hists}).hist(&s)
 }
 
 func sampleLine(t int64, lset labels.Labels, v string) string {
@@ -353,16 +363,17 @@ func TestCollectSampleTypes(t *testing.T) {
 	}
 	// Series by series: A's two samples first.
 	a, st, b, c := w.samples[0], w.samples[1], w.samples[2], w.samples[3]
-	if a.h != nil || a.fh != nil || a.v != 1.5 || a.t != 10 || !labels.Equal(w.series[a.series], seriesA) {
+	ah, sth, bh, ch := testHist(w, a), testHist(w, st), testHist(w, b), testHist(w, c)
+	if ah.h != nil || ah.fh != nil || a.v != 1.5 || a.t != 10 || !labels.Equal(w.series[a.series], seriesA) {
 		t.Errorf("float sample = %+v", a)
 	}
-	if st.t != 20 || st.h != nil || st.fh != nil || math.Float64bits(st.v) != math.Float64bits(stale) || !labels.Equal(w.series[st.series], seriesA) {
+	if st.t != 20 || sth.h != nil || sth.fh != nil || math.Float64bits(st.v) != math.Float64bits(stale) || !labels.Equal(w.series[st.series], seriesA) {
 		t.Errorf("staleness marker = %+v (bits %x), want the exact NaN", st, math.Float64bits(st.v))
 	}
-	if b.t != 10 || b.h == nil || b.fh != nil || !b.h.Equals(h) || !labels.Equal(w.series[b.series], seriesB) {
+	if b.t != 10 || bh.h == nil || bh.fh != nil || !bh.h.Equals(h) || !labels.Equal(w.series[b.series], seriesB) {
 		t.Errorf("histogram sample = %+v, want %v", b, h)
 	}
-	if c.t != 10 || c.fh == nil || c.h != nil || !c.fh.Equals(fh) || !labels.Equal(w.series[c.series], seriesC) {
+	if c.t != 10 || ch.fh == nil || ch.h != nil || !ch.fh.Equals(fh) || !labels.Equal(w.series[c.series], seriesC) {
 		t.Errorf("float histogram sample = %+v, want %v", c, fh)
 	}
 }
