@@ -38,6 +38,7 @@ const (
 	DefaultBatchSize         = 2000
 	DefaultMaxInFlight       = 4
 	DefaultMaxPendingSamples = 500_000
+	DefaultMaxCopiesPerTenant = 10
 	DefaultTimeout           = 30 * time.Second
 	DefaultRetries           = 3
 	DefaultServiceAddress    = "{service}.{namespace}.svc:{port}"
@@ -98,6 +99,13 @@ type App struct {
 	// target does: a copier whose target is down keeps no queue, it reads
 	// the same window again on the next pass. Default: 500000.
 	MaxPendingSamples int `json:"max_pending_samples,omitempty"`
+
+	// MaxCopiesPerTenant bounds the copying MetricAccess objects of one
+	// tenant: each copier keeps the series it copied in memory, so a tenant
+	// with many objects selecting the same series would multiply that. The
+	// objects past it, by name, are not copied, and their status says why.
+	// Default: 10.
+	MaxCopiesPerTenant int `json:"max_copies_per_tenant,omitempty"`
 
 	// Timeout bounds one write request. Default: 30s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
@@ -274,6 +282,7 @@ func (a *App) setDefaults() {
 	setInt(&a.BatchSize, DefaultBatchSize)
 	setInt(&a.MaxInFlight, DefaultMaxInFlight)
 	setInt(&a.MaxPendingSamples, DefaultMaxPendingSamples)
+	setInt(&a.MaxCopiesPerTenant, DefaultMaxCopiesPerTenant)
 	setInt(&a.Shards, 1)
 	if a.Retries == nil {
 		r := DefaultRetries
@@ -307,7 +316,7 @@ func (a *App) Validate() error {
 	if a.MaxWindow != 0 && time.Duration(a.MaxWindow) < time.Second {
 		bad("max_window must be at least 1s, got %s", time.Duration(a.MaxWindow))
 	}
-	for name, n := range map[string]int{"batch_size": a.BatchSize, "max_in_flight": a.MaxInFlight, "max_pending_samples": a.MaxPendingSamples, "shards": a.Shards} {
+	for name, n := range map[string]int{"batch_size": a.BatchSize, "max_in_flight": a.MaxInFlight, "max_pending_samples": a.MaxPendingSamples, "max_copies_per_tenant": a.MaxCopiesPerTenant, "shards": a.Shards} {
 		if n < 0 {
 			bad("%s must be positive, got %d", name, n)
 		}
@@ -351,6 +360,7 @@ func (a *App) settingsFingerprint() (string, error) {
 	}
 	delete(fields, "interval") // in copierKey as each copier's own interval
 	delete(fields, "max_in_flight")
+	delete(fields, "max_copies_per_tenant") // in copierKey, for the refused ones
 	delete(fields, "shards")
 	delete(fields, "shard")
 	if b, err = json.Marshal(fields); err != nil { // keys sorted
@@ -432,21 +442,37 @@ func (a *App) owns(namespace string) bool {
 // syncLocked makes the held copiers those of the registry's current
 // remote writes. The caller holds a.mu.
 func (a *App) syncLocked() {
-	want := map[string]*tenancy.RemoteWrite{}
+	type wanted struct {
+		rw      *tenancy.RemoteWrite
+		refused error // set: the copier only reports it
+	}
+	want := map[string]wanted{}
 	for _, t := range a.registry.Tenants() {
 		if !a.owns(t.Namespace) {
 			continue
 		}
-		for _, rw := range t.RemoteWrites {
-			want[a.copierKey(rw)] = rw
+		for i, rw := range t.RemoteWrites { // by object name
+			if i < a.MaxCopiesPerTenant {
+				want[a.copierKey(rw)] = wanted{rw: rw}
+				continue
+			}
+			err := fmt.Errorf("not copied: the tenant has %d copying MetricAccess objects, and max_copies_per_tenant is %d (the first by name are copied)",
+				len(t.RemoteWrites), a.MaxCopiesPerTenant)
+			want[a.copierKey(rw)+"#refused"] = wanted{rw: rw, refused: err}
 		}
 	}
-	for key, rw := range want {
+	for key, wc := range want {
 		if _, ok := a.held[key]; ok {
 			continue
 		}
+		rw := wc.rw
 		v, loaded, err := copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
-			c := newCopier(rw, a.copyInterval(rw), a.set)
+			var c *copier
+			if wc.refused != nil {
+				c = newRefusedCopier(rw, a.copyInterval(rw), a.set, wc.refused)
+			} else {
+				c = newCopier(rw, a.copyInterval(rw), a.set)
+			}
 			c.start()
 			return c, nil
 		})

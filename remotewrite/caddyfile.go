@@ -20,6 +20,7 @@ import (
 //	    batch_size          <n>
 //	    max_in_flight       <n>
 //	    max_pending_samples <n>
+//	    max_copies_per_tenant <n>
 //	    timeout             <duration>
 //	    retries             <n>
 //	    state_dir           <dir>
@@ -83,12 +84,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"source_timeout": &a.SourceTimeout, "interval": &a.Interval, "read_delay": &a.ReadDelay,
 				"initial_lookback": &a.InitialLookback, "max_window": &a.MaxWindow, "timeout": &a.Timeout,
 			}[name] = caddy.Duration(dur)
-		case "batch_size", "max_in_flight", "max_pending_samples":
+		case "batch_size", "max_in_flight", "max_pending_samples", "max_copies_per_tenant":
 			n, err := positiveInt(d, name)
 			if err != nil {
 				return err
 			}
-			*map[string]*int{"batch_size": &a.BatchSize, "max_in_flight": &a.MaxInFlight, "max_pending_samples": &a.MaxPendingSamples}[name] = n
+			*map[string]*int{
+				"batch_size": &a.BatchSize, "max_in_flight": &a.MaxInFlight,
+				"max_pending_samples": &a.MaxPendingSamples, "max_copies_per_tenant": &a.MaxCopiesPerTenant,
+			}[name] = n
 		case "retries":
 			var raw string
 			if err := oneArg(d, &raw); err != nil {

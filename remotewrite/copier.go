@@ -48,7 +48,7 @@ type copier struct {
 	set       *settings
 	interval  time.Duration
 	target    *resolvedTarget
-	targetErr error // the target could not be built: reported, never retried
+	targetErr error // the target could not be built, or the copy is refused: reported, never retried
 	rule      labelRule
 	group     labelRule // a Pushgateway's grouping labels, which it overwrites
 	cur       *cursor   // nil when targetErr is set
@@ -88,7 +88,9 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *
 		// Samples count as failed once the write gives up, not per attempt.
 		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
 	})
-	if c.targetErr == nil {
+	if c.targetErr != nil {
+		c.targetErr = fmt.Errorf("invalid target: %w", c.targetErr)
+	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
 		if pg := rw.Spec.Pushgateway; pg != nil {
@@ -104,6 +106,17 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *
 		}
 		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, state)
 	}
+	return c
+}
+
+// newRefusedCopier is a copier that copies nothing and reports why: it
+// holds no target and no cursor.
+func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings, why error) *copier {
+	c := &copier{
+		rw: rw, set: set, interval: interval, targetErr: why,
+		logger: set.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
+	}
+	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
 	return c
 }
 
@@ -137,7 +150,7 @@ func (c *copier) Destruct() error {
 func (c *copier) run(ctx context.Context) {
 	defer close(c.stopped)
 	if c.targetErr != nil {
-		c.failed(fmt.Errorf("invalid target: %w", c.targetErr))
+		c.failed(c.targetErr)
 		c.reportStatus(ctx)
 		<-ctx.Done()
 		return
