@@ -31,17 +31,17 @@ const AppID = "prom_remote_write"
 
 // Defaults of the app's settings.
 const (
-	DefaultInterval          = 30 * time.Second
-	DefaultReadDelay         = 30 * time.Second
-	DefaultInitialLookback   = 5 * time.Minute
-	DefaultMaxWindow         = 5 * time.Minute
-	DefaultBatchSize         = 2000
-	DefaultMaxInFlight       = 4
-	DefaultMaxPendingSamples = 500_000
+	DefaultInterval           = 30 * time.Second
+	DefaultReadDelay          = 30 * time.Second
+	DefaultInitialLookback    = 5 * time.Minute
+	DefaultMaxWindow          = 5 * time.Minute
+	DefaultBatchSize          = 2000
+	DefaultMaxInFlight        = 4
+	DefaultMaxPendingSamples  = 500_000
 	DefaultMaxCopiesPerTenant = 10
-	DefaultTimeout           = 30 * time.Second
-	DefaultRetries           = 3
-	DefaultServiceAddress    = "{service}.{namespace}.svc:{port}"
+	DefaultTimeout            = 30 * time.Second
+	DefaultRetries            = 3
+	DefaultServiceAddress     = "{service}.{namespace}.svc:{port}"
 )
 
 // userAgent identifies the copier to sources and targets.
