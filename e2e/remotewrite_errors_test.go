@@ -154,33 +154,3 @@ func TestRemoteWriteCredentials(t *testing.T) {
 		}
 	})
 }
-
-// TestRemoteWriteSourceExternalLabels: a source with external labels is
-// refused with the reason. Its remote read adds them to every series and
-// rewrites matchers on them, so a copy would not be what the tenant queries.
-func TestRemoteWriteSourceExternalLabels(t *testing.T) {
-	src := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
-		Keep:   func(map[string]string) bool { return false },
-		Config: "global:\n  scrape_interval: 1s\n  external_labels: {cluster: eu}\nscrape_configs:\n- job_name: self\n  static_configs: [{targets: ['127.0.0.1:1']}]\n",
-	})
-	recv := emptyPrometheus(t)
-	tenants := t.TempDir()
-	writeFile(t, filepath.Join(tenants, "team-a.yaml"), fmt.Sprintf(metricAccessTemplate, "copy", "team-a", `["up"]`,
-		fmt.Sprintf("  remoteWrite:\n    enabled: true\n    remoteWrite: {url: %q}\n", recv.URL+"/api/v1/write")))
-	c := testenv.StartCaddy(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		directory %s
-	}
-	prom_remote_write %s {
-		interval 5s
-		read_delay 1s
-		allow_url %s
-	}
-}
-`, testenv.FreePort(t), tenants, src.URL, recv.URL))
-	s := waitStatus(t, c, "team-a", 30*time.Second, "failing", func(s remotewrite.Status) bool { return s.LastError != "" })
-	if !strings.Contains(s.LastError, "the source has external labels") || !strings.Contains(s.LastError, "cluster:eu") || s.SamplesSent != 0 {
-		t.Errorf("status %+v", s)
-	}
-}

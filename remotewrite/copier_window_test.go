@@ -220,12 +220,31 @@ func testRelative(ts []int64, base int64) []int64 {
 // limits and failures after the receiver stored a batch, some of them
 // restarts: the receiver ends with every sample once, none refused.
 func TestCopierExactlyOnce(t *testing.T) {
+	testCopierExactlyOnce(t, 60, testPodSeries, testSourceServer)
+}
+
+// TestCopierExactlyOnceExternalLabels: the same from a source with external
+// labels, some series storing a label equal to an external one: the
+// receiver gets the stored labels.
+func TestCopierExactlyOnceExternalLabels(t *testing.T) {
+	testCopierExactlyOnce(t, 30, func(i int) labels.Labels {
+		l := testPodSeries(i)
+		if i%2 == 1 {
+			l = labels.NewBuilder(l).Set("cluster", "eu").Labels()
+		}
+		return l
+	}, func(t *testing.T, series []storage.Series) *source {
+		return testSourceServerExt(t, series, testExt).source
+	})
+}
+
+func testCopierExactlyOnce(t *testing.T, seeds uint64, lsetOf func(int) labels.Labels, newSource func(*testing.T, []storage.Series) *source) {
 	base := time.Now().Add(-time.Hour).UnixMilli()
-	for seed := range uint64(60) {
+	for seed := range seeds {
 		r := rand.New(rand.NewPCG(seed, 11))
 		var d testData
 		for i := range 1 + r.IntN(5) {
-			d.lsets = append(d.lsets, testPodSeries(i))
+			d.lsets = append(d.lsets, lsetOf(i))
 			var ts []int64
 			for t := range int64(60) {
 				if r.IntN(2) == 0 {
@@ -234,7 +253,7 @@ func TestCopierExactlyOnce(t *testing.T) {
 			}
 			d.ts = append(d.ts, ts)
 		}
-		src := testSourceServer(t, d.series(base))
+		src := newSource(t, d.series(base))
 		rcv := &testStrictReceiver{stored: map[string][]int64{}}
 		rcv.failAfter = func() error {
 			if r.IntN(4) == 0 {

@@ -18,6 +18,7 @@ import (
 
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
@@ -37,42 +38,40 @@ type source struct {
 	client remote.ReadClient
 	http   *http.Client
 
-	mu       sync.Mutex // guards checked and checkErr
-	checked  time.Time
-	checkErr error
+	mu      sync.Mutex // guards checked and ext
+	checked time.Time
+	ext     labels.Labels
 }
 
 // externalCheckEvery is how often the source's configuration is read again.
 const externalCheckEvery = 5 * time.Minute
 
-// errExternalLabels says the source has external labels. Its remote read
-// rewrites matchers on them and adds them to every series it returns, so a
-// read would not select what the tenant can query (a policy on `cluster`
-// selects series without a stored cluster label) and every copy would carry
-// labels the tenant's queries never show. Until the copier strips them
-// exactly, it refuses such a source.
-var errExternalLabels = errors.New("the source has external labels, which remote read adds to every series and rewrites matchers on, so the copy would not be what the tenant can query; copying from it is not supported yet (copy from a Prometheus without global.external_labels)")
+// errExternalLabels says a series read from a source with external labels
+// cannot be mapped back to its stored labels exactly (see extlabels.go):
+// the window is not copied rather than copied with a guess.
+var errExternalLabels = errors.New("the source's external labels make a series ambiguous")
 
-// check refuses a source with external labels, reading its configuration
+// check returns the source's external labels, reading its configuration
 // (GET /api/v1/status/config) at most every externalCheckEvery. A source
-// that does not answer it is refused: what it adds cannot be known.
-func (s *source) check(ctx context.Context) error {
+// that does not answer it is refused: what its remote read adds to the
+// series and how it rewrites matchers cannot be known.
+func (s *source) check(ctx context.Context) (labels.Labels, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.checked.IsZero() && time.Since(s.checked) < externalCheckEvery {
-		return s.checkErr
+		return s.ext, nil
 	}
-	labels, err := s.externalLabels(ctx)
-	switch {
-	case err != nil:
-		return fmt.Errorf("reading the source's configuration (for its external labels): %w", err)
-	case len(labels) > 0:
-		s.checkErr = fmt.Errorf("%w: %v", errExternalLabels, labels)
-	default:
-		s.checkErr = nil
+	ext, err := s.externalLabels(ctx)
+	if err != nil {
+		return labels.EmptyLabels(), fmt.Errorf("reading the source's configuration (for its external labels): %w", err)
 	}
-	s.checked = time.Now()
-	return s.checkErr
+	// An empty value is no label.
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for k, v := range ext {
+		b.Set(k, v)
+	}
+	s.ext, s.checked = b.Labels(), time.Now()
+	return s.ext, nil
 }
 
 func (s *source) externalLabels(ctx context.Context) (map[string]string, error) {
@@ -187,15 +186,32 @@ func (r readCounter) Read(p []byte) (int, error) {
 
 // read selects every series of p with samples in [from, to], one remote-read
 // query per branch of p, merged in label-set order: a series several branches
-// select comes once, its samples de-duplicated.
+// select comes once, its samples de-duplicated. From a source with external
+// labels, the series have their stored labels, as the query API shows them.
 func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (storage.SeriesSet, error) {
-	if err := s.check(ctx); err != nil {
+	ext, err := s.check(ctx)
+	if err != nil {
 		return nil, err
 	}
 	branches := p.Branches()
+	// The stored labels first: a read streams as soon as it is sent.
+	strippers := make([]*stripper, len(branches))
+	if !ext.IsEmpty() {
+		for i, b := range branches {
+			if strippers[i], err = s.storedWithExternal(ctx, ext, b, from, to); err != nil {
+				return nil, err
+			}
+		}
+	}
 	sets := make([]storage.SeriesSet, 0, len(branches))
-	for _, b := range branches {
-		q, err := remote.ToQuery(from, to, b, nil)
+	for i, b := range branches {
+		ms := []*labels.Matcher(b)
+		if strippers[i] != nil {
+			if ms, err = readMatchers(b, ext); err != nil {
+				return nil, err
+			}
+		}
+		q, err := remote.ToQuery(from, to, ms, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +219,14 @@ func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (s
 		if err != nil {
 			return nil, fmt.Errorf("remote read from %s: %w", s.url, err)
 		}
+		if strippers[i] != nil {
+			ss = &stripSet{SeriesSet: ss, st: strippers[i]}
+		}
 		sets = append(sets, ss)
 	}
-	return storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge), nil
+	merged := storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge)
+	if !ext.IsEmpty() {
+		return strippedRead{merged}, nil
+	}
+	return merged, nil
 }

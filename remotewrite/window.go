@@ -150,6 +150,13 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 			w.series = append(w.series, lset)
 		}
 		if w.truncated {
+			// A read that tells a series' stored labels only once it has
+			// read them all (strippedRead) is read to its end for errors.
+			if r, ok := ss.(interface{ drain() error }); ok {
+				if err := r.drain(); err != nil {
+					return nil, err
+				}
+			}
 			return w, nil
 		}
 	}
