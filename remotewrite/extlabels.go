@@ -37,14 +37,17 @@ import (
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 )
 
-// readMatchers returns branch with each matcher the handler would rewrite
-// (MatchEqual on an external label, with its value) as MatchRegexp on the
-// quoted value: the same set of stored values, which the handler leaves
-// alone. branch itself is not modified.
-func readMatchers(branch []*labels.Matcher, ext labels.Labels) ([]*labels.Matcher, error) {
+// readMatchers returns branch with each matcher the handler could rewrite
+// (MatchEqual with a value, on any label but __name__, which cannot be an
+// external label) as MatchRegexp on the quoted value: the same set of stored
+// values, which the handler leaves alone. Every such matcher is converted,
+// not only those of the external labels last read from the source's
+// configuration: a source that gained one since cannot then widen a read.
+// branch itself is not modified.
+func readMatchers(branch []*labels.Matcher) ([]*labels.Matcher, error) {
 	var out []*labels.Matcher
 	for i, m := range branch {
-		if m.Type != labels.MatchEqual || m.Value == "" || ext.Get(m.Name) != m.Value {
+		if m.Type != labels.MatchEqual || m.Value == "" || m.Name == labels.MetricName {
 			continue
 		}
 		if out == nil {

@@ -205,11 +205,9 @@ func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (s
 	}
 	sets := make([]storage.SeriesSet, 0, len(branches))
 	for i, b := range branches {
-		ms := []*labels.Matcher(b)
-		if strippers[i] != nil {
-			if ms, err = readMatchers(b, ext); err != nil {
-				return nil, err
-			}
+		ms, err := readMatchers(b)
+		if err != nil {
+			return nil, err
 		}
 		q, err := remote.ToQuery(from, to, ms, nil)
 		if err != nil {
