@@ -141,13 +141,11 @@ const readBufferSize = 256 << 10
 
 // A streamed remote-read answer comes as one flushed frame per series, a
 // few hundred bytes each, so a reader that keeps up makes a system call per
-// series. When a read got less than coalesceBelow, the next waits
-// coalesceFor first and takes what arrived meanwhile in one call: a quarter
-// of a copier's CPU otherwise goes to these calls.
-const (
-	coalesceBelow = 64 << 10
-	coalesceFor   = 4 * time.Millisecond
-)
+// series. When a read did not fill the buffer, the next waits coalesceFor
+// first and takes what arrived meanwhile in one call: a quarter of a
+// copier's CPU otherwise goes to these calls. A source sending faster than
+// readBufferSize per coalesceFor (64 MB/s) is read without waiting.
+const coalesceFor = 4 * time.Millisecond
 
 // dialBuffered dials a source connection that reads in large pieces.
 func dialBuffered(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -164,7 +162,7 @@ func dialBuffered(ctx context.Context, network, addr string) (net.Conn, error) {
 type bufferedConn struct {
 	net.Conn
 	r     *bufio.Reader
-	small bool // the last read from the connection got less than coalesceBelow
+	small bool // the last read from the connection did not fill the buffer
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) {
@@ -180,7 +178,7 @@ type readCounter struct{ c *bufferedConn }
 
 func (r readCounter) Read(p []byte) (int, error) {
 	n, err := r.c.Conn.Read(p)
-	r.c.small = n < coalesceBelow
+	r.c.small = n < len(p)
 	return n, err
 }
 
