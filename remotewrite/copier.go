@@ -392,9 +392,15 @@ func (c *copier) sendWindow(ctx context.Context, w *window) error {
 func (c *copier) write(ctx context.Context, b *batch, resend bool) error {
 	err := c.target.batch.send(ctx, b)
 	var te *targetError
+	var pw *partialWrite
 	switch {
 	case err == nil:
 		c.countSent(len(b.samples))
+		return nil
+	case errors.As(err, &pw):
+		c.countSent(pw.written)
+		c.countDropped("partial_write", len(b.samples)-pw.written)
+		c.logger.Warn("target wrote only part of a batch; the rest is dropped", zap.Int("written", pw.written), zap.Int("samples", len(b.samples)))
 		return nil
 	case errors.As(err, &te) && te.drop && resend:
 		c.countDropped("resent_"+te.reason, len(b.samples))

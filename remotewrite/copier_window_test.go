@@ -289,3 +289,29 @@ func testCopierExactlyOnce(t *testing.T, seeds uint64, lsetOf func(int) labels.L
 		}
 	}
 }
+
+// partialTarget writes only the first written samples of every batch.
+type partialTarget struct{ written int }
+
+func (p partialTarget) send(context.Context, *batch) error { return &partialWrite{written: p.written} }
+
+// A partial write moves on: the samples written count as sent, the rest as
+// dropped with reason partial_write, never as failed (to be retried).
+func TestCopierCountsPartialWrite(t *testing.T) {
+	c := &copier{
+		rw:     &tenancy.RemoteWrite{Namespace: "partial-write-test", Object: tenancy.ObjectRef{Name: "obj"}},
+		target: &resolvedTarget{id: "remote_write test", batch: partialTarget{written: 1}},
+		logger: zap.NewNop(),
+		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries()},
+	}
+	b := &batch{series: []labels.Labels{labels.FromStrings("__name__", "m")}, samples: []sample{{t: 1}, {t: 2}, {t: 3}}}
+	if err := c.write(context.Background(), b, false); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if sent, dropped, failed := c.cur.sent.Load(), c.cur.dropped.Load(), c.cur.failed.Load(); sent != 1 || dropped != 2 || failed != 0 {
+		t.Errorf("sent %d, dropped %d, failed %d; want 1, 2, 0", sent, dropped, failed)
+	}
+	if n := testutil.ToFloat64(metrics.dropped.WithLabelValues("partial-write-test", "partial_write")); n != 2 {
+		t.Errorf("dropped{reason=partial_write} = %v, want 2", n)
+	}
+}

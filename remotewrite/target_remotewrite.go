@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -50,7 +51,7 @@ func (t *remoteWriteTarget) send(ctx context.Context, b *batch) error {
 		msg = encodeV1(b)
 	}
 	var status int
-	_, err := t.api.Write(withStatus(ctx, &status), t.msgType, msg, remote.WithWriteRetryCallback(func(error) {
+	stats, err := t.api.Write(withStatus(ctx, &status), t.msgType, msg, remote.WithWriteRetryCallback(func(error) {
 		if t.onRetry != nil {
 			t.onRetry(reasonOf(status))
 		}
@@ -60,7 +61,20 @@ func (t *remoteWriteTarget) send(ctx context.Context, b *batch) error {
 		// error does not unwrap to the context's.)
 		return ctx.Err()
 	}
+	// A 2.0 receiver says how many samples it wrote (client_golang fails a
+	// success without the headers); fewer than sent is a partial write,
+	// which it will not take again.
+	if err == nil && t.msgType == remote.WriteV2MessageType && stats.AllSamples() < len(b.samples) {
+		return &partialWrite{written: stats.AllSamples()}
+	}
 	return classify(status, err)
+}
+
+// partialWrite is a success in which the target wrote only some samples.
+type partialWrite struct{ written int }
+
+func (e *partialWrite) Error() string {
+	return fmt.Sprintf("the target wrote %d of the samples sent (remote write 2.0 response headers)", e.written)
 }
 
 // seriesRun is the samples of one series in a batch: b.samples[pos[i]]

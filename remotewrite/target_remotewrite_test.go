@@ -572,24 +572,31 @@ func TestRemoteWriteV2Unconfirmed(t *testing.T) {
 	}
 }
 
-// TestRemoteWriteV2ConfirmedCounts records what client_golang does with
-// the written-samples headers once they are present: any value, even 0 or
-// fewer than sent, is a success. send does not compare them with the batch.
+// TestRemoteWriteV2ConfirmedCounts: a 2.0 receiver's written-samples
+// headers are compared with the batch; fewer than sent (zero included) is
+// a partial write, reported with the number written.
 func TestRemoteWriteV2ConfirmedCounts(t *testing.T) {
+	sent := len(testBatch().samples)
 	for _, tc := range []struct {
-		name    string
-		written func(floats, histograms int) (int, int)
+		name        string
+		written     func(floats, histograms int) (int, int)
+		wantWritten int // -1: a plain success
 	}{
-		{"all", nil},
-		{"fewer than sent", func(f, h int) (int, int) { return f - 1, h }},
-		{"zero, confirmed by the headers", func(int, int) (int, int) { return 0, 0 }},
+		{"all", nil, -1},
+		{"fewer than sent", func(f, h int) (int, int) { return f - 1, h }, sent - 1},
+		{"zero, confirmed by the headers", func(int, int) (int, int) { return 0, 0 }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV2MessageType}, nil)
 			rc.written = tc.written
 			tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol2, 3, &retryLog{})
-			if err := tg.send(context.Background(), testBatch()); err != nil {
+			err := tg.send(context.Background(), testBatch())
+			var pw *partialWrite
+			switch {
+			case tc.wantWritten < 0 && err != nil:
 				t.Errorf("send: %v", err)
+			case tc.wantWritten >= 0 && (!errors.As(err, &pw) || pw.written != tc.wantWritten):
+				t.Errorf("send = %v, want a partial write of %d", err, tc.wantWritten)
 			}
 		})
 	}
