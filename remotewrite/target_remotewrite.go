@@ -77,43 +77,44 @@ func (e *partialWrite) Error() string {
 	return fmt.Sprintf("the target wrote %d of the samples sent (remote write 2.0 response headers)", e.written)
 }
 
-// seriesRun is the samples of one series in a batch: b.samples[pos[i]]
-// for i in [start, end).
+// seriesRun is samples of one series in a batch, all floats or all
+// histograms: b.samples[pos[i]] for i in [start, end).
 type seriesRun struct{ series, start, end int }
 
 // groupBySeries returns the runs of b's series, in order of first
-// appearance, each series' samples in one run, and the positions the runs
-// index. A series-major batch (what a copier sends) is its own order, and
-// pos is nil: position i is i.
+// appearance, each series' samples together and in order, and the
+// positions the runs index. A series' samples are cut into several runs
+// where they change between floats and histograms: a time series of a
+// request holds its floats and its histograms apart, and a receiver appends
+// the floats first. A series-major batch (what a copier sends) is its own
+// order, and pos is nil: position i is i.
 func groupBySeries(b *batch) (runs []seriesRun, pos []int) {
 	major := true
 	for i := 1; i < len(b.samples) && major; i++ {
 		major = b.samples[i].series >= b.samples[i-1].series
 	}
-	if major {
+	if !major {
+		var order []int
+		positions := make(map[int][]int)
 		for i, s := range b.samples {
-			if n := len(runs); n > 0 && runs[n-1].series == int(s.series) {
-				runs[n-1].end = i + 1
-				continue
+			si := int(s.series)
+			if _, ok := positions[si]; !ok {
+				order = append(order, si)
 			}
-			runs = append(runs, seriesRun{series: int(s.series), start: i, end: i + 1})
+			positions[si] = append(positions[si], i)
 		}
-		return runs, nil
-	}
-	var order []int
-	positions := make(map[int][]int)
-	for i, s := range b.samples {
-		si := int(s.series)
-		if _, ok := positions[si]; !ok {
-			order = append(order, si)
+		pos = make([]int, 0, len(b.samples))
+		for _, si := range order {
+			pos = append(pos, positions[si]...)
 		}
-		positions[si] = append(positions[si], i)
 	}
-	pos = make([]int, 0, len(b.samples))
-	for _, si := range order {
-		start := len(pos)
-		pos = append(pos, positions[si]...)
-		runs = append(runs, seriesRun{series: si, start: start, end: len(pos)})
+	for i := range b.samples {
+		s := at(b, pos, i)
+		if n := len(runs); n > 0 && runs[n-1].series == int(s.series) && (at(b, pos, i-1).hist == 0) == (s.hist == 0) {
+			runs[n-1].end = i + 1
+			continue
+		}
+		runs = append(runs, seriesRun{series: int(s.series), start: i, end: i + 1})
 	}
 	return runs, pos
 }

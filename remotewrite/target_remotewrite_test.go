@@ -746,3 +746,34 @@ func TestRemoteWriteErrorBodyBounded(t *testing.T) {
 		t.Errorf("error text is %d bytes: the target's whole answer", n)
 	}
 }
+
+// A series that changes between floats and histograms within a batch goes
+// out as one time series per stretch, in time order: a receiver appends a
+// time series' floats before its histograms.
+func TestEncodeAlternatingTypes(t *testing.T) {
+	b := &batch{
+		series: []labels.Labels{rwA},
+		samples: []sample{
+			{t: 10, v: 1}, {t: 20, hist: 1}, {t: 30, v: 3}, {t: 40, v: 4}, {t: 50, hist: 2},
+		},
+		hists: []hist{{h: rwH1}, {fh: rwFH1}},
+	}
+	var got []string
+	for _, ts := range encodeV1(b).Timeseries {
+		var ts1 []int64
+		for _, s := range ts.Samples {
+			ts1 = append(ts1, s.Timestamp)
+		}
+		for _, h := range ts.Histograms {
+			ts1 = append(ts1, h.Timestamp)
+		}
+		got = append(got, fmt.Sprintf("%d floats %d histograms %v", len(ts.Samples), len(ts.Histograms), ts1))
+	}
+	want := []string{"1 floats 0 histograms [10]", "0 floats 1 histograms [20]", "2 floats 0 histograms [30 40]", "0 floats 1 histograms [50]"}
+	if !slices.Equal(got, want) {
+		t.Errorf("1.0 time series:\n got %q\nwant %q", got, want)
+	}
+	if n := len(encodeV2(b).Timeseries); n != 4 {
+		t.Errorf("2.0: %d time series, want 4", n)
+	}
+}
