@@ -17,14 +17,15 @@ type seriesState struct {
 type liveSeries struct {
 	byHash    map[uint64]*seriesState
 	conflicts map[string]*seriesState
+	hash      func(labels.Labels) uint64 // Labels.Hash; tests make collisions
 }
 
 func newLiveSeries() *liveSeries {
-	return &liveSeries{byHash: map[uint64]*seriesState{}, conflicts: map[string]*seriesState{}}
+	return &liveSeries{byHash: map[uint64]*seriesState{}, conflicts: map[string]*seriesState{}, hash: labels.Labels.Hash}
 }
 
 func (l *liveSeries) get(lset labels.Labels) *seriesState {
-	if st := l.byHash[lset.Hash()]; st != nil && labels.Equal(st.lset, lset) {
+	if st := l.byHash[l.hash(lset)]; st != nil && labels.Equal(st.lset, lset) {
 		return st
 	}
 	if len(l.conflicts) == 0 {
@@ -35,17 +36,23 @@ func (l *liveSeries) get(lset labels.Labels) *seriesState {
 
 // add returns the state of lset, made if there is none.
 func (l *liveSeries) add(lset labels.Labels) *seriesState {
-	h := lset.Hash()
+	h := l.hash(lset)
 	st := l.byHash[h]
 	switch {
 	case st != nil && labels.Equal(st.lset, lset):
 		return st
-	case st == nil:
+	case st == nil && len(l.conflicts) == 0:
 		st = &seriesState{lset: lset}
 		l.byHash[h] = st
 		return st
 	}
+	// The series may be in conflicts from when its hash's slot was taken.
 	if st := l.conflicts[lset.String()]; st != nil {
+		return st
+	}
+	if st == nil {
+		st = &seriesState{lset: lset}
+		l.byHash[h] = st
 		return st
 	}
 	st = &seriesState{lset: lset}
@@ -54,7 +61,7 @@ func (l *liveSeries) add(lset labels.Labels) *seriesState {
 }
 
 func (l *liveSeries) remove(lset labels.Labels) {
-	h := lset.Hash()
+	h := l.hash(lset)
 	if st := l.byHash[h]; st != nil && labels.Equal(st.lset, lset) {
 		delete(l.byHash, h)
 		return

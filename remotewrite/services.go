@@ -70,10 +70,24 @@ func (k *kubeServices) addresses(ctx context.Context, key serviceKey) ([]string,
 	if err != nil {
 		return nil, fmt.Errorf("service %s: %w", key, err)
 	}
+	now := time.Now()
 	k.mu.Lock()
-	k.cache[key] = cachedAddresses{addrs: addrs, fetched: time.Now()}
+	for other, c := range k.cache { // Services no target names any more
+		if now.Sub(c.fetched) >= serviceTTL {
+			delete(k.cache, other)
+		}
+	}
+	k.cache[key] = cachedAddresses{addrs: addrs, fetched: now}
 	k.mu.Unlock()
 	return addrs, nil
+}
+
+// forget drops the addresses of key: a Pod that does not answer may be
+// gone, and its IP given to another namespace's Pod.
+func (k *kubeServices) forget(key serviceKey) {
+	k.mu.Lock()
+	delete(k.cache, key)
+	k.mu.Unlock()
 }
 
 func (k *kubeServices) lookup(ctx context.Context, key serviceKey) ([]string, error) {
@@ -186,6 +200,7 @@ func (e *serviceEndpoint) dial(ctx context.Context, network, _ string) (net.Conn
 		}
 		errs = append(errs, err)
 	}
+	e.services.forget(e.key)
 	return nil, errors.Join(errs...)
 }
 

@@ -215,6 +215,16 @@ func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (s
 		if err != nil {
 			return nil, fmt.Errorf("remote read from %s: %w", s.url, err)
 		}
+		if st := strippers[i]; st != nil {
+			// Series returned as a stored set the query API lists may
+			// have a twin stored without the label: not parts.
+			ss = &joinedParts{SeriesSet: ss, join: func(l labels.Labels) bool {
+				_, known, err := st.stored(l)
+				return err == nil && !known
+			}}
+		} else {
+			ss = &joinedParts{SeriesSet: ss}
+		}
 		if strippers[i] != nil {
 			ss = &stripSet{SeriesSet: ss, st: strippers[i]}
 		}

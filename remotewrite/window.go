@@ -3,7 +3,6 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -98,30 +97,22 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 	if done.partial() && from > done.T && to <= done.Window {
 		skipBefore = done.Series
 	}
-	prevLastT := int64(math.MinInt64) // of prev's samples, read so far
 	for ss.Next() {
 		s := ss.At()
 		lset := s.Labels()
 		if !p.Matches(lset) {
 			return nil, fmt.Errorf("%w: %s", errOutsidePolicy, lset)
 		}
-		// A series whose chunks exceed a frame of the streamed answer (1 MiB
-		// by default) comes in several parts with the same labels.
-		part := !prev.IsEmpty() && labels.Equal(prev, lset)
-		if !prev.IsEmpty() && !part && labels.Compare(prev, lset) > 0 {
+		// (A series the streamed answer cut into parts comes whole:
+		// joinedParts.)
+		if !prev.IsEmpty() && labels.Compare(prev, lset) >= 0 {
 			return nil, fmt.Errorf("the source returned series out of order: %s after %s", lset, prev)
-		}
-		if !part {
-			prevLastT = math.MinInt64
 		}
 		prev = lset
 		if !skipBefore.IsEmpty() && labels.Compare(lset, skipBefore) < 0 {
 			continue
 		}
 		idx := len(w.series)
-		if part && idx > 0 && labels.Equal(w.series[idx-1], lset) {
-			idx-- // its earlier part had samples in the window
-		}
 		kept := false
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -137,10 +128,6 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 			default:
 				return nil, fmt.Errorf("series %s: unknown sample type %v", lset, vt)
 			}
-			if smp.t <= prevLastT {
-				return nil, fmt.Errorf("series %s: the source returned samples out of order: %d after %d", lset, smp.t, prevLastT)
-			}
-			prevLastT = smp.t
 			if smp.t < from || smp.t > to || done.covers(smp.t, lset) {
 				continue
 			}
@@ -161,7 +148,7 @@ func collect(ss storage.SeriesSet, p *rewrite.Policy, done progress, from, to in
 		if err := it.Err(); err != nil {
 			return nil, fmt.Errorf("series %s: %w", lset, err)
 		}
-		if kept && idx == len(w.series) {
+		if kept {
 			w.series = append(w.series, lset)
 		}
 		if w.truncated {

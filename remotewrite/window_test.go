@@ -753,32 +753,3 @@ func TestCollectSkipsSeriesSentInPartialWindow(t *testing.T) {
 		t.Errorf("series out of order before Series: err = %v, want out of order", err)
 	}
 }
-
-// A series whose chunks exceed a frame of the streamed answer comes in
-// parts with the same labels: they are one series, in time order; parts
-// that overlap are refused.
-func TestCollectSeriesInParts(t *testing.T) {
-	p := testPolicy(t, `{namespace="a"}`)
-	w, err := collect(testSeriesSet(
-		testSeries(seriesA, testFloats(10, 20)), testSeries(seriesA, testFloats(30, 40)), testSeries(seriesB, testFloats(10)),
-	), p, progress{}, 0, 100, 100, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{sampleLine(10, seriesA, "100"), sampleLine(20, seriesA, "200"), sampleLine(30, seriesA, "300"), sampleLine(40, seriesA, "400"), sampleLine(10, seriesB, "100")}
-	if got := describeWindow(t, w); !slices.Equal(got, want) || len(w.series) != 2 {
-		t.Errorf("samples:\n got %q\nwant %q (series %v)", got, want, w.series)
-	}
-	// The first part before the window: the series starts with the second.
-	w, err = collect(testSeriesSet(testSeries(seriesA, testFloats(10)), testSeries(seriesA, testFloats(30)), testSeries(seriesB, testFloats(30))), p, progress{}, 25, 100, 100, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := describeWindow(t, w), []string{sampleLine(30, seriesA, "300"), sampleLine(30, seriesB, "300")}; !slices.Equal(got, want) || len(w.series) != 2 {
-		t.Errorf("samples:\n got %q\nwant %q (series %v)", got, want, w.series)
-	}
-	_, err = collect(testSeriesSet(testSeries(seriesA, testFloats(10, 20)), testSeries(seriesA, testFloats(20, 30))), p, progress{}, 0, 100, 100, false)
-	if err == nil || !strings.Contains(err.Error(), "out of order") {
-		t.Errorf("overlapping parts: err = %v, want out of order", err)
-	}
-}

@@ -227,14 +227,25 @@ func (v *validator) remoteWriteTarget(f string, r *RemoteWriteTarget) {
 	}
 }
 
+// url checks a target URL. Errors never repeat a password in it: they
+// reach the object's status, logs and the admin API.
 func (v *validator) url(field, s string) {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		v.errorf(field, "invalid URL: %v", err)
+		v.errorf(field, "invalid URL (%s)", urlParseProblem(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		v.errorf(field, "URL %q must use http or https", s)
+		v.errorf(field, "URL %q must use http or https", u.Redacted())
 	case u.Host == "":
-		v.errorf(field, "URL %q has no host", s)
+		v.errorf(field, "URL %q has no host", u.Redacted())
 	}
+}
+
+// urlParseProblem is what url.Parse found wrong, without the URL it quotes.
+func urlParseProblem(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "unparsable"
 }

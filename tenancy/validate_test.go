@@ -129,3 +129,20 @@ func TestValidateReportsAllProblems(t *testing.T) {
 		}
 	}
 }
+
+// A rejected target URL never shows its password: the message reaches the
+// object's status, the logs and the admin API.
+func TestValidateURLHidesPassword(t *testing.T) {
+	for _, raw := range []string{"ftp://user:s3cret@host/x", "http://user:s3cret@host:bad port/", "http://user:s3cret@/x"} {
+		v := &validator{}
+		v.url("spec.remoteWrite.remoteWrite.url", raw)
+		if len(v.errs) == 0 {
+			t.Errorf("%s: accepted", raw)
+		}
+		for _, e := range v.errs {
+			if strings.Contains(e.Error(), "s3cret") {
+				t.Errorf("%s: error shows the password: %v", raw, e)
+			}
+		}
+	}
+}
