@@ -141,7 +141,9 @@ func (st *stripper) stored(returned labels.Labels) (labels.Labels, bool, error) 
 	case 1:
 		return c[0], true, nil
 	default:
-		return labels.EmptyLabels(), false, fmt.Errorf("%w: series %s could be any of the stored series %v; copying it would guess", errExternalLabels, returned, c)
+		// The messages name stored labels only: they reach the tenant's
+		// status, and the external labels' values are not the tenant's.
+		return labels.EmptyLabels(), false, fmt.Errorf("%w: a series could be any of the stored series %v; copying it would guess", errExternalLabels, c)
 	}
 	b := labels.NewBuilder(returned)
 	var err error
@@ -150,7 +152,7 @@ func (st *stripper) stored(returned labels.Labels) (labels.Labels, bool, error) 
 		case l.Value:
 			b.Del(l.Name) // not stored, else it would be known
 		case "":
-			err = fmt.Errorf("%w: series %s lacks the external label %s, which the source adds to every series: its external labels changed since they were read (they are read again within %s)", errExternalLabels, returned, l.Name, externalCheckEvery)
+			err = fmt.Errorf("%w: a series of %s lacks the external label %s, which the source adds to every series: its external labels changed since they were read (they are read again within %s)", errExternalLabels, returned.Get(labels.MetricName), l.Name, externalCheckEvery)
 		}
 		// Another value is stored, and kept.
 	})
@@ -232,7 +234,7 @@ func (s *stripSet) Next() bool {
 	if known { // every series returned as it is
 		k := string(returned.Bytes(nil))
 		if s.viaKnown[k] {
-			s.err = fmt.Errorf("%w: the source holds several series returned as %s (one of them %s); which samples are whose is unknown", errExternalLabels, returned, lset)
+			s.err = fmt.Errorf("%w: the source holds several series returned as the stored series %s; which samples are whose is unknown (lowering max_window helps if it is one series in several frames)", errExternalLabels, lset)
 			return false
 		}
 		if s.viaKnown == nil {
@@ -243,7 +245,7 @@ func (s *stripSet) Next() bool {
 	// The handler streams in stored-label order; the merge across branches
 	// relies on it.
 	if !s.prev.IsEmpty() && labels.Compare(s.prev, lset) >= 0 {
-		s.err = fmt.Errorf("the source returned series out of order: %s (stored labels %s) after stored labels %s", returned, lset, s.prev)
+		s.err = fmt.Errorf("the source returned series out of order: stored labels %s after %s", lset, s.prev)
 		return false
 	}
 	s.prev = lset

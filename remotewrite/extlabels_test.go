@@ -276,16 +276,16 @@ func TestReadExternalLabelsAmbiguous(t *testing.T) {
 		"stored twin": {series: []storage.Series{
 			testSeries(ls("__name__", "m", "cluster", "eu", "namespace", "a"), testFloats(10, 20, 30, 40)),
 			testSeries(ls("__name__", "m", "namespace", "a"), testFloats(10, 20)),
-		}, max: 1000, want: `the source holds several series returned as {__name__="m", cluster="eu", namespace="a", replica="r0"}`},
+		}, max: 1000, want: `the source holds several series returned as the stored series {__name__="m", cluster="eu", namespace="a"}`},
 		// The same, in a window cut after the first: the rest is read first.
 		"stored twin, window cut short": {series: []storage.Series{
 			testSeries(ls("__name__", "m", "cluster", "eu", "namespace", "a"), testFloats(10, 20, 30, 40)),
 			testSeries(ls("__name__", "m", "namespace", "a"), testFloats(10, 20)),
-		}, max: 2, want: `the source holds several series returned as {__name__="m", cluster="eu", namespace="a", replica="r0"}`},
+		}, max: 2, want: `the source holds several series returned as the stored series {__name__="m", cluster="eu", namespace="a"}`},
 		"two stored candidates": {series: []storage.Series{
 			testSeries(ls("__name__", "m", "cluster", "eu", "namespace", "a"), testFloats(10)),
 			testSeries(ls("__name__", "m", "namespace", "a", "replica", "r0"), testFloats(10)),
-		}, max: 1000, want: `series {__name__="m", cluster="eu", namespace="a", replica="r0"} could be any of the stored series`},
+		}, max: 1000, want: `a series could be any of the stored series [{__name__="m", cluster="eu", namespace="a"}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := testSourceServerExt(t, c.series, testExt)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -36,6 +37,9 @@ type App struct {
 	mu     sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// previous is the app that was running when a started, until it stops.
+	previous atomic.Pointer[App]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -94,7 +98,7 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	running.Store(a)
+	a.previous.Store(running.Swap(a))
 	if a.Kubernetes != nil {
 		a.Kubernetes.start()
 	}
@@ -113,7 +117,15 @@ func (a *App) Start() error {
 // Stop stops watching the sources and waits until it has stopped. The
 // registry keeps its last state.
 func (a *App) Stop() error {
-	running.CompareAndSwap(a, nil)
+	// A config whose start failed is stopped while the one before it keeps
+	// running: that one is the running app again. Once the app that
+	// replaced a stops a, it need not fall back to a.
+	if !running.CompareAndSwap(a, a.previous.Load()) {
+		if cur := running.Load(); cur != nil {
+			cur.previous.CompareAndSwap(a, nil)
+		}
+	}
+	a.previous.Store(nil)
 	a.mu.Lock()
 	cancel, done := a.cancel, a.done
 	a.cancel, a.done = nil, nil

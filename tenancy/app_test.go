@@ -110,3 +110,40 @@ func TestAppPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Running follows the config that serves: the new app after a reload, the
+// old one again when the new config's start failed and it was stopped.
+func TestRunningAcrossReloads(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *App {
+		t.Helper()
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(cancel)
+		a := &App{Directory: &DirectorySource{Path: dir}}
+		if err := a.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	old := start()
+	failed := start()
+	if Running() != failed {
+		t.Fatal("the app started last is not running")
+	}
+	_ = failed.Stop() // its config did not start: the old one serves on
+	if Running() != old {
+		t.Fatalf("after the failed reload: Running() = %p, want the old app %p", Running(), old)
+	}
+	next := start()
+	_ = old.Stop() // a reload that worked
+	if Running() != next || next.previous.Load() != nil {
+		t.Fatalf("after a reload: Running() = %p (want %p), previous %p (want none)", Running(), next, next.previous.Load())
+	}
+	_ = next.Stop()
+	if Running() != nil {
+		t.Errorf("all stopped: Running() = %p", Running())
+	}
+}
