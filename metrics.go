@@ -2,7 +2,6 @@ package promtenant
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -56,20 +55,6 @@ var collectors = []prometheus.Collector{metrics.requests, metrics.duration, metr
 // perTenant are the vectors with a "tenant" label, whose series of a
 // tenant that left the registry are deleted.
 var perTenant = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
-
-// registerMetrics registers the collectors into reg; already registered is fine.
-func registerMetrics(reg prometheus.Registerer) error {
-	var errs []error
-	for _, c := range collectors {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // outcome returns the outcome and reason labels of what serve returned.
 func outcome(err error, ae *apiError) (string, string) {

@@ -19,7 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	_ "github.com/prom-tenant/caddy-prom-tenant/discovery" // registers http.reverse_proxy.upstreams.kubernetes
-	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth"  // registers authenticate_kubernetes
+	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
+	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth" // registers authenticate_kubernetes
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
@@ -77,7 +78,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the handler.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.provisionDefaults(ctx)
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := metricreg.Register(ctx.GetMetricsRegistry(), collectors...); err != nil {
 		return fmt.Errorf("prom_tenant: registering metrics: %w", err)
 	}
 	var err error

@@ -1,11 +1,11 @@
 package discovery
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/adminjson"
 )
 
 func init() {
@@ -28,17 +28,13 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/prom_tenant/backends", Handler: caddy.AdminHandlerFunc(a.backends)}}
+	return []caddy.AdminRoute{{Pattern: "/prom_tenant/backends", Handler: adminjson.Get(a.backends)}}
 }
 
-func (adminAPI) backends(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(struct {
+func (adminAPI) backends(*http.Request) (any, error) {
+	return struct {
 		Sources []SourceView `json:"sources"`
-	}{views()})
+	}{views()}, nil
 }
 
 // Interface guard.

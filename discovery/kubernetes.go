@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 )
 
 func init() {
@@ -119,7 +120,7 @@ var watchers = caddy.NewUsagePool()
 // watcher. It does no network I/O.
 func (k *KubernetesUpstreams) Provision(ctx caddy.Context) error {
 	k.logger = ctx.Logger()
-	if err := registerMetrics(ctx); err != nil {
+	if err := metricreg.Register(ctx.GetMetricsRegistry(), collector); err != nil {
 		return fmt.Errorf("kubernetes upstreams: registering metrics: %w", err)
 	}
 	if k.Kind == "" {

@@ -76,7 +76,7 @@ func TestBackendStates(t *testing.T) {
 	}
 
 	rec := httptest.NewRecorder()
-	if err := (adminAPI{}).backends(rec, httptest.NewRequest(http.MethodGet, "/prom_tenant/backends", nil)); err != nil {
+	if err := (adminAPI{}).Routes()[0].Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/prom_tenant/backends", nil)); err != nil {
 		t.Fatal(err)
 	}
 	var got struct{ Sources []SourceView }
@@ -120,7 +120,7 @@ func TestBackendStates(t *testing.T) {
 		t.Errorf("prometheus_proxy_targets_discovered = %v, want %v", gauges, wantG)
 	}
 
-	if err := (adminAPI{}).backends(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/prom_tenant/backends", nil)); err == nil {
+	if err := (adminAPI{}).Routes()[0].Handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/prom_tenant/backends", nil)); err == nil {
 		t.Error("DELETE answered; want 405")
 	}
 }

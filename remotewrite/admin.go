@@ -1,13 +1,13 @@
 package remotewrite
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/adminjson"
 )
 
 func init() {
@@ -31,13 +31,10 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/prom_remote_write/status", Handler: caddy.AdminHandlerFunc(a.status)}}
+	return []caddy.AdminRoute{{Pattern: "/prom_remote_write/status", Handler: adminjson.Get(a.status)}}
 }
 
-func (adminAPI) status(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
-	}
+func (adminAPI) status(r *http.Request) (any, error) {
 	ns := r.URL.Query().Get("namespace")
 	out := []Status{}
 	copiers.Range(func(_, v any) bool {
@@ -51,8 +48,7 @@ func (adminAPI) status(w http.ResponseWriter, r *http.Request) error {
 	slices.SortFunc(out, func(a, b Status) int {
 		return strings.Compare(a.Namespace+"/"+a.Object+" "+a.Interval, b.Namespace+"/"+b.Object+" "+b.Interval)
 	})
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(out)
+	return out, nil
 }
 
 // Interface guard.

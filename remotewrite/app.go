@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -199,7 +200,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.registry, err = tenancy.ConfiguredRegistry(ctx, AppID); err != nil {
 		return err
 	}
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := metricreg.Register(ctx.GetMetricsRegistry(), collectors...); err != nil {
 		return err
 	}
 

@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,20 +35,6 @@ var metrics = struct {
 }
 
 var collectors = []prometheus.Collector{metrics.sent, metrics.failed, metrics.dropped, metrics.pending, metrics.lastSuccess}
-
-// registerMetrics registers the collectors into reg; already registered is fine.
-func registerMetrics(reg prometheus.Registerer) error {
-	var errs []error
-	for _, c := range collectors {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // tenantGauges counts the copiers of each tenant, so that a tenant's gauges
 // are deleted when its last copier stops (cardinality stays with the tenants

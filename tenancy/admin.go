@@ -1,13 +1,14 @@
 package tenancy
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/adminjson"
 )
 
 func init() {
@@ -33,7 +34,7 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/prom_tenant/tenants", Handler: caddy.AdminHandlerFunc(a.tenants)}}
+	return []caddy.AdminRoute{{Pattern: "/prom_tenant/tenants", Handler: adminjson.Get(a.tenants)}}
 }
 
 // TenantsView is the answer of GET /prom_tenant/tenants.
@@ -73,17 +74,12 @@ type ObjectView struct {
 	Error  string `json:"error,omitempty"`
 }
 
-func (adminAPI) tenants(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
-	}
+func (adminAPI) tenants(r *http.Request) (any, error) {
 	a := Running()
 	if a == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no %s app is running", AppID)}
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no %s app is running", AppID)}
 	}
-	view := a.View(r.URL.Query().Get("namespace"))
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(view)
+	return a.View(r.URL.Query().Get("namespace")), nil
 }
 
 // View returns the app's tenants and rejections; with namespace, only that

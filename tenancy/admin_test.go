@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 )
 
 // startTestApp runs an app over a directory with team-a (two objects, one
@@ -38,7 +40,7 @@ func startTestApp(t *testing.T) (*App, string) {
 func getTenants(t *testing.T, target string) (int, TenantsView) {
 	t.Helper()
 	w := httptest.NewRecorder()
-	err := adminAPI{}.tenants(w, httptest.NewRequest(http.MethodGet, target, nil))
+	err := (adminAPI{}).Routes()[0].Handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
 	if err != nil {
 		var ae caddy.APIError
 		if !errors.As(err, &ae) {
@@ -58,10 +60,10 @@ func getTenants(t *testing.T, target string) (int, TenantsView) {
 func gauges(t *testing.T) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	if err := registerMetrics(reg); err != nil {
+	if err := metricreg.Register(reg, collector); err != nil {
 		t.Fatal(err)
 	}
-	if err := registerMetrics(reg); err != nil {
+	if err := metricreg.Register(reg, collector); err != nil {
 		t.Fatalf("registering twice (a second handler, a reload): %v", err)
 	}
 	fams, err := reg.Gather()
@@ -118,7 +120,7 @@ func TestAdminTenants(t *testing.T) {
 	}
 
 	w := httptest.NewRecorder()
-	if err := (adminAPI{}).tenants(w, httptest.NewRequest(http.MethodPost, "/prom_tenant/tenants", nil)); err == nil ||
+	if err := (adminAPI{}).Routes()[0].Handler.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/prom_tenant/tenants", nil)); err == nil ||
 		err.(caddy.APIError).HTTPStatus != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %v, want 405", err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 )
 
 func init() {
@@ -55,7 +57,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // are logged and skipped.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := metricreg.Register(ctx.GetMetricsRegistry(), collector); err != nil {
 		return fmt.Errorf("prom_tenancy: registering metrics: %w", err)
 	}
 	a.registry = new(Registry)

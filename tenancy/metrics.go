@@ -1,8 +1,6 @@
 package tenancy
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,15 +50,4 @@ func (c *tenancyCollector) Collect(ch chan<- prometheus.Metric) {
 	for source, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.GaugeValue, float64(n), source)
 	}
-}
-
-// registerMetrics registers the collector into reg; already registered is fine.
-func registerMetrics(reg prometheus.Registerer) error {
-	if err := reg.Register(collector); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return err
-		}
-	}
-	return nil
 }
