@@ -231,3 +231,23 @@ func TestOriginalSchemaRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWarningMessageBounded: the Warning condition stays under the API
+// server's 32 KiB limit on a condition message, however many patterns warn.
+func TestWarningMessageBounded(t *testing.T) {
+	m := newMA("team-a", "many")
+	for range 100 {
+		m.Spec.Metrics = append(m.Spec.Metrics, `{instance="`+strings.Repeat("a", 1000)+`.*"}`)
+	}
+	w := m.EqualityWarnings()
+	if len(w) != 100 {
+		t.Fatalf("%d warnings, want 100", len(w))
+	}
+	if msg := warningMessage(w[:2]); msg != w[0]+"\n"+w[1] {
+		t.Errorf("two warnings: %q", msg)
+	}
+	msg := warningMessage(w)
+	if len(msg) > 32768 || !strings.HasPrefix(msg, w[0]+"\n") || !strings.Contains(msg, " more") {
+		t.Errorf("message of %d bytes ending %q", len(msg), msg[len(msg)-20:])
+	}
+}

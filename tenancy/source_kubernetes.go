@@ -288,7 +288,7 @@ func (w *kubeWatcher) pass() {
 		d := desiredStatus{u: e.u, cond: cond}
 		if e.err == nil && len(e.warnings) > 0 {
 			d.warning = &metav1.Condition{Type: ConditionWarning, Status: metav1.ConditionTrue, Reason: ReasonRegexLikeLiteral,
-				Message: strings.Join(e.warnings, "\n"), ObservedGeneration: e.u.GetGeneration()}
+				Message: warningMessage(e.warnings), ObservedGeneration: e.u.GetGeneration()}
 		}
 		desired = append(desired, d)
 		if cond.Status != metav1.ConditionTrue {
@@ -329,6 +329,26 @@ func (w *kubeWatcher) writeStatuses() {
 		w.setConditions(pending[0])
 		pending = pending[1:]
 	}
+}
+
+// maxWarningBytes bounds the Warning condition's message: the API server
+// refuses a condition message over 32 KiB, and a line quotes a value of up
+// to 1 KiB three times.
+const maxWarningBytes = 16 << 10
+
+// warningMessage is the Warning condition's message: one line per warning,
+// as many as fit in maxWarningBytes, and how many more there are.
+func warningMessage(warnings []string) string {
+	var b strings.Builder
+	for i, w := range warnings {
+		if b.Len()+len(w)+1 > maxWarningBytes {
+			fmt.Fprintf(&b, "... and %d more", len(warnings)-i)
+			break
+		}
+		b.WriteString(w)
+		b.WriteByte('\n')
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // setConditions writes the desired conditions to the object's status if
