@@ -31,6 +31,8 @@ import (
 // literally, and the admin API says the same. Objects with a missing,
 // unknown or contradicting target.type (tenancy/testdata/original-invalid)
 // are stored too, and their Ready condition names the object and field.
+// On a real Prometheus, the original's '{__name__="up",instance=".*"}' alone
+// allows no up series, where the same pattern with =~ allows them all.
 // The tenancy package loads the same files from a directory.
 func TestOriginalSchemaKubernetes(t *testing.T) {
 	e := newKubeEnv(t, testenv.SharedKubeAPIServer(t))
@@ -66,10 +68,20 @@ func TestOriginalSchemaKubernetes(t *testing.T) {
 		}
 	}
 
+	// The original's "up from any instance" alone, as written and as =~.
+	for ns, op := range map[string]string{"literal-reading": "=", "regex-reading": "=~"} {
+		e.namespace(t, ns)
+		e.apply(t, "apiVersion: observability.ethos.io/v1alpha1\nkind: MetricAccess\nmetadata: {name: up-any, namespace: "+ns+
+			"}\nspec: {metrics: ['{__name__=\"up\",instance"+op+"\".*\"}']}\n")
+		objects = append(objects, object{ns, "up-any"})
+		namespaces = append(namespaces, ns)
+	}
+	warned := map[object]bool{{"tenant-namespace", "tenant-metrics-access"}: true, {"pattern-tenant", "pattern-types"}: true,
+		{"literal-reading", "up-any"}: true}
+
 	p := startProxyWith(t, testenv.SharedPrometheus(t), "kubernetes {\n\t\t\tkubeconfig "+e.api.Kubeconfig+
 		"\n\t\t\tnamespaces "+strings.Join(namespaces, " ")+"\n\t\t}", "")
 
-	warned := map[object]bool{{"tenant-namespace", "tenant-metrics-access"}: true, {"pattern-tenant", "pattern-types"}: true}
 	for _, o := range objects {
 		var ready, warning *metav1.Condition
 		eventually(t, o.ns+"/"+o.name+": its conditions", 15*time.Second, func() bool {
@@ -125,17 +137,21 @@ func TestOriginalSchemaKubernetes(t *testing.T) {
 	}
 
 	// What the original's comments say, on a real Prometheus: the debug
-	// tenant sees every "up" of the cluster; the full example's
-	// '{__name__="up",instance=".*"}' is literal, so it adds no up series.
+	// tenant sees every "up" of the cluster.
 	direct := queryResult(t, p.prom.URL+"/api/v1/query?query=count(up)", "")
 	if direct == "" {
-		t.Fatalf("the shared Prometheus has no up series: %s", direct)
+		t.Fatal("the shared Prometheus has no up series")
 	}
 	if got := queryResult(t, p.url+"/api/v1/query?query=count(up)", "debug-tenant"); got != direct {
 		t.Errorf("debug-tenant count(up) = %s, want all of the cluster's, %s", got, direct)
 	}
-	if got := queryResult(t, p.url+"/api/v1/query?query=up", "tenant-namespace"); got != "" {
-		t.Errorf(`tenant-namespace up = %s, want none: instance=".*" is read literally`, got)
+	// '{__name__="up",instance=".*"}' alone is read literally: no up series
+	// (none has the instance ".*"), where the regex allows them all.
+	if got := queryResult(t, p.url+"/api/v1/query?query=count(up)", "literal-reading"); got != "" {
+		t.Errorf(`literal-reading count(up) = %s, want none: instance=".*" is read literally`, got)
+	}
+	if got := queryResult(t, p.url+"/api/v1/query?query=count(up)", "regex-reading"); got != direct {
+		t.Errorf(`regex-reading count(up) = %s, want all, %s: instance=~".*" is a regex`, got, direct)
 	}
 }
 
