@@ -148,6 +148,11 @@ func TestTroubleshootingValidation(t *testing.T) {
 		}
 	}
 	obj0 := func(p string) *tenancy.MetricAccess { return obj(tenancy.MetricAccessSpec{Metrics: []string{p}}) }
+	rw := func(t *tenancy.RemoteWriteTargetSpec) *tenancy.MetricAccess {
+		return obj(tenancy.MetricAccessSpec{Metrics: []string{"up"}, RemoteWrite: &tenancy.RemoteWriteSpec{Enabled: true, Target: t}})
+	}
+	prom := &tenancy.PrometheusTarget{ServiceName: "prometheus", ServicePort: 9090}
+	pgw := &tenancy.PushgatewayTarget{ServiceName: "pushgateway", ServicePort: 9091, JobName: "copy"}
 	for _, tc := range []struct {
 		name string
 		obj  *tenancy.MetricAccess
@@ -159,6 +164,11 @@ func TestTroubleshootingValidation(t *testing.T) {
 		{"whitespace", obj0("up "), []placeholder{{`"up "`, `"<pattern>"`}, {`\[0\]`, `[<i>]`}}},
 		{"bad label name", obj(tenancy.MetricAccessSpec{Metrics: []string{"up"}, LabelSelectors: map[string]string{"app.kubernetes.io/name": "x"}}),
 			[]placeholder{{`"app.kubernetes.io/name"`, `"<name>"`}}},
+		{"no target", rw(nil), nil},
+		{"no target type", rw(&tenancy.RemoteWriteTargetSpec{Prometheus: prom}), nil},
+		{"unknown target type", rw(&tenancy.RemoteWriteTargetSpec{Type: "remoteWrite", RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://x/"}}), nil},
+		{"another type's block", rw(&tenancy.RemoteWriteTargetSpec{Type: "prometheus", Prometheus: prom, Pushgateway: pgw}), nil},
+		{"no block of the type", rw(&tenancy.RemoteWriteTargetSpec{Type: "pushgateway"}), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.obj.Validate()
@@ -186,7 +196,7 @@ func TestTroubleshootingMessagesInCode(t *testing.T) {
 		{"remotewrite/targets.go", "file credentials are off: the admin sets credentials_dir in prom_remote_write to allow them", ""},
 		{"remotewrite/targets.go", "must be a relative path inside the credentials directory", ""},
 		{"remotewrite/targets.go", "is set by the proxy (tenant_header) to the tenant's namespace", ""},
-		{"remotewrite/targets.go", "basicAuth.passwordSecretRef needs Kubernetes access: set kubernetes in prom_remote_write", ""},
+		{"remotewrite/targets.go", "basicAuth.passwordSecret needs Kubernetes access: set kubernetes in prom_remote_write", ""},
 		{"remotewrite/copier.go", `fmt.Errorf("invalid target: %w"`, "invalid target: "},
 		{"remotewrite/source.go", "the source's external labels make a series ambiguous", ""},
 		{"remotewrite/services.go", "refused as a target", ""},
@@ -214,6 +224,8 @@ func TestTroubleshootingMessagesInCode(t *testing.T) {
 		{"tenancy/source_kubernetes.go", `ReasonNothing  = "Empty"`, "`Empty`"},
 		{"tenancy/source_kubernetes.go", `ReasonInvalid  = "Invalid"`, "`Invalid`"},
 		{"tenancy/source_kubernetes.go", `ReasonConflict = "Duplicate"`, "`Duplicate`"},
+		{"tenancy/warnings.go", `ConditionWarning       = "Warning"`, "`Warning`"},
+		{"tenancy/warnings.go", `ReasonRegexLikeLiteral = "RegexLikeEquality"`, "`RegexLikeEquality`"},
 	} {
 		src, err := os.ReadFile(tc.file)
 		if err != nil {
@@ -229,5 +241,21 @@ func TestTroubleshootingMessagesInCode(t *testing.T) {
 		if !strings.Contains(doc, shown) {
 			t.Errorf("%s does not show %q (%s)", troubleshootingFile, shown, tc.file)
 		}
+	}
+}
+
+// TestTroubleshootingEqualityWarning checks that the documentation shows the
+// Warning condition's line as EqualityWarnings writes it, for the original
+// proxy's own example pattern.
+func TestTroubleshootingEqualityWarning(t *testing.T) {
+	doc := readTroubleshooting(t)
+	m := &tenancy.MetricAccess{Spec: tenancy.MetricAccessSpec{
+		Metrics: []string{"http_requests_total", "http_.*", `{job="my-app"}`, `{__name__="up",instance=".*"}`}}}
+	w := m.EqualityWarnings()
+	if len(w) != 1 {
+		t.Fatalf("warnings %q, want one, for instance", w)
+	}
+	if !strings.Contains(doc, w[0]) {
+		t.Errorf("%s does not show the warning:\n%s", troubleshootingFile, w[0])
 	}
 }

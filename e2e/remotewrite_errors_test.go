@@ -78,20 +78,22 @@ func TestRemoteWriteCredentials(t *testing.T) {
 		writeFile(t, filepath.Join(tenants, ns+".yaml"), fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
     interval: 5s
-    remoteWrite:
-      url: %s/api/v1/write
-      basicAuth:
-        username: copier
+    target:
+      type: remote_write
+      remoteWrite:
+        url: %s/api/v1/write
+        basicAuth:
+          username: copier
 %s`, recv.URL, auth)))
 	}
 	// The exposition has series of team-a..team-d; these tenants select
 	// app_requests_total in their own namespace, so give them data by name.
-	tenant("team-a", "        passwordFile: good\n")
-	tenant("team-b", "        passwordFile: bad\n")
-	tenant("team-c", "        passwordFile: ../team-a/good\n") // another tenant's
-	tenant("team-d", "        passwordFile: "+filepath.Join(dir, "outside")+"\n")
-	tenant("team-k", "        passwordSecretRef: {name: receiver, key: password}\n")
-	tenant("team-j", "        passwordSecretRef: {name: receiver, key: password}\n")
+	tenant("team-a", "          passwordFile: good\n")
+	tenant("team-b", "          passwordFile: bad\n")
+	tenant("team-c", "          passwordFile: ../team-a/good\n") // another tenant's
+	tenant("team-d", "          passwordFile: "+filepath.Join(dir, "outside")+"\n")
+	tenant("team-k", "          passwordSecret: {name: receiver, key: password}\n")
+	tenant("team-j", "          passwordSecret: {name: receiver, key: password}\n")
 
 	caddyfile := func(admin int, source, kubernetes string) string {
 		return fmt.Sprintf(`{
@@ -142,7 +144,7 @@ func TestRemoteWriteCredentials(t *testing.T) {
 
 	t.Run("secret without kubernetes", func(t *testing.T) {
 		c := testenv.StartCaddy(t, caddyfile(testenv.FreePort(t), src.URL, ""))
-		failing(c, "team-k", "passwordSecretRef needs Kubernetes access")
+		failing(c, "team-k", "passwordSecret needs Kubernetes access")
 	})
 
 	t.Run("unreachable source", func(t *testing.T) {

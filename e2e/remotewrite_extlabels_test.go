@@ -77,9 +77,9 @@ scrape_configs:
 	tenants := t.TempDir()
 	metrics := `["app_requests_total", "app_temperature_celsius"]`
 	writeFile(t, filepath.Join(tenants, "team-a.yaml"), fmt.Sprintf(metricAccessTemplate, "eu-only", "team-a", metrics,
-		fmt.Sprintf("  labelSelectors: {cluster: eu}\n  remoteWrite:\n    enabled: true\n    interval: 5s\n    remoteWrite: {url: %q}\n", recvA.URL+"/api/v1/write")))
+		fmt.Sprintf("  labelSelectors: {cluster: eu}\n  remoteWrite:\n    enabled: true\n    interval: 5s\n    target: {type: remote_write, remoteWrite: {url: %q}}\n", recvA.URL+"/api/v1/write")))
 	writeFile(t, filepath.Join(tenants, "team-b.yaml"), fmt.Sprintf(metricAccessTemplate, "all", "team-b", metrics,
-		fmt.Sprintf("  remoteWrite:\n    enabled: true\n    interval: 5s\n    remoteWrite: {url: %q}\n", recvB.URL+"/api/v1/write")))
+		fmt.Sprintf("  remoteWrite:\n    enabled: true\n    interval: 5s\n    target: {type: remote_write, remoteWrite: {url: %q}}\n", recvB.URL+"/api/v1/write")))
 	port := testenv.FreePort(t)
 	c := testenv.StartCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -155,7 +155,7 @@ func TestRemoteWriteSourceConfigUnreadable(t *testing.T) {
 	recv := emptyPrometheus(t)
 	tenants := t.TempDir()
 	writeFile(t, filepath.Join(tenants, "team-a.yaml"), fmt.Sprintf(metricAccessTemplate, "copy", "team-a", `["app_requests_total"]`,
-		fmt.Sprintf("  remoteWrite:\n    enabled: true\n    remoteWrite: {url: %q}\n", recv.URL+"/api/v1/write")))
+		fmt.Sprintf("  remoteWrite:\n    enabled: true\n    target: {type: remote_write, remoteWrite: {url: %q}}\n", recv.URL+"/api/v1/write")))
 	c := testenv.StartCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	prom_tenancy {

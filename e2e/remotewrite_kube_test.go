@@ -33,7 +33,7 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 		return fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
     interval: 5s
-    remoteWrite: {url: "%s/api/v1/write"}
+    target: {type: remote_write, remoteWrite: {url: "%s/api/v1/write"}}
 `, url))
 	}
 	e.apply(t, copyTo("team-k", recv.URL))
@@ -125,7 +125,7 @@ func TestRemoteWriteKubernetesServices(t *testing.T) {
 		return fmt.Sprintf(metricAccessTemplate, name, ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
     interval: 5s
-    prometheus: {serviceName: %s, port: %s}
+    target: {type: prometheus, prometheus: {serviceName: %s, servicePort: %s}}
 `, service, port))
 	}
 	e.apply(t, copyTo("own", "prometheus", "9090"))

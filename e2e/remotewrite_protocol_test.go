@@ -32,9 +32,11 @@ func TestRemoteWriteProtocol2(t *testing.T) {
     enabled: true
     interval: 5s
     extraLabels: {cluster: c1}
-    remoteWrite:
-      url: %s/api/v1/write
-      protocolVersion: "2.0"
+    target:
+      type: remote_write
+      remoteWrite:
+        url: %s/api/v1/write
+        protocolVersion: "2.0"
 `, url)))
 	}
 	caddy := testenv.StartCaddy(t, fmt.Sprintf(`{

@@ -350,18 +350,22 @@ func TestRemoteWrite(t *testing.T) {
     enabled: true
     interval: %s
     extraLabels: {cluster: c1, instance: copied}
-    remoteWrite:
-      url: %s/api/v1/write
+    target:
+      type: remote_write
+      remoteWrite:
+        url: %s/api/v1/write
 `, interval, recSrv.URL))
 	}
 	writeTeamA("5s")
 	write("push", "team-b", `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
     enabled: true
     interval: 5s
-    pushgateway:
-      url: %s
-      jobName: team-b-copy
-      groupingKey: {cluster: c1}
+    target:
+      type: pushgateway
+      pushgateway:
+        url: %s
+        jobName: team-b-copy
+        groupingKey: {cluster: c1}
 `, pgw.URL))
 	write("read-only", "team-c", `["app_requests_total"]`, "")
 	recvDPort := strings.TrimPrefix(recvD.Addr, "127.0.0.1:")
@@ -370,14 +374,18 @@ func TestRemoteWrite(t *testing.T) {
     interval: 5s
     honorLabels: true
     extraLabels: {cluster: c1, namespace: ignored}
-    prometheus:
-      serviceName: prometheus
-      port: %s
+    target:
+      type: prometheus
+      prometheus:
+        serviceName: prometheus
+        servicePort: %s
 `, recvDPort))
 	write("elsewhere", "team-e", `["app_requests_total"]`, `  remoteWrite:
     enabled: true
-    remoteWrite:
-      url: http://192.0.2.1/api/v1/write
+    target:
+      type: remote_write
+      remoteWrite:
+        url: http://192.0.2.1/api/v1/write
 `)
 
 	admin := testenv.FreePort(t)

@@ -154,7 +154,7 @@ type App struct {
 	// in the tenant's namespace (never by DNS: ExternalName and selector-less
 	// Services are refused), and writes each copier's state into
 	// status.remoteWrite of its MetricAccess (objects from the Kubernetes
-	// source). Without it, passwordSecretRef is refused, a Kubernetes
+	// source). Without it, passwordSecret is refused, a Kubernetes
 	// object's Service target is refused, and no status is written.
 	Kubernetes *KubernetesAccess `json:"kubernetes,omitempty"`
 

@@ -28,7 +28,7 @@ spec:
   metrics: [up]
   remoteWrite:
     enabled: true
-    remoteWrite: {url: "http://192.0.2.1/api/v1/write"}
+    target: {type: remote_write, remoteWrite: {url: "http://192.0.2.1/api/v1/write"}}
 `, i))
 	}
 	docs = append(docs, `apiVersion: observability.ethos.io/v1alpha1
@@ -38,7 +38,7 @@ spec:
   metrics: [up]
   remoteWrite:
     enabled: true
-    remoteWrite: {url: "http://192.0.2.1/api/v1/write"}
+    target: {type: remote_write, remoteWrite: {url: "http://192.0.2.1/api/v1/write"}}
 `)
 	if err := os.WriteFile(filepath.Join(dir, "tenants.yaml"), []byte(strings.Join(docs, "---\n")), 0o600); err != nil {
 		t.Fatal(err)

@@ -93,7 +93,8 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *
 	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
-		if pg := rw.Spec.Pushgateway; pg != nil {
+		if t := rw.Spec.Target; t.Type == tenancy.TargetPushgateway { // newTarget checked its block
+			pg := t.Pushgateway
 			key := map[string]string{"job": pg.JobName}
 			for k, v := range pg.GroupingKey {
 				key[k] = v

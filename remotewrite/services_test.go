@@ -137,7 +137,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 	write := func(service string) error {
 		t.Helper()
 		rw := &tenancy.RemoteWrite{Namespace: "team-a", Object: tenancy.ObjectRef{Name: "copy", Source: tenancy.SourceKubernetes},
-			Spec: &tenancy.RemoteWriteSpec{Prometheus: &tenancy.PrometheusTarget{ServiceName: service, Port: 9090}}}
+			Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: service, ServicePort: 9090}}}}
 		tg, err := s.newTarget(rw, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +168,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 func TestServiceTargetWithoutKubernetes(t *testing.T) {
 	s := testSettings(t)
 	s.serviceAddress = DefaultServiceAddress
-	spec := &tenancy.RemoteWriteSpec{Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pgw", Port: 9091, JobName: "copy"}}
+	spec := &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pgw", ServicePort: 9091, JobName: "copy"}}}
 	_, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Object: tenancy.ObjectRef{Name: "copy", Source: tenancy.SourceKubernetes}, Spec: spec}, nil)
 	if !errors.Is(err, errServiceNeedsKubernetes) {
 		t.Errorf("object from Kubernetes without kubernetes access: err = %v, want errServiceNeedsKubernetes", err)

@@ -22,7 +22,7 @@ type targetSettings struct {
 	serviceAddress string                    // template with {service}, {namespace}, {port}
 	credentialsDir string                    // "" refuses file credentials
 	tenantHeader   string                    // set to the namespace on remoteWrite requests; tenants cannot set it
-	secrets        config_util.SecretManager // nil: passwordSecretRef is refused
+	secrets        config_util.SecretManager // nil: passwordSecret is refused
 	services       *kubeServices             // nil: Services are reached by serviceAddress
 	userAgent      string
 	timeout        time.Duration // per request; 0 none
@@ -125,11 +125,15 @@ type resolvedTarget struct {
 
 // newTarget builds the target of rw. onRetry counts retried attempts.
 func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason string)) (*resolvedTarget, error) {
-	spec := rw.Spec
+	spec := rw.Spec.Target
+	if spec == nil {
+		return nil, errors.New("no target: set target.type and its block")
+	}
+	// Validation let exactly the block of the type through.
 	switch {
-	case spec.Prometheus != nil:
+	case spec.Type == tenancy.TargetPrometheus && spec.Prometheus != nil:
 		p := spec.Prometheus
-		base, ep, err := s.service(rw, p.ServiceName, p.Port)
+		base, ep, err := s.service(rw, p.ServiceName, p.ServicePort)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +151,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 			bt = serviceBatchTarget{endpoint: ep, next: t}
 		}
 		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, batch: bt}, nil
-	case spec.Pushgateway != nil:
+	case spec.Type == tenancy.TargetPushgateway && spec.Pushgateway != nil:
 		p := spec.Pushgateway
 		var base string
 		var ep *serviceEndpoint
@@ -159,7 +163,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 			base = u.String()
 		} else {
 			var err error
-			if base, ep, err = s.service(rw, p.ServiceName, p.Port); err != nil {
+			if base, ep, err = s.service(rw, p.ServiceName, p.ServicePort); err != nil {
 				return nil, err
 			}
 		}
@@ -173,7 +177,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 			st = serviceSnapshotTarget{endpoint: ep, next: st}
 		}
 		return &resolvedTarget{id: "pushgateway " + u, snapshot: st}, nil
-	case spec.RemoteWrite != nil:
+	case spec.Type == tenancy.TargetRemoteWrite && spec.RemoteWrite != nil:
 		r := spec.RemoteWrite
 		u, err := s.externalURL(r.URL)
 		if err != nil {
@@ -193,7 +197,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		}
 		return &resolvedTarget{id: "remote_write " + u.String(), protocol: r.Protocol(), batch: t}, nil
 	}
-	return nil, errors.New("no target: set one of prometheus, pushgateway, remoteWrite")
+	return nil, fmt.Errorf("target type %q without its block", spec.Type)
 }
 
 // clientConfig is Prometheus's HTTP client configuration for a remoteWrite
@@ -204,8 +208,8 @@ func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTa
 	if b := r.BasicAuth; b != nil {
 		cfg.BasicAuth = &config_util.BasicAuth{Username: b.Username}
 		switch {
-		case b.PasswordSecretRef != nil:
-			cfg.BasicAuth.PasswordRef = b.PasswordSecretRef.Name + "/" + b.PasswordSecretRef.Key
+		case b.PasswordSecret != nil:
+			cfg.BasicAuth.PasswordRef = b.PasswordSecret.Name + "/" + b.PasswordSecret.Key
 		default:
 			f, err := s.credentialFile(namespace, "basicAuth.passwordFile", b.PasswordFile)
 			if err != nil {
@@ -245,7 +249,7 @@ func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTa
 	}
 	if cfg.BasicAuth != nil && cfg.BasicAuth.PasswordRef != "" {
 		if s.secrets == nil {
-			return cfg, errors.New("basicAuth.passwordSecretRef needs Kubernetes access: set kubernetes in prom_remote_write")
+			return cfg, errors.New("basicAuth.passwordSecret needs Kubernetes access: set kubernetes in prom_remote_write")
 		}
 		cfg.BasicAuth.PasswordRef = namespace + "/" + cfg.BasicAuth.PasswordRef
 	}

@@ -113,9 +113,9 @@ func TestAllowedDotSegments(t *testing.T) {
 	}))
 	defer srv.Close()
 	s = testSettings(t, srv.URL+"/api/v1/write")
-	rw := &tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{
-		RemoteWrite: &tenancy.RemoteWriteTarget{URL: srv.URL + "/api/v1/write/../../admin"},
-	}}
+	rw := &tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{
+		Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: srv.URL + "/api/v1/write/../../admin"},
+	}}}
 	tg, err := s.newTarget(rw, nil)
 	if err != nil {
 		return // refused: good
@@ -234,7 +234,7 @@ func TestClientConfig(t *testing.T) {
 		"reserved header":        {Headers: map[string]string{"Authorization": "Bearer x"}},
 		"host header":            {Headers: map[string]string{"host": "internal"}},
 		"secret without kubernetes": {BasicAuth: &tenancy.BasicAuth{Username: "u",
-			PasswordSecretRef: &tenancy.SecretKeyRef{Name: "s", Key: "k"}}},
+			PasswordSecret: &tenancy.SecretKeyRef{Name: "s", Key: "k"}}},
 	} {
 		if _, err := s.clientConfig("team-a", r); err == nil {
 			t.Errorf("%s: no error", name)
@@ -244,7 +244,7 @@ func TestClientConfig(t *testing.T) {
 	// A Secret is read in the object's namespace, never another.
 	withK8s := &targetSettings{secrets: newKubeSecrets(nil)}
 	cfg, err = withK8s.clientConfig("team-a", &tenancy.RemoteWriteTarget{
-		BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordSecretRef: &tenancy.SecretKeyRef{Name: "s", Key: "k"}},
+		BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordSecret: &tenancy.SecretKeyRef{Name: "s", Key: "k"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -267,42 +267,42 @@ func TestNewTarget(t *testing.T) {
 	}{
 		{
 			name:     "prometheus service of the namespace",
-			spec:     tenancy.RemoteWriteSpec{Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", Port: 9090}},
+			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}},
 			id:       "prometheus http://prom.team-a.svc:9090/api/v1/write",
 			protocol: tenancy.RemoteWriteProtocol1,
 		},
 		{
 			name:     "prometheus with a path",
-			spec:     tenancy.RemoteWriteSpec{Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", Port: 9090, Path: "/rw"}},
+			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090, Path: "/rw"}}},
 			id:       "prometheus http://prom.team-a.svc:9090/rw",
 			protocol: tenancy.RemoteWriteProtocol1,
 		},
 		{
 			name:     "pushgateway service",
-			spec:     tenancy.RemoteWriteSpec{Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pg", Port: 9091, JobName: "j"}},
+			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pg", ServicePort: 9091, JobName: "j"}}},
 			id:       "pushgateway http://pg.team-a.svc:9091/metrics/job@base64/ag==",
 			snapshot: true,
 		},
 		{
 			name:     "pushgateway url",
-			spec:     tenancy.RemoteWriteSpec{Pushgateway: &tenancy.PushgatewayTarget{URL: "http://gw.example.com:9091", JobName: "j"}},
+			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{URL: "http://gw.example.com:9091", JobName: "j"}}},
 			id:       "pushgateway http://gw.example.com:9091/metrics/job@base64/ag==",
 			snapshot: true,
 		},
 		{
 			name: "pushgateway url not allowed",
-			spec: tenancy.RemoteWriteSpec{Pushgateway: &tenancy.PushgatewayTarget{URL: "http://evil.example:9091", JobName: "j"}},
+			spec: tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{URL: "http://evil.example:9091", JobName: "j"}}},
 			err:  errNotAllowed,
 		},
 		{
 			name:     "remote write 2.0",
-			spec:     tenancy.RemoteWriteSpec{RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/write", ProtocolVersion: "2.0"}},
+			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/write", ProtocolVersion: "2.0"}}},
 			id:       "remote_write https://rw.example.com/api/v1/write",
 			protocol: tenancy.RemoteWriteProtocol2,
 		},
 		{
 			name: "remote write not allowed",
-			spec: tenancy.RemoteWriteSpec{RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/other"}},
+			spec: tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/other"}}},
 			err:  errNotAllowed,
 		},
 	} {
@@ -329,6 +329,12 @@ func TestNewTarget(t *testing.T) {
 	if _, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Spec: &tenancy.RemoteWriteSpec{}}, nil); err == nil {
 		t.Errorf("a spec without a target gave no error")
 	}
+	// The type decides; a block of another type is never used.
+	other := &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway,
+		Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}}
+	if rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Spec: other}, nil); err == nil {
+		t.Errorf("type pushgateway with a prometheus block gave target %q", rt.id)
+	}
 }
 
 // TestTargetNoRedirects: a target that redirects elsewhere (past the
@@ -349,9 +355,9 @@ func TestTargetNoRedirects(t *testing.T) {
 	defer redirector.Close()
 
 	s := testSettings(t, redirector.URL)
-	rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{
-		RemoteWrite: &tenancy.RemoteWriteTarget{URL: redirector.URL + "/api/v1/write"},
-	}}, nil)
+	rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{
+		Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: redirector.URL + "/api/v1/write"},
+	}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,8 +150,10 @@ spec:
     - bench_metric_.*
   remoteWrite:
     enabled: $1
-    remoteWrite:
-      url: $2
+    target:
+      type: remote_write
+      remoteWrite:
+        url: $2
 YAML
 }
 caddyfile() { # ADMIN_PORT TENANTS_DIR RECEIVER_PORT

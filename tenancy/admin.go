@@ -39,6 +39,9 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 
 // TenantsView is the answer of GET /prom_tenant/tenants.
 type TenantsView struct {
+	// EqualityMatchers is how a pattern's name="value" is read, and how
+	// to write the other reading (EqualityReading).
+	EqualityMatchers string `json:"equality_matchers"`
 	// Tenants are the namespaces with objects, in force or not, sorted.
 	Tenants []TenantView `json:"tenants"`
 	// Files are the manifest files rejected as a whole, or whose current
@@ -72,6 +75,9 @@ type ObjectView struct {
 	// Reason and Error say why an object is not in force.
 	Reason string `json:"reason,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Warnings name the object's equality matchers whose values look like
+	// regular expressions: they are in force, read literally.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (adminAPI) tenants(r *http.Request) (any, error) {
@@ -105,10 +111,10 @@ func (a *App) View(namespace string) TenantsView {
 		}
 		for _, o := range t.Objects {
 			rw := slices.ContainsFunc(t.RemoteWrites, func(rw *RemoteWrite) bool { return rw.Object == o })
-			v.Objects = append(v.Objects, ObjectView{Name: o.Name, Source: o.Source, InForce: true, RemoteWrite: rw})
+			v.Objects = append(v.Objects, ObjectView{Name: o.Name, Source: o.Source, InForce: true, RemoteWrite: rw, Warnings: t.Warnings[o.Name]})
 		}
 	}
-	out := TenantsView{Tenants: []TenantView{}, Files: []Rejection{}}
+	out := TenantsView{EqualityMatchers: EqualityReading, Tenants: []TenantView{}, Files: []Rejection{}}
 	for _, rej := range a.Rejections() {
 		switch {
 		case rej.Namespace == "":

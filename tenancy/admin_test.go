@@ -17,14 +17,14 @@ import (
 )
 
 // startTestApp runs an app over a directory with team-a (two objects, one
-// copying its series), team-b, and a broken file; it is the running app
+// copying its series), team-b (a regex-like = value), and a broken file; it is the running app
 // until the test ends.
 func startTestApp(t *testing.T) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, dir, "a.yaml", manifest("team-a", "app", "up")+"---\n"+manifest("team-a", "http", "http_requests_total")+
-		"  metricIsolation: true\n  remoteWrite:\n    enabled: true\n    prometheus: {serviceName: prometheus, port: 9090}\n")
-	writeFile(t, dir, "b.yaml", manifest("team-b", "api", `'{job="api"}'`))
+		"  metricIsolation: true\n  remoteWrite:\n    enabled: true\n    target: {type: prometheus, prometheus: {serviceName: prometheus, servicePort: 9090}}\n")
+	writeFile(t, dir, "b.yaml", manifest("team-b", "api", `'{job="api",instance=".*"}'`))
 	writeFile(t, dir, "broken.yaml", "spec: [")
 	app := &App{Directory: &DirectorySource{Path: dir}}
 	if err := app.Provision(newTestContext(t)); err != nil {
@@ -91,6 +91,7 @@ func TestAdminTenants(t *testing.T) {
 	}
 	a := filepath.Join(dir, "a.yaml")
 	want := TenantsView{
+		EqualityMatchers: EqualityReading,
 		Tenants: []TenantView{
 			{Namespace: "team-a", InForce: true,
 				Selectors: []string{`{__name__="http_requests_total",namespace="team-a"}`, `{__name__="up"}`},
@@ -98,8 +99,10 @@ func TestAdminTenants(t *testing.T) {
 					{Name: "app", Source: a, InForce: true},
 					{Name: "http", Source: a, InForce: true, RemoteWrite: true},
 				}},
-			{Namespace: "team-b", InForce: true, Selectors: []string{`{job="api"}`},
-				Objects: []ObjectView{{Name: "api", Source: filepath.Join(dir, "b.yaml"), InForce: true}}},
+			{Namespace: "team-b", InForce: true, Selectors: []string{`{instance=".*",job="api"}`},
+				Objects: []ObjectView{{Name: "api", Source: filepath.Join(dir, "b.yaml"), InForce: true, Warnings: []string{
+					`spec.metrics[0]: instance=".*" is read literally, as PromQL reads =: it matches only the text ".*"; for a regular expression write instance=~".*"`,
+				}}}},
 		},
 	}
 	if len(got.Files) != 1 || got.Files[0].Source != filepath.Join(dir, "broken.yaml") || got.Files[0].Error == "" {
@@ -141,7 +144,7 @@ func TestAdminTenantsKubernetesRejections(t *testing.T) {
 	if len(got.Tenants) != 3 {
 		t.Fatalf("tenants %+v, want team-a, team-b, team-x", got.Tenants)
 	}
-	if objs := got.Tenants[0].Objects; len(objs) != 3 || objs[1] != (ObjectView{Name: "bad", Source: "kubernetes", Reason: "Invalid", Error: "spec.metrics[0]: invalid regex"}) {
+	if objs := got.Tenants[0].Objects; len(objs) != 3 || !reflect.DeepEqual(objs[1], ObjectView{Name: "bad", Source: "kubernetes", Reason: "Invalid", Error: "spec.metrics[0]: invalid regex"}) {
 		t.Errorf("team-a objects %+v, want the invalid one between app and http", objs)
 	}
 	if x := got.Tenants[2]; x.Namespace != "team-x" || x.InForce || len(x.Selectors) != 0 || len(x.Objects) != 1 || x.Objects[0].Reason != "Duplicate" {

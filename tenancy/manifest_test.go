@@ -68,8 +68,8 @@ func TestParseManifestsErrors(t *testing.T) {
 	}{
 		{"unknown spec field", header + "metadata: {name: x, namespace: team-a}\nspec:\n  metrics: [up]\n  metricsIsolation: true\n",
 			[]string{"f.yaml: document 2: team-a/x:", `unknown field "spec.metricsIsolation"`}},
-		{"unknown nested fields", header + "metadata: {name: x, namespace: team-a, labelz: {}}\nspec:\n  metrics: [up]\n  remoteWrite:\n    prometheus: {servicename: p, port: 1}\n",
-			[]string{`team-a/x: unknown field "metadata.labelz"`, `team-a/x: unknown field "spec.remoteWrite.prometheus.servicename"`}},
+		{"unknown nested fields", header + "metadata: {name: x, namespace: team-a, labelz: {}}\nspec:\n  metrics: [up]\n  remoteWrite:\n    target:\n      type: prometheus\n      prometheus: {servicename: p, servicePort: 1}\n",
+			[]string{`team-a/x: unknown field "metadata.labelz"`, `team-a/x: unknown field "spec.remoteWrite.target.prometheus.servicename"`}},
 		{"unknown top-level field", header + "metadata: {name: x, namespace: team-a}\nspecs: {}\n",
 			[]string{"f.yaml: document 2: team-a/x:", `unknown field "specs"`}},
 		{"wrong kind", "apiVersion: observability.ethos.io/v1alpha1\nkind: MetricAcces\nmetadata: {name: x, namespace: team-a}\nspec: {metrics: [up]}\n",

@@ -23,6 +23,9 @@ type Tenant struct {
 	// RemoteWrites are the objects' enabled copies to targets, sorted by
 	// object name.
 	RemoteWrites []*RemoteWrite
+	// Warnings are, by object name, the objects' equality matchers whose
+	// values look like regular expressions (see EqualityWarnings).
+	Warnings map[string][]string
 }
 
 // ObjectRef names one MetricAccess and where it came from.

@@ -137,10 +137,12 @@ type kubeWatcher struct {
 	rejected atomic.Pointer[[]Rejection]
 }
 
-// desiredStatus is the Ready condition an object should carry.
+// desiredStatus is the Ready condition an object should carry, and its
+// Warning condition (nil: none).
 type desiredStatus struct {
-	u    *unstructured.Unstructured
-	cond metav1.Condition
+	u       *unstructured.Unstructured
+	cond    metav1.Condition
+	warning *metav1.Condition
 }
 
 func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (*kubeWatcher, error) {
@@ -199,9 +201,10 @@ func (w *kubeWatcher) unsubscribe(k *KubernetesSource) {
 
 // watchedObject is an object from the informers' caches, decoded and validated.
 type watchedObject struct {
-	u   *unstructured.Unstructured
-	obj *MetricAccess
-	err error // why it is invalid, if it is
+	u        *unstructured.Unstructured
+	obj      *MetricAccess
+	err      error    // why it is invalid, if it is
+	warnings []string // EqualityWarnings of a valid object
 }
 
 // collect reads every object from the informers' caches and returns them,
@@ -226,7 +229,10 @@ func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 				if err == nil {
 					err = m.Validate()
 				}
-				o = watchedObject{u, &m, err}
+				o = watchedObject{u: u, obj: &m, err: err}
+				if err == nil {
+					o.warnings = m.EqualityWarnings()
+				}
 			}
 			o.u = u
 			seen[u.GetUID()] = o
@@ -279,7 +285,12 @@ func (w *kubeWatcher) pass() {
 		case nsErrs[e.obj.Namespace] != nil:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, nsErrs[e.obj.Namespace].Error()
 		}
-		desired = append(desired, desiredStatus{e.u, cond})
+		d := desiredStatus{u: e.u, cond: cond}
+		if e.err == nil && len(e.warnings) > 0 {
+			d.warning = &metav1.Condition{Type: ConditionWarning, Status: metav1.ConditionTrue, Reason: ReasonRegexLikeLiteral,
+				Message: warningMessage(e.warnings), ObservedGeneration: e.u.GetGeneration()}
+		}
+		desired = append(desired, d)
 		if cond.Status != metav1.ConditionTrue {
 			rejected = append(rejected, Rejection{Namespace: e.u.GetNamespace(), Name: e.u.GetName(), Source: SourceKubernetes,
 				Reason: cond.Reason, Error: cond.Message})
@@ -315,24 +326,49 @@ func (w *kubeWatcher) writeStatuses() {
 			continue
 		default:
 		}
-		w.setCondition(pending[0].u, pending[0].cond)
+		w.setConditions(pending[0])
 		pending = pending[1:]
 	}
 }
 
-// setCondition writes cond to the object's status if it differs from what
-// is there, so that the update it causes leads to no further write.
-func (w *kubeWatcher) setCondition(u *unstructured.Unstructured, cond metav1.Condition) {
+// maxWarningBytes bounds the Warning condition's message: the API server
+// refuses a condition message over 32 KiB, and a line quotes a value of up
+// to 1 KiB three times.
+const maxWarningBytes = 16 << 10
+
+// warningMessage is the Warning condition's message: one line per warning,
+// as many as fit in maxWarningBytes, and how many more there are.
+func warningMessage(warnings []string) string {
+	var b strings.Builder
+	for i, w := range warnings {
+		if b.Len()+len(w)+1 > maxWarningBytes {
+			fmt.Fprintf(&b, "... and %d more", len(warnings)-i)
+			break
+		}
+		b.WriteString(w)
+		b.WriteByte('\n')
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// setConditions writes the desired conditions to the object's status if
+// they differ from what is there, so that the update it causes leads to no
+// further write.
+func (w *kubeWatcher) setConditions(d desiredStatus) {
+	u := d.u
 	var status MetricAccessStatus
 	if raw, ok := u.Object["status"].(map[string]any); ok {
 		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status)
 	}
-	if old := meta.FindStatusCondition(status.Conditions, cond.Type); old != nil &&
-		old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message &&
-		old.ObservedGeneration == cond.ObservedGeneration {
+	changed := meta.SetStatusCondition(&status.Conditions, d.cond)
+	if d.warning != nil {
+		changed = meta.SetStatusCondition(&status.Conditions, *d.warning) || changed
+	} else {
+		changed = meta.RemoveStatusCondition(&status.Conditions, ConditionWarning) || changed
+	}
+	if !changed {
 		return
 	}
-	meta.SetStatusCondition(&status.Conditions, cond)
 	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&status)
 	if err != nil {
 		w.logger.Error("encoding MetricAccess status", zap.Error(err))

@@ -80,7 +80,7 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) (nsErrs map[str
 			c = compiledNS{objs: objs}
 			pol, err := CompileNamespace(ns, objs)
 			if err == nil {
-				c.tenant = &Tenant{Namespace: ns, Policy: pol, Objects: r, RemoteWrites: remoteWrites(objs, r)}
+				c.tenant = &Tenant{Namespace: ns, Policy: pol, Objects: r, RemoteWrites: remoteWrites(objs, r), Warnings: s.warnings(objs)}
 			} else {
 				c.err = err
 				s.logger.Error("tenant allows nothing; it is not registered", zap.String("namespace", ns), zap.Error(err))
@@ -96,6 +96,22 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) (nsErrs map[str
 	s.compiled = compiled
 	s.registry.replace(tenants)
 	return nsErrs, dupErrs
+}
+
+// warnings returns the equality warnings of objs by object name, and logs
+// them: a file's objects have no status to carry them.
+func (s *tenantSet) warnings(objs []*MetricAccess) map[string][]string {
+	var out map[string][]string
+	for _, o := range objs {
+		if w := o.EqualityWarnings(); len(w) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[o.Name] = w
+			s.logger.Warn("MetricAccess matches a regex-like value literally", zap.String("object", o.Key()), zap.Strings("warnings", w))
+		}
+	}
+	return out
 }
 
 func errDuplicate(key string, dup, first ObjectRef) error {

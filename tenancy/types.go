@@ -122,18 +122,22 @@ type RemoteWriteStatus struct {
 	SamplesDropped int64 `json:"samplesDropped,omitempty"`
 }
 
-// RemoteWriteSpec copies the series a MetricAccess allows to exactly one
-// target. When Enabled, exactly one of Prometheus, Pushgateway and RemoteWrite
-// must be set.
+// RemoteWriteSpec copies the series a MetricAccess allows to one target:
+// the original proxy's spec.remoteWrite, field for field.
 // +kubebuilder:object:generate=true
 type RemoteWriteSpec struct {
 	// Enabled turns copying on. Default: false.
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
 
-	// Interval between copies. At least 5s when set.
+	// Interval between copies, e.g. "30s". At least 5s. Default: the
+	// prom_remote_write app's interval (30s unless the admin changed it).
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Target is where the series go. Required when Enabled.
+	// +optional
+	Target *RemoteWriteTargetSpec `json:"target,omitempty"`
 
 	// ExtraLabels are added to every copied series.
 	// +optional
@@ -143,17 +147,37 @@ type RemoteWriteSpec struct {
 	// Default: false (ExtraLabels win).
 	// +optional
 	HonorLabels bool `json:"honorLabels,omitempty"`
+}
 
-	// Prometheus writes to a Prometheus service with the remote-write
-	// receiver enabled.
+// Target types: the values of spec.remoteWrite.target.type.
+const (
+	TargetPrometheus  = "prometheus"
+	TargetPushgateway = "pushgateway"
+	TargetRemoteWrite = "remote_write"
+)
+
+// RemoteWriteTargetSpec is spec.remoteWrite.target: Type names the kind of
+// target, and the block of that name (and no other) configures it.
+//
+// Type is checked by the proxy, not by the CRD schema, so that an object
+// with a wrong type is stored and its Ready condition says what is wrong.
+// +kubebuilder:object:generate=true
+type RemoteWriteTargetSpec struct {
+	// Type is "prometheus", "pushgateway" or "remote_write". Required.
+	// +optional
+	Type string `json:"type,omitempty"`
+
+	// Prometheus is a Prometheus Service with the remote-write receiver
+	// enabled. For type "prometheus".
 	// +optional
 	Prometheus *PrometheusTarget `json:"prometheus,omitempty"`
 
-	// Pushgateway pushes to a Prometheus Pushgateway.
+	// Pushgateway is a Prometheus Pushgateway. For type "pushgateway".
 	// +optional
 	Pushgateway *PushgatewayTarget `json:"pushgateway,omitempty"`
 
-	// RemoteWrite writes to any Prometheus remote-write endpoint.
+	// RemoteWrite is any Prometheus remote-write endpoint. For type
+	// "remote_write".
 	// +optional
 	RemoteWrite *RemoteWriteTarget `json:"remoteWrite,omitempty"`
 }
@@ -166,10 +190,10 @@ const DefaultPrometheusWritePath = "/api/v1/write"
 type PrometheusTarget struct {
 	// ServiceName is the Kubernetes Service of the Prometheus. Required.
 	ServiceName string `json:"serviceName"`
-	// Port of the Service. Required.
+	// ServicePort is the Service's port. Required.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
-	Port int `json:"port"`
+	ServicePort int `json:"servicePort"`
 	// Path of the remote-write receiver. Default: /api/v1/write.
 	// +optional
 	Path string `json:"path,omitempty"`
@@ -183,21 +207,23 @@ func (p *PrometheusTarget) WritePath() string {
 	return p.Path
 }
 
-// PushgatewayTarget is a Prometheus Pushgateway, given either by URL or by
-// ServiceName and Port.
+// PushgatewayTarget is a Prometheus Pushgateway, given either by
+// ServiceName and ServicePort or by URL.
 // +kubebuilder:object:generate=true
 type PushgatewayTarget struct {
-	// URL of the Pushgateway. Mutually exclusive with ServiceName/Port.
-	// +optional
-	URL string `json:"url,omitempty"`
-	// ServiceName of a Pushgateway Service. Requires Port.
+	// ServiceName is a Pushgateway Service in the tenant's namespace.
+	// Requires ServicePort; mutually exclusive with URL.
 	// +optional
 	ServiceName string `json:"serviceName,omitempty"`
-	// Port of the Service.
+	// ServicePort is the Service's port.
 	// +optional
-	Port int `json:"port,omitempty"`
+	ServicePort int `json:"servicePort,omitempty"`
 	// JobName is the job label of the pushed group. Required.
 	JobName string `json:"jobName"`
+	// URL of a Pushgateway outside the cluster, under the admin's
+	// allow_url. Mutually exclusive with ServiceName/ServicePort.
+	// +optional
+	URL string `json:"url,omitempty"`
 	// GroupingKey are further labels identifying the pushed group.
 	// +optional
 	GroupingKey map[string]string `json:"groupingKey,omitempty"`
@@ -242,10 +268,11 @@ func (r *RemoteWriteTarget) Protocol() string {
 type BasicAuth struct {
 	// Username. Required.
 	Username string `json:"username"`
-	// PasswordSecretRef names a key of a Secret in the namespace.
+	// PasswordSecret names a key of a Secret in the object's namespace.
 	// +optional
-	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
-	// PasswordFile is a file readable by the proxy.
+	PasswordSecret *SecretKeyRef `json:"passwordSecret,omitempty"`
+	// PasswordFile is a file under <credentials_dir>/<namespace>/ of the
+	// prom_remote_write app.
 	// +optional
 	PasswordFile string `json:"passwordFile,omitempty"`
 }

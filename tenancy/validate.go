@@ -117,25 +117,81 @@ func (v *validator) remoteWrite(f string, rw *RemoteWriteSpec) {
 		}
 	}
 
-	var set []string
-	if rw.Prometheus != nil {
-		set = append(set, "prometheus")
-		v.prometheus(f+".prometheus", rw.Prometheus)
-	}
-	if rw.Pushgateway != nil {
-		set = append(set, "pushgateway")
-		v.pushgateway(f+".pushgateway", rw.Pushgateway)
-	}
-	if rw.RemoteWrite != nil {
-		set = append(set, "remoteWrite")
-		v.remoteWriteTarget(f+".remoteWrite", rw.RemoteWrite)
-	}
 	switch {
-	case len(set) > 1:
-		v.errorf(f, "exactly one target of prometheus, pushgateway, remoteWrite may be set, got %s", strings.Join(set, ", "))
-	case len(set) == 0 && rw.Enabled:
-		v.errorf(f, "enabled requires exactly one target: prometheus, pushgateway or remoteWrite")
+	case rw.Target != nil:
+		v.target(f+".target", rw.Target)
+	case rw.Enabled:
+		v.errorf(f+".target", "required when enabled: a type (%s) and its block", quoteAll(targetTypes))
 	}
+}
+
+// targetTypes are the values of target.type, in the original's order.
+var targetTypes = []string{TargetPrometheus, TargetPushgateway, TargetRemoteWrite}
+
+// target checks that type names a kind of target and that exactly the block
+// of that kind is set: the type decides which block is used, so a block of
+// another kind would be silently ignored.
+func (v *validator) target(f string, t *RemoteWriteTargetSpec) {
+	var set []string
+	if t.Prometheus != nil {
+		set = append(set, "prometheus")
+	}
+	if t.Pushgateway != nil {
+		set = append(set, "pushgateway")
+	}
+	if t.RemoteWrite != nil {
+		set = append(set, "remoteWrite")
+	}
+	// The block each type uses; remote_write's is remoteWrite, as in the original.
+	block := map[string]string{TargetPrometheus: "prometheus", TargetPushgateway: "pushgateway", TargetRemoteWrite: "remoteWrite"}[t.Type]
+	switch {
+	case t.Type == "":
+		v.errorf(f+".type", "required: one of %s (blocks set: %s)", quoteAll(targetTypes), listOrNone(set))
+		return
+	case block == "":
+		v.errorf(f+".type", "unknown type %q: must be one of %s", t.Type, quoteAll(targetTypes))
+		return
+	}
+	for _, b := range set {
+		if b != block {
+			v.errorf(f+"."+b, "set, but type is %q, which uses %s.%s only: remove %s or change type", t.Type, f, block, b)
+		}
+	}
+	switch block {
+	case "prometheus":
+		if t.Prometheus == nil {
+			v.errorf(f+".prometheus", "required for type %q: serviceName and servicePort", t.Type)
+		} else {
+			v.prometheus(f+".prometheus", t.Prometheus)
+		}
+	case "pushgateway":
+		if t.Pushgateway == nil {
+			v.errorf(f+".pushgateway", "required for type %q: serviceName, servicePort and jobName", t.Type)
+		} else {
+			v.pushgateway(f+".pushgateway", t.Pushgateway)
+		}
+	case "remoteWrite":
+		if t.RemoteWrite == nil {
+			v.errorf(f+".remoteWrite", "required for type %q: url", t.Type)
+		} else {
+			v.remoteWriteTarget(f+".remoteWrite", t.RemoteWrite)
+		}
+	}
+}
+
+func quoteAll(s []string) string {
+	q := make([]string, len(s))
+	for i, x := range s {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 func (v *validator) port(field string, p int) {
@@ -147,7 +203,7 @@ func (v *validator) port(field string, p int) {
 func (v *validator) prometheus(f string, p *PrometheusTarget) {
 	// A DNS-1035 label: a Service of the tenant's own namespace.
 	v.dns(f+".serviceName", p.ServiceName, validation.IsDNS1035Label)
-	v.port(f+".port", p.Port)
+	v.port(f+".servicePort", p.ServicePort)
 	if p.Path != "" && !strings.HasPrefix(p.Path, "/") {
 		v.errorf(f+".path", "must start with /, got %q", p.Path)
 	}
@@ -155,15 +211,15 @@ func (v *validator) prometheus(f string, p *PrometheusTarget) {
 
 func (v *validator) pushgateway(f string, p *PushgatewayTarget) {
 	switch {
-	case p.URL != "" && (p.ServiceName != "" || p.Port != 0):
-		v.errorf(f, "url and serviceName/port are mutually exclusive")
+	case p.URL != "" && (p.ServiceName != "" || p.ServicePort != 0):
+		v.errorf(f, "url and serviceName/servicePort are mutually exclusive")
 	case p.URL != "":
 		v.url(f+".url", p.URL)
-	case p.ServiceName == "" && p.Port == 0:
-		v.errorf(f, "either url or serviceName and port is required")
+	case p.ServiceName == "" && p.ServicePort == 0:
+		v.errorf(f, "either serviceName and servicePort or url is required")
 	default:
 		v.dns(f+".serviceName", p.ServiceName, validation.IsDNS1035Label)
-		v.port(f+".port", p.Port)
+		v.port(f+".servicePort", p.ServicePort)
 	}
 	if p.JobName == "" {
 		v.errorf(f+".jobName", "required")
@@ -205,13 +261,13 @@ func (v *validator) remoteWriteTarget(f string, r *RemoteWriteTarget) {
 			v.errorf(bf+".username", "required")
 		}
 		switch {
-		case b.PasswordSecretRef != nil && b.PasswordFile != "":
-			v.errorf(bf, "passwordSecretRef and passwordFile are mutually exclusive")
-		case b.PasswordSecretRef != nil:
-			v.dns(bf+".passwordSecretRef.name", b.PasswordSecretRef.Name, validation.IsDNS1123Subdomain)
-			v.dns(bf+".passwordSecretRef.key", b.PasswordSecretRef.Key, validation.IsConfigMapKey)
+		case b.PasswordSecret != nil && b.PasswordFile != "":
+			v.errorf(bf, "passwordSecret and passwordFile are mutually exclusive")
+		case b.PasswordSecret != nil:
+			v.dns(bf+".passwordSecret.name", b.PasswordSecret.Name, validation.IsDNS1123Subdomain)
+			v.dns(bf+".passwordSecret.key", b.PasswordSecret.Key, validation.IsConfigMapKey)
 		case b.PasswordFile == "":
-			v.errorf(bf, "one of passwordSecretRef or passwordFile is required")
+			v.errorf(bf, "one of passwordSecret or passwordFile is required")
 		}
 	}
 	if r.TLS != nil && strings.HasPrefix(strings.ToLower(r.URL), "http://") {

@@ -16,12 +16,12 @@ func TestValidateValid(t *testing.T) {
 		Enabled:     true,
 		Interval:    &metav1.Duration{Duration: 5 * time.Second},
 		ExtraLabels: map[string]string{"source": "proxy"},
-		Prometheus:  &PrometheusTarget{ServiceName: "prometheus", Port: 9090},
+		Target:      &RemoteWriteTargetSpec{Type: TargetPrometheus, Prometheus: &PrometheusTarget{ServiceName: "prometheus", ServicePort: 9090}},
 	}
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Spec.RemoteWrite.Prometheus.WritePath(); got != "/api/v1/write" {
+	if got := m.Spec.RemoteWrite.Target.Prometheus.WritePath(); got != "/api/v1/write" {
 		t.Errorf("default path %q", got)
 	}
 }
@@ -29,6 +29,10 @@ func TestValidateValid(t *testing.T) {
 func TestValidateErrors(t *testing.T) {
 	rw := func(spec RemoteWriteSpec) func(*MetricAccess) {
 		return func(m *MetricAccess) { m.Spec.RemoteWrite = &spec }
+	}
+	target := func(typ string, t *RemoteWriteTargetSpec) func(*MetricAccess) {
+		t.Type = typ
+		return rw(RemoteWriteSpec{Enabled: true, Target: t})
 	}
 	tests := []struct {
 		name   string
@@ -55,45 +59,56 @@ func TestValidateErrors(t *testing.T) {
 			[]string{`team-a/App_Metrics: metadata.name: invalid value "App_Metrics"`}},
 		{"bad label name", func(m *MetricAccess) { m.Spec.LabelSelectors = map[string]string{"a-b": "x"} },
 			[]string{`spec.labelSelectors: invalid label name "a-b"`}},
-		{"reserved grouping label", rw(RemoteWriteSpec{Pushgateway: &PushgatewayTarget{URL: "http://pgw:9091", JobName: "j", GroupingKey: map[string]string{"__name__": "x"}}}),
-			[]string{`spec.remoteWrite.pushgateway.groupingKey: label "__name__" is reserved`}},
-		{"job in grouping key", rw(RemoteWriteSpec{Pushgateway: &PushgatewayTarget{URL: "http://pgw:9091", JobName: "j", GroupingKey: map[string]string{"job": "x"}}}),
-			[]string{`spec.remoteWrite.pushgateway.groupingKey: job is jobName's`}},
+		{"reserved grouping label", target(TargetPushgateway, &RemoteWriteTargetSpec{Pushgateway: &PushgatewayTarget{URL: "http://pgw:9091", JobName: "j", GroupingKey: map[string]string{"__name__": "x"}}}),
+			[]string{`spec.remoteWrite.target.pushgateway.groupingKey: label "__name__" is reserved`}},
+		{"job in grouping key", target(TargetPushgateway, &RemoteWriteTargetSpec{Pushgateway: &PushgatewayTarget{URL: "http://pgw:9091", JobName: "j", GroupingKey: map[string]string{"job": "x"}}}),
+			[]string{`spec.remoteWrite.target.pushgateway.groupingKey: job is jobName's`}},
 		{"reserved extra label", rw(RemoteWriteSpec{ExtraLabels: map[string]string{"__name__": "x"}}),
 			[]string{`spec.remoteWrite.extraLabels: label "__name__" is reserved`}},
 		{"empty extra label", rw(RemoteWriteSpec{ExtraLabels: map[string]string{"env": ""}}),
 			[]string{`spec.remoteWrite.extraLabels[env]: empty value`}},
-		{"two targets", rw(RemoteWriteSpec{Enabled: true,
-			Prometheus:  &PrometheusTarget{ServiceName: "p", Port: 9090},
-			RemoteWrite: &RemoteWriteTarget{URL: "https://x/api/v1/write"}}),
-			[]string{"spec.remoteWrite: exactly one target", "prometheus, remoteWrite"}},
 		{"enabled without target", rw(RemoteWriteSpec{Enabled: true}),
-			[]string{"spec.remoteWrite: enabled requires exactly one target"}},
+			[]string{`spec.remoteWrite.target: required when enabled: a type ("prometheus", "pushgateway", "remote_write") and its block`}},
+		{"missing type", target("", &RemoteWriteTargetSpec{Prometheus: &PrometheusTarget{ServiceName: "p", ServicePort: 9090}}),
+			[]string{`spec.remoteWrite.target.type: required: one of "prometheus", "pushgateway", "remote_write" (blocks set: prometheus)`}},
+		{"unknown type", target("Prometheus", &RemoteWriteTargetSpec{Prometheus: &PrometheusTarget{ServiceName: "p", ServicePort: 9090}}),
+			[]string{`spec.remoteWrite.target.type: unknown type "Prometheus": must be one of "prometheus", "pushgateway", "remote_write"`}},
+		{"remoteWrite as type", target("remoteWrite", &RemoteWriteTargetSpec{RemoteWrite: &RemoteWriteTarget{URL: "https://x/api/v1/write"}}),
+			[]string{`spec.remoteWrite.target.type: unknown type "remoteWrite"`}},
+		{"type without its block", target(TargetPushgateway, &RemoteWriteTargetSpec{Prometheus: &PrometheusTarget{ServiceName: "p", ServicePort: 9090}}),
+			[]string{`spec.remoteWrite.target.prometheus: set, but type is "pushgateway", which uses spec.remoteWrite.target.pushgateway only`,
+				`spec.remoteWrite.target.pushgateway: required for type "pushgateway"`}},
+		{"two blocks", target(TargetPrometheus, &RemoteWriteTargetSpec{
+			Prometheus:  &PrometheusTarget{ServiceName: "p", ServicePort: 9090},
+			RemoteWrite: &RemoteWriteTarget{URL: "https://x/api/v1/write"}}),
+			[]string{`spec.remoteWrite.target.remoteWrite: set, but type is "prometheus", which uses spec.remoteWrite.target.prometheus only: remove remoteWrite or change type`}},
+		{"remote_write without its block", target(TargetRemoteWrite, &RemoteWriteTargetSpec{}),
+			[]string{`spec.remoteWrite.target.remoteWrite: required for type "remote_write": url`}},
 		{"short interval", rw(RemoteWriteSpec{Interval: &metav1.Duration{Duration: time.Second}}),
 			[]string{"spec.remoteWrite.interval: must be at least 5s"}},
-		{"prometheus target", rw(RemoteWriteSpec{Prometheus: &PrometheusTarget{ServiceName: "p.other", Path: "write"}}),
-			[]string{"spec.remoteWrite.prometheus.serviceName: invalid value", "spec.remoteWrite.prometheus.port", "spec.remoteWrite.prometheus.path"}},
-		{"pushgateway without job", rw(RemoteWriteSpec{Pushgateway: &PushgatewayTarget{URL: "http://pg:9091"}}),
-			[]string{"spec.remoteWrite.pushgateway.jobName: required"}},
-		{"pushgateway url and service", rw(RemoteWriteSpec{Pushgateway: &PushgatewayTarget{URL: "http://pg:9091", ServiceName: "pg", JobName: "j"}}),
-			[]string{"spec.remoteWrite.pushgateway: url and serviceName/port are mutually exclusive"}},
-		{"pushgateway neither", rw(RemoteWriteSpec{Pushgateway: &PushgatewayTarget{JobName: "j"}}),
-			[]string{"spec.remoteWrite.pushgateway: either url or serviceName and port"}},
-		{"remote write target", rw(RemoteWriteSpec{RemoteWrite: &RemoteWriteTarget{
+		{"prometheus target", target(TargetPrometheus, &RemoteWriteTargetSpec{Prometheus: &PrometheusTarget{ServiceName: "p.other", Path: "write"}}),
+			[]string{"spec.remoteWrite.target.prometheus.serviceName: invalid value", "spec.remoteWrite.target.prometheus.servicePort", "spec.remoteWrite.target.prometheus.path"}},
+		{"pushgateway without job", target(TargetPushgateway, &RemoteWriteTargetSpec{Pushgateway: &PushgatewayTarget{URL: "http://pg:9091"}}),
+			[]string{"spec.remoteWrite.target.pushgateway.jobName: required"}},
+		{"pushgateway url and service", target(TargetPushgateway, &RemoteWriteTargetSpec{Pushgateway: &PushgatewayTarget{URL: "http://pg:9091", ServiceName: "pg", JobName: "j"}}),
+			[]string{"spec.remoteWrite.target.pushgateway: url and serviceName/servicePort are mutually exclusive"}},
+		{"pushgateway neither", target(TargetPushgateway, &RemoteWriteTargetSpec{Pushgateway: &PushgatewayTarget{JobName: "j"}}),
+			[]string{"spec.remoteWrite.target.pushgateway: either serviceName and servicePort or url"}},
+		{"remote write target", target(TargetRemoteWrite, &RemoteWriteTargetSpec{RemoteWrite: &RemoteWriteTarget{
 			Headers:         map[string]string{"Bad Header": "x"},
-			BasicAuth:       &BasicAuth{PasswordFile: "/p", PasswordSecretRef: &SecretKeyRef{Name: "s", Key: "k"}},
+			BasicAuth:       &BasicAuth{PasswordFile: "/p", PasswordSecret: &SecretKeyRef{Name: "s", Key: "k"}},
 			TLS:             &TLSConfig{CertFile: "c"},
 			ProtocolVersion: "3.0",
 		}}), []string{
-			"spec.remoteWrite.remoteWrite.url: required",
-			`spec.remoteWrite.remoteWrite.headers: invalid header name "Bad Header"`,
-			"spec.remoteWrite.remoteWrite.basicAuth.username: required",
-			"spec.remoteWrite.remoteWrite.basicAuth: passwordSecretRef and passwordFile are mutually exclusive",
-			"spec.remoteWrite.remoteWrite.tls: certFile and keyFile must be set together",
-			`spec.remoteWrite.remoteWrite.protocolVersion: must be "1.0" or "2.0", got "3.0"`,
+			"spec.remoteWrite.target.remoteWrite.url: required",
+			`spec.remoteWrite.target.remoteWrite.headers: invalid header name "Bad Header"`,
+			"spec.remoteWrite.target.remoteWrite.basicAuth.username: required",
+			"spec.remoteWrite.target.remoteWrite.basicAuth: passwordSecret and passwordFile are mutually exclusive",
+			"spec.remoteWrite.target.remoteWrite.tls: certFile and keyFile must be set together",
+			`spec.remoteWrite.target.remoteWrite.protocolVersion: must be "1.0" or "2.0", got "3.0"`,
 		}},
-		{"remote write url scheme", rw(RemoteWriteSpec{RemoteWrite: &RemoteWriteTarget{URL: "ftp://x"}}),
-			[]string{`spec.remoteWrite.remoteWrite.url: URL "ftp://x" must use http or https`}},
+		{"remote write url scheme", target(TargetRemoteWrite, &RemoteWriteTargetSpec{RemoteWrite: &RemoteWriteTarget{URL: "ftp://x"}}),
+			[]string{`spec.remoteWrite.target.remoteWrite.url: URL "ftp://x" must use http or https`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +150,7 @@ func TestValidateReportsAllProblems(t *testing.T) {
 func TestValidateURLHidesPassword(t *testing.T) {
 	for _, raw := range []string{"ftp://user:s3cret@host/x", "http://user:s3cret@host:bad port/", "http://user:s3cret@/x"} {
 		v := &validator{}
-		v.url("spec.remoteWrite.remoteWrite.url", raw)
+		v.url("spec.remoteWrite.target.remoteWrite.url", raw)
 		if len(v.errs) == 0 {
 			t.Errorf("%s: accepted", raw)
 		}
