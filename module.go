@@ -62,6 +62,14 @@ type Handler struct {
 	// Default: false.
 	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
 
+	// MaxUnionSelectors bounds the selectors one query's unions may write.
+	// A selector that overlaps several selectors of the tenant's policy which
+	// do not merge into one is answered as their union, written into the
+	// query (one selector for each, made disjoint); each is one more
+	// selection the upstream runs, so a query that needs more is refused.
+	// Default: 500.
+	MaxUnionSelectors int `json:"max_union_selectors,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -99,13 +107,20 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxRequestBody == 0 {
 		h.MaxRequestBody = 1 << 20
 	}
+	if h.MaxUnionSelectors == 0 {
+		h.MaxUnionSelectors = rewrite.DefaultMaxUnionSelectors
+	}
 	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
+	h.enforcer.SetMaxUnionSelectors(h.MaxUnionSelectors)
 }
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	if h.MaxUnionSelectors < 0 {
+		return fmt.Errorf("max_union_selectors must not be negative, got %d", h.MaxUnionSelectors)
 	}
 	return nil
 }
