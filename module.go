@@ -189,7 +189,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
 	switch ep.kind {
 	case kindQuery:
-		err = h.enforceQuery(t.Policy, form)
+		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceQuery)
+	case kindExemplar:
+		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
 		err = h.enforceMatch(t.Policy, ep, form)
 	case kindMetadata:
@@ -225,12 +227,13 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 	return tenant, nil
 }
 
-func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
+// enforceQuery rewrites the form's query with enforce.
+func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values, enforce func(*rewrite.Policy, string) (string, error)) error {
 	q := form.Get("query")
 	if q == "" {
 		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
 	}
-	out, err := h.enforcer.EnforceQuery(p, q)
+	out, err := enforce(p, q)
 	if err != nil {
 		return err
 	}

@@ -110,3 +110,45 @@ func hasNonEmpty(ms []*labels.Matcher) bool {
 	}
 	return false
 }
+
+// TestEnforceExemplarQuery: the exemplar query is the union of the query's
+// selectors under the policy, each branch once, parseable.
+func TestEnforceExemplarQuery(t *testing.T) {
+	p := newTestPolicy(t, `{__name__="http_requests_total"}`, `{job="my-app"}`)
+	for _, tc := range []struct{ query, want string }{
+		{`up`, `{__name__="up",job="my-app"}`},
+		{`histogram_quantile(0.9, sum by (le) (rate({instance="i1"}[5m])))`,
+			`{__name__="http_requests_total",instance="i1"} or {instance="i1",job="my-app"}`},
+		{`{instance="i1"}[5m]`, `{__name__="http_requests_total",instance="i1"} or {instance="i1",job="my-app"}`},
+		{`up / db_password_len{job="other"}`, `{__name__="up",job="my-app"}`},
+		{`1 + 1`, nothing},
+		{`db_password_len{job="other"}`, nothing},
+	} {
+		got, err := stdEnforcer.EnforceExemplarQuery(p, tc.query)
+		if err != nil || got != tc.want {
+			t.Errorf("EnforceExemplarQuery(%q) = %q, %v; want %q", tc.query, got, err, tc.want)
+			continue
+		}
+		expr, err := stdEnforcer.parser.ParseExpr(got)
+		if err != nil {
+			t.Fatalf("%q does not parse: %v", got, err)
+		}
+		var outs [][]*labels.Matcher
+		for _, ms := range parser.ExtractSelectors(expr) {
+			outs = append(outs, ms)
+		}
+		users := parser.ExtractSelectors(mustExpr(t, stdEnforcer, tc.query))
+		for _, ls := range universe(t, append(append([][]*labels.Matcher{}, outs...), users...)...) {
+			want, got := false, false
+			for _, ms := range users {
+				want = want || (matchAll(ms, ls) && p.Matches(ls))
+			}
+			for _, ms := range outs {
+				got = got || matchAll(ms, ls)
+			}
+			if got != want {
+				t.Errorf("exemplar query for %q: series %s selected=%v, want %v", tc.query, ls, got, want)
+			}
+		}
+	}
+}
