@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 
@@ -106,12 +107,12 @@ func (r *rewriter) enforce(x parser.Expr) (parser.Expr, error) {
 	case *parser.MatrixSelector:
 		// A range selector outside a function (the whole query, or in
 		// parentheses): its series can only be one selector.
-		pieces, err := r.matrixPieces(n, false)
+		pieces, err := r.matrixPieces(n)
 		if err != nil {
 			return nil, err
 		}
 		if len(pieces) > 1 {
-			return nil, r.rangeUnionError(n, pieces)
+			return nil, r.rangeUnionError(n)
 		}
 		return n, nil
 	case *parser.VectorSelector:
@@ -141,8 +142,9 @@ func (r *rewriter) enforceDuration(d *parser.DurationExpr) error {
 
 // rangeUnionError refuses a range selector outside a function whose
 // series are a union of several selectors.
-func (r *rewriter) rangeUnionError(m *parser.MatrixSelector, pieces []conjunction) error {
+func (r *rewriter) rangeUnionError(m *parser.MatrixSelector) error {
 	vs := m.VectorSelector.(*parser.VectorSelector)
+	r.budget = math.MaxInt // the branches are for the message only
 	sel := *m
 	user := *vs
 	user.Name = ""
@@ -220,7 +222,7 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 		// A function over a range vector is applied to each piece of a
 		// union, and the results are united: every such function computes
 		// each series on its own.
-		pieces, err := r.matrixPieces(ms, false)
+		pieces, err := r.matrixPieces(ms)
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +246,7 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 
 // matrixPieces returns the disjoint pieces of a range selector's series
 // under the policy; with one piece, the selector is constrained in place.
-func (r *rewriter) matrixPieces(m *parser.MatrixSelector, absent bool) ([]conjunction, error) {
+func (r *rewriter) matrixPieces(m *parser.MatrixSelector) ([]conjunction, error) {
 	vs, ok := m.VectorSelector.(*parser.VectorSelector)
 	if !ok {
 		return nil, unsupportedf("range selector over %T", m.VectorSelector)
