@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"strconv"
 
 	"github.com/prom-tenant/caddy-prom-tenant/remotewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
@@ -29,6 +30,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    tenant                 <placeholder>
 //	    max_request_body       <size>
 //	    experimental_functions
+//	    max_union_selectors    <n>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -65,6 +67,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.ExperimentalFunctions = true
+		case "max_union_selectors":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("max_union_selectors %q must be a positive integer", d.Val())
+			}
+			h.MaxUnionSelectors = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized prom_tenant subdirective %q", d.Val())
 		}

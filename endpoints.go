@@ -20,6 +20,7 @@ type endpointKind int
 
 const (
 	kindQuery    endpointKind = iota // a PromQL expression in "query"
+	kindExemplar                     // a PromQL expression in "query", used for its selectors only
 	kindMatch                        // selectors in "match[]"
 	kindMetadata                     // metric names, answered under the policy's names
 	kindNoSeries                     // no series data at all
@@ -49,7 +50,7 @@ var (
 var endpoints = map[string]*endpoint{
 	"/api/v1/query":            {kind: kindQuery, post: true, params: queryParams},
 	"/api/v1/query_range":      {kind: kindQuery, post: true, params: rangeParams},
-	"/api/v1/query_exemplars":  {kind: kindQuery, post: true, params: map[string]param{"query": single, "start": single, "end": single}},
+	"/api/v1/query_exemplars":  {kind: kindExemplar, post: true, params: map[string]param{"query": single, "start": single, "end": single}},
 	"/api/v1/series":           {kind: kindMatch, post: true, matchRequired: true, params: matchParams},
 	"/api/v1/labels":           {kind: kindMatch, post: true, params: matchParams},
 	"/federate":                {kind: kindMatch, matchRequired: true, params: map[string]param{"match[]": multi}},

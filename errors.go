@@ -55,8 +55,9 @@ const (
 	reasonMethod           = "method"            // 405
 	reasonBadRequest       = "bad_request"       // 400: parameters or form (unknown, repeated, unparsable, missing)
 	reasonBadQuery         = "bad_query"         // 400: PromQL or a selector that does not parse
-	reasonIrreducibleUnion = "irreducible_union" // 400: the policy's union cannot be written as one selector
+	reasonIrreducibleUnion = "irreducible_union" // 400: a range selector outside a function over a union of policy selectors
 	reasonUnsupported      = "unsupported"       // 400: a construct the rewriter refuses (info(), ...)
+	reasonUnionTooLarge    = "union_too_large"   // 400: the query's unions would write more selectors than max_union_selectors
 	reasonBodyTooLarge     = "body_too_large"    // 413
 	reasonContentType      = "content_type"      // 415
 	reasonUpstream         = "upstream"          // 5xx: the upstream failed or answered what cannot be used
@@ -96,6 +97,8 @@ func asAPIError(err error) *apiError {
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonBadQuery}
 	case errors.Is(err, rewrite.ErrIrreducibleUnion):
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonIrreducibleUnion}
+	case errors.Is(err, rewrite.ErrUnionTooLarge):
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonUnionTooLarge}
 	case errors.Is(err, rewrite.ErrUnsupported):
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonUnsupported}
 	case errors.As(err, &he):

@@ -127,7 +127,7 @@ func TestRefusalReasons(t *testing.T) {
 		{get("/api/v1/query?query=up&query=x", "team-a"), "team-a", "/api/v1/query", "bad_request"},
 		{get("/api/v1/series", "team-a"), "team-a", "/api/v1/series", "bad_request"},
 		{get("/api/v1/query?query=sum(", "team-a"), "team-a", "/api/v1/query", "bad_query"},
-		{get("/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}`), "team-b"), "team-b", "/api/v1/query", "irreducible_union"},
+		{get("/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}[5m]`), "team-b"), "team-b", "/api/v1/query", "irreducible_union"},
 		{get("/api/v1/query?query="+url.QueryEscape(`info(up)`), "team-a"), "team-a", "/api/v1/query", "unsupported"},
 		{post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), "team-a", "/api/v1/query", "body_too_large"},
 		{jsonBody, "team-a", "/api/v1/query", "content_type"},

@@ -62,6 +62,14 @@ type Handler struct {
 	// Default: false.
 	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
 
+	// MaxUnionSelectors bounds the selectors one query's unions may write.
+	// A selector that overlaps several selectors of the tenant's policy which
+	// do not merge into one is answered as their union, written into the
+	// query (one selector for each, made disjoint); each is one more
+	// selection the upstream runs, so a query that needs more is refused.
+	// Default: 500.
+	MaxUnionSelectors int `json:"max_union_selectors,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -99,13 +107,20 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxRequestBody == 0 {
 		h.MaxRequestBody = 1 << 20
 	}
+	if h.MaxUnionSelectors == 0 {
+		h.MaxUnionSelectors = rewrite.DefaultMaxUnionSelectors
+	}
 	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
+	h.enforcer.SetMaxUnionSelectors(h.MaxUnionSelectors)
 }
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	if h.MaxUnionSelectors < 0 {
+		return fmt.Errorf("max_union_selectors must not be negative, got %d", h.MaxUnionSelectors)
 	}
 	return nil
 }
@@ -174,7 +189,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
 	switch ep.kind {
 	case kindQuery:
-		err = h.enforceQuery(t.Policy, form)
+		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceQuery)
+	case kindExemplar:
+		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
 		err = h.enforceMatch(t.Policy, ep, form)
 	case kindMetadata:
@@ -210,12 +227,13 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 	return tenant, nil
 }
 
-func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
+// enforceQuery rewrites the form's query with enforce.
+func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values, enforce func(*rewrite.Policy, string) (string, error)) error {
 	q := form.Get("query")
 	if q == "" {
 		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
 	}
-	out, err := h.enforcer.EnforceQuery(p, q)
+	out, err := enforce(p, q)
 	if err != nil {
 		return err
 	}

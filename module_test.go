@@ -231,7 +231,7 @@ func TestRefusals(t *testing.T) {
 		{"federate without match[]", get("/federate", "team-a"), 400, "bad_data", "no match[]"},
 		{"body too large", bigBody, 413, "bad_data", "larger than"},
 		{"JSON body", jsonBody, 415, "bad_data", "Content-Type"},
-		{"irreducible union", get("/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}`), "team-b"), 400, "bad_data", "cannot express their union"},
+		{"range selector over a union", get("/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}[5m]`), "team-b"), 400, "bad_data", "PromQL has no union of range vectors"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := &upstream{}

@@ -71,6 +71,8 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	h := newTestHandler(t)
 	experimental := newTestHandler(t)
 	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
+	tinyUnions := newTestHandler(t)
+	tinyUnions.enforcer.SetMaxUnionSelectors(2)
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
 	}}
@@ -100,8 +102,10 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		{name: "no match[]", req: get("/api/v1/series", "team-a")},
 		{name: "JSON body", req: jsonBody, vars: []placeholder{{`"application/json"`, `"<type>"`}}},
 		{name: "body too large", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), vars: []placeholder{{`[0-9]+ bytes`, `<max_request_body> bytes`}}},
-		{name: "irreducible union", req: get(q(`{namespace="team-b"}`), "team-b"),
-			vars: []placeholder{{`selector \{namespace="team-b"\}`, `selector <selector>`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
+		{name: "range selector over a union", req: get(q(`{namespace="team-b"}[5m]`), "team-b"),
+			vars: []placeholder{{`selector \{namespace="team-b"\}\[5m\]`, `selector <selector>[<range>]`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
+		{name: "union too large", h: tinyUnions, req: get(q(`{namespace="team-b"} + {namespace="team-b"}`), "team-b"),
+			vars: []placeholder{{`more than [0-9]+ selectors`, `more than <max_union_selectors> selectors`}, {`selector \{namespace="team-b"\} overlaps`, `selector <selector> overlaps`}}},
 		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
 		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
 		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},

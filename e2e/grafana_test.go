@@ -193,10 +193,10 @@ func canonical(t *testing.T, data json.RawMessage) string {
 // source through the proxy for each tenant: every one must succeed and answer
 // exactly what the tenant's oracle answers, and none may name another tenant.
 func TestGrafanaDataSource(t *testing.T) {
-	p := startProxy(t, tenantsDir, "")
-	reg := loadPolicies(t, tenantsDir)
+	p := startProxy(t, unionTenantsDir, "")
+	reg := loadPolicies(t, unionTenantsDir)
 	reqs := grafanaRequests(p.prom.Start, p.prom.End)
-	for _, tenant := range []string{"team-a", "team-b"} {
+	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
 		t.Run(tenant, func(t *testing.T) {
 			_, oracleURL := startOracle(t, p.prom, reg, tenant)
 			var others []string
@@ -384,6 +384,9 @@ scrape_configs:
 			params: with(window, "query", `sum by (job) (rate(http_requests_total[1m0s]))`), headers: panelHeaders},
 		{name: "exemplars of a histogram", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
 			params: with(window, "query", `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[1m0s])))`), headers: panelHeaders},
+		// For team-b, {namespace=~"team-.*"} overlaps both of its objects.
+		{name: "exemplars of a union", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: with(window, "query", `sum(rate({namespace=~"team-.*"}[1m0s]))`), headers: panelHeaders},
 	}
 	// ready waits until a Prometheus has scraped: metadata and exemplars.
 	ready := func(prom *testenv.Prometheus) {

@@ -80,7 +80,7 @@ func TestRefusalsThroughCaddy(t *testing.T) {
 		{"federate without match[]", request(t, "GET", p.url+"/federate", "team-a", ""), 400, "bad_data", "no match[]"},
 		{"form that does not parse", request(t, "POST", p.url+"/api/v1/query", "team-a", "query=%zz"), 400, "bad_data", "cannot parse the request body"},
 		{"URL and body disagree", request(t, "POST", p.url+"/api/v1/query?query=up", "team-a", "query=db_password_len"), 400, "bad_data", "different values"},
-		{"irreducible union", request(t, "GET", p.url+"/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}`), "team-b", ""), 400, "bad_data", "cannot express their union"},
+		{"range selector over a union", request(t, "GET", p.url+"/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}[5m]`), "team-b", ""), 400, "bad_data", "PromQL has no union of range vectors"},
 		{"upstream's own errors pass through", request(t, "GET", p.url+"/api/v1/query?query=up&time=yesterday", "team-a", ""), 400, "bad_data", "cannot parse \"yesterday\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

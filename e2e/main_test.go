@@ -106,12 +106,18 @@ func loadPolicies(t *testing.T, dir string) *tenancy.Registry {
 // allows, over the same window as the shared one.
 func startOracle(t *testing.T, shared *testenv.Prometheus, reg *tenancy.Registry, tenant string) (v1.API, string) {
 	t.Helper()
+	return startOracleWith(t, shared, reg, tenant, "")
+}
+
+// startOracleWith is startOracle running binary (default: Debian's 2.42).
+func startOracleWith(t *testing.T, shared *testenv.Prometheus, reg *tenancy.Registry, tenant, binary string) (v1.API, string) {
+	t.Helper()
 	tn, ok := reg.Lookup(tenant)
 	if !ok {
 		t.Fatalf("tenant %s not in %s", tenant, tenantsDir)
 	}
 	o := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
-		Start: shared.Start, End: shared.End,
+		Start: shared.Start, End: shared.End, Binary: binary,
 		Keep: func(series map[string]string) bool { return tn.Policy.Matches(labels.FromMap(series)) },
 	})
 	return newAPI(t, o.URL, ""), o.URL

@@ -93,6 +93,27 @@ func rewritesTo(want string) queryCheck {
 	}
 }
 
+// rewritesText asserts success with exactly want, which parses back to
+// itself and is a fixed point of enforcement: for a query with unions among
+// other selectors, whose parts unites and the oracle check.
+func rewritesText(want string) queryCheck {
+	return func(t *testing.T, r queryRun) {
+		t.Helper()
+		if r.err != nil {
+			t.Fatalf("EnforceQuery(%q): unexpected error %v", r.query, r.err)
+		}
+		if r.got != want {
+			t.Fatalf("EnforceQuery(%q)\n got  %s\n want %s", r.query, r.got, want)
+		}
+		if out := mustExpr(t, r.e, r.got); out.String() != r.got {
+			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
+		}
+		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
+		}
+	}
+}
+
 // failsWith asserts an error that is target.
 func failsWith(target error) queryCheck {
 	return func(t *testing.T, r queryRun) {
@@ -129,7 +150,7 @@ func irreducible(sel string, branches ...string) queryCheck {
 		if !slices.Equal(ue.Branches, branches) {
 			t.Fatalf("UnionError.Branches =\n %q\nwant\n %q", ue.Branches, branches)
 		}
-		user := mustSelector(t, sel)
+		user := mustSelector(t, strings.TrimSuffix(sel, sel[strings.LastIndexByte(sel, '}')+1:]))
 		var bs [][]*labels.Matcher
 		for _, b := range branches {
 			bs = append(bs, mustSelector(t, b))
@@ -138,6 +159,70 @@ func irreducible(sel string, branches ...string) queryCheck {
 		for _, s := range append(append([]string{}, branches...), sel) {
 			if !strings.Contains(r.err.Error(), s) {
 				t.Errorf("error message %q does not mention %s", r.err, s)
+			}
+		}
+	}
+}
+
+// union writes the expected text of a union of parts, as unionExpr does.
+func union(parts ...string) string {
+	const l = `"` + UnionPartLabel + `"`
+	w := len(fmt.Sprint(len(parts) - 1))
+	var b strings.Builder
+	for i, part := range parts {
+		if i > 0 {
+			b.WriteString(" or ")
+		}
+		fmt.Fprintf(&b, `label_replace(%s, %s, "%0*d$1", %s, "(?s)(.*)")`, part, l, w, i, l)
+	}
+	return fmt.Sprintf(`label_replace(%s, %s, "$1", %s, "(?s)[0-9]{%d}(.*)")`, b.String(), l, l, w)
+}
+
+// unites asserts success with exactly want, where the query's one selector
+// sel is written as a union: want parses back to itself, is a fixed point of
+// enforcement, every selector in it lies inside one policy branch, no series
+// matches two of them, and together they match exactly what sel and the
+// policy both match.
+func unites(sel, want string) queryCheck {
+	return func(t *testing.T, r queryRun) {
+		t.Helper()
+		if r.err != nil {
+			t.Fatalf("EnforceQuery(%q): unexpected error %v", r.query, r.err)
+		}
+		if r.got != want {
+			t.Fatalf("EnforceQuery(%q)\n got  %s\n want %s", r.query, r.got, want)
+		}
+		out := mustExpr(t, r.e, r.got)
+		if out.String() != r.got {
+			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
+		}
+		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
+		}
+		var parts [][]*labels.Matcher
+		for _, vs := range selectorsOf(t, out) {
+			parts = append(parts, vs.LabelMatchers)
+			inside := false
+			for _, b := range r.p.Branches() {
+				c, _ := newConjunction(vs.LabelMatchers)
+				bc, _ := newConjunction(b)
+				inside = inside || c.implies(bc)
+			}
+			if !inside {
+				t.Errorf("selector %s of %q lies inside no policy branch", vs, r.got)
+			}
+		}
+		user := mustSelector(t, sel)
+		sameSeries(t, r.p, user, parts, fmt.Sprintf("union written for %s", sel))
+		for _, ls := range universe(t, append(parts, user)...) {
+			n := 0
+			for _, ms := range parts {
+				if matchAll(ms, ls) {
+					n++
+				}
+			}
+			if n > 1 {
+				t.Fatalf("series %s matches %d parts of the union %q", ls, n, r.got)
 			}
 		}
 	}
@@ -154,6 +239,12 @@ func keepsAbsentLabels() queryCheck {
 		}
 		in := absentArgs(t, mustExpr(t, r.e, r.query))
 		out := absentArgs(t, mustExpr(t, r.e, r.got))
+		if len(in) == 1 && len(out) > 1 {
+			// One absent() per branch of a union, each giving the same labels.
+			for len(in) < len(out) {
+				in = append(in, in[0])
+			}
+		}
 		if len(in) != len(out) || len(in) == 0 {
 			t.Fatalf("absent() calls: %d in %q, %d in %q", len(in), r.query, len(out), r.got)
 		}
@@ -657,9 +748,11 @@ func TestEnforceClosesLeaks(t *testing.T) {
 				rewritesTo(`label_replace(sum(secret_metric{job="my-app"}), "job", "my-app", "", "")`)},
 			{`http_requests_total{job="my-app"} and on() (db_password_len > 40)`,
 				rewritesTo(`http_requests_total{job="my-app"} and on () (db_password_len{job="my-app"} > 40)`)},
-			// count({instance="i1"}) must not be answered with or.
-			{`count({instance="i1"})`, irreducible(`{instance="i1"}`,
-				`{__name__="http_requests_total",instance="i1"}`, `{instance="i1",job="my-app"}`)},
+			// count({instance="i1"}) must not be answered with a plain or,
+			// which drops series of one branch whose labels but the name
+			// equal a series' of the other.
+			{`count({instance="i1"})`, unites(`{instance="i1"}`, `count(`+union(
+				`{__name__!="http_requests_total",instance="i1",job="my-app"}`, `http_requests_total{instance="i1"}`)+`)`)},
 		})
 	})
 }
@@ -716,12 +809,25 @@ func TestEnforceUnionPolicies(t *testing.T) {
 				{`{job="my-app"}`, rewritesTo(`{job="my-app"}`)},
 				{`up{job=~"my-app|other"}`, rewritesTo(`up{job="my-app"}`)},
 				{`rate(http_requests_total[5m]) * on() group_left up`, rewritesTo(`rate(http_requests_total[5m]) * on () group_left () up{job="my-app"}`)},
-				{`{__name__=~".+"}`, irreducible(`{__name__=~".+"}`,
-					`{__name__="http_requests_total"}`, `{__name__=~".+",job="my-app"}`)},
-				{`sum by (job) (rate({__name__=~"http_.*"}[5m]))`, irreducible(`{__name__=~"http_.*"}`,
-					`{__name__="http_requests_total"}`, `{__name__=~"http_.*",job="my-app"}`)},
-				{`{job=~"my-app|x", __name__=~"http.*"}`, irreducible(`{__name__=~"http.*",job=~"my-app|x"}`,
-					`{__name__="http_requests_total",job=~"my-app|x"}`, `{__name__=~"http.*",job="my-app"}`)},
+				{`{__name__=~".+"}`, unites(`{__name__=~".+"}`, union(
+					`{__name__!="http_requests_total",__name__=~".+",job="my-app"}`, `http_requests_total`))},
+				// A function over a range is applied to each part.
+				{`sum by (job) (rate({__name__=~"http_.*"}[5m]))`, unites(`{__name__=~"http_.*"}`, `sum by (job) (`+union(
+					`rate({__name__!="http_requests_total",__name__=~"http_.*",job="my-app"}[5m])`, `rate(http_requests_total[5m])`)+`)`)},
+				{`{job=~"my-app|x", __name__=~"http.*"}`, unites(`{__name__=~"http.*",job=~"my-app|x"}`, union(
+					`{__name__!="http_requests_total",__name__=~"http.*",job="my-app"}`, `http_requests_total{job=~"my-app|x"}`))},
+				// timestamp() of a selector reports the samples' own
+				// timestamps: it is applied to each part's selector.
+				{`timestamp({instance="i1"})`, unites(`{instance="i1"}`, union(
+					`timestamp({__name__!="http_requests_total",instance="i1",job="my-app"})`, `timestamp(http_requests_total{instance="i1"})`))},
+				{`max_over_time({instance="i1"}[10m:1m] offset 1m)`, unites(`{instance="i1"}`, `max_over_time(`+union(
+					`{__name__!="http_requests_total",instance="i1",job="my-app"}`, `http_requests_total{instance="i1"}`)+`[10m:1m] offset 1m)`)},
+				{`quantile_over_time(0.9, {instance="i1"}[5m] @ 100)`, unites(`{instance="i1"}`, union(
+					`quantile_over_time(0.9, {__name__!="http_requests_total",instance="i1",job="my-app"}[5m] @ 100.000)`,
+					`quantile_over_time(0.9, http_requests_total{instance="i1"}[5m] @ 100.000)`))},
+				// A range selector outside a function has no union in PromQL.
+				{`{instance="i1"}[5m]`, irreducible(`{instance="i1"}[5m]`,
+					`{__name__="http_requests_total",instance="i1"}`, `{instance="i1",job="my-app"}`)},
 			}},
 		{"mixture", []string{`{__name__="up",namespace="t"}`, `{__name__=~"http_.*",namespace="t"}`, `{job="api",namespace="t"}`},
 			`{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"} or {job="api",namespace="t"}`, []queryCase{
@@ -731,13 +837,14 @@ func TestEnforceUnionPolicies(t *testing.T) {
 				{`http_requests_total{job="web"}`, rewritesTo(`http_requests_total{job="web",namespace="t"}`)},
 				{`{job="api"}`, rewritesTo(`{job="api",namespace="t"}`)},
 				{`up{namespace="other"}`, rewritesTo(nothing)},
-				{`{namespace="t"}`, irreducible(`{namespace="t"}`,
-					`{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"}`, `{job="api",namespace="t"}`)},
-				{`sum by (job) (rate({job=~"api|web"}[5m]))`, irreducible(`{job=~"api|web"}`,
-					`{__name__=~"(?:(?s:http_.*))|(?:up)",job=~"api|web",namespace="t"}`, `{job="api",namespace="t"}`)},
-				// The first irreducible selector stops the rewrite.
-				{`up + {namespace="t"}`, irreducible(`{namespace="t"}`,
-					`{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"}`, `{job="api",namespace="t"}`)},
+				{`{namespace="t"}`, unites(`{namespace="t"}`, union(
+					`{__name__!~"(?:(?s:http_.*))|(?:up)",job="api",namespace="t"}`, `{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"}`))},
+				// Parts merge where they can: the job="api" branch takes
+				// every name, the other is left with job="web".
+				{`sum by (job) (rate({job=~"api|web"}[5m]))`, unites(`{job=~"api|web"}`, `sum by (job) (`+union(
+					`rate({__name__=~"(?:(?s:http_.*))|(?:up)",job="web",namespace="t"}[5m])`, `rate({job="api",namespace="t"}[5m])`)+`)`)},
+				{`up + {namespace="t"}`, rewritesText(`up{namespace="t"} + ` + union(
+					`{__name__!~"(?:(?s:http_.*))|(?:up)",job="api",namespace="t"}`, `{__name__=~"(?:(?s:http_.*))|(?:up)",namespace="t"}`))},
 			}},
 		{"branches merge at query time", []string{`{env="prod",job="x"}`, `{env=~"prod|dev",job="y"}`},
 			`{env="prod",job="x"} or {env=~"prod|dev",job="y"}`, []queryCase{
@@ -745,14 +852,14 @@ func TestEnforceUnionPolicies(t *testing.T) {
 				{`up{env="dev"}`, rewritesTo(`up{env="dev",job="y"}`)},
 				{`up{job="x"}`, rewritesTo(`up{env="prod",job="x"}`)},
 				{`up{env="staging"}`, rewritesTo(nothing)},
-				{`up`, irreducible(`{__name__="up"}`, `{__name__="up",env="prod",job="x"}`, `{__name__="up",env=~"prod|dev",job="y"}`)},
+				{`up`, unites(`{__name__="up"}`, union(`up{env="prod",job="x"}`, `up{env=~"prod|dev",job="y"}`))},
 			}},
 		{"branches subsumed at query time", []string{`{job="api"}`, `{env="prod",job=~"api|web"}`},
 			`{env="prod",job=~"api|web"} or {job="api"}`, []queryCase{
 				{`up{env="prod"}`, rewritesTo(`up{env="prod",job=~"api|web"}`)},
 				{`up{job="api"}`, rewritesTo(`up{job="api"}`)},
 				{`up{job="web"}`, rewritesTo(`up{env="prod",job="web"}`)},
-				{`up`, irreducible(`{__name__="up"}`, `{__name__="up",env="prod",job=~"api|web"}`, `{__name__="up",job="api"}`)},
+				{`up`, unites(`{__name__="up"}`, union(`up{env="prod",job="web"}`, `up{job="api"}`))},
 			}},
 		{"allow all", []string{`{}`, `{job="a"}`}, `{}`, []queryCase{
 			{`up`, rewritesTo(`up`)},
@@ -778,6 +885,9 @@ func TestEnforceUnionPolicies(t *testing.T) {
 func TestEnforceAbsent(t *testing.T) {
 	ok := func(want string, labels ...string) queryCheck {
 		return checks(rewritesTo(want), keepsAbsentLabels(), absentGives(labels...))
+	}
+	okUnion := func(want string, labels ...string) queryCheck {
+		return checks(rewritesText(want), keepsAbsentLabels(), absentGives(labels...))
 	}
 	names := newTestPolicy(t, `{__name__="http_requests_total",namespace="t"}`, `{__name__="up",namespace="t"}`)
 	anchors := newTestPolicy(t, `{__name__="http_requests_total"}`, `{job="my-app"}`)
@@ -822,8 +932,13 @@ func TestEnforceAbsent(t *testing.T) {
 			{`absent(db_password_len{job="my-app"})`, ok(`absent(db_password_len{job="my-app"})`, "job", "my-app")},
 			{`absent(db_password_len)`, ok(`absent(db_password_len{job=~"my-app"})`)},
 			{`absent(http_requests_total)`, ok(`absent(http_requests_total)`)},
-			{`absent({instance="i1"})`, irreducible(`{instance="i1"}`,
-				`{__name__="http_requests_total",instance="i1"}`, `{instance="i1",job="my-app"}`)},
+			// absent() of a union: absent from every branch, each giving
+			// the user's labels.
+			{`absent({instance="i1"})`, okUnion(`(absent(http_requests_total{instance="i1"}) and absent({instance="i1",job=~"my-app"}))`, "instance", "i1")},
+			{`absent_over_time({instance="i1",job="my-app"}[5m])`,
+				ok(`absent_over_time({instance="i1",job="my-app"}[5m])`, "instance", "i1", "job", "my-app")},
+			{`absent_over_time({instance="i1"}[5m] offset 1m)`,
+				okUnion(`(absent_over_time(http_requests_total{instance="i1"}[5m] offset 1m) and absent_over_time({instance="i1",job=~"my-app"}[5m] offset 1m))`, "instance", "i1")},
 		}},
 		{"value needing quoting", newTestPolicy(t, `{namespace="t.x"}`), []queryCase{
 			{`absent(up)`, ok(`absent(up{namespace=~"t\\.x"})`)},

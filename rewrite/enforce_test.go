@@ -81,7 +81,7 @@ func TestEnforceQuery(t *testing.T) {
 		{"absent of a forbidden metric", isolated, `absent(db_password_len{job="x"})`, `absent({__name__!~"(?s:.*)",job="x"})`, nil},
 		{"absent_over_time range", isolated, `absent_over_time(up[5m])`, `absent_over_time(up{namespace=~"t"}[5m])`, nil},
 		{"union reduces by name", union, `http_requests_total`, `http_requests_total{namespace="t"}`, nil},
-		{"union of two label sets refused", union, `{namespace="t"}`, ``, ErrIrreducibleUnion},
+		{"range selector over a union refused", union, `{namespace="t"}[5m]`, ``, ErrIrreducibleUnion},
 		{"info refused", isolated, `info(up)`, ``, ErrUnsupported},
 		// A __name__ value is printed bare only if it reads back as that name:
 		// otherwise it would be spliced into the query as PromQL.

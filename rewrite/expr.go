@@ -2,7 +2,9 @@ package rewrite
 
 import (
 	"fmt"
+	"math"
 	"regexp"
+	"slices"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -14,154 +16,323 @@ import (
 // options, which must accept at least what the upstream accepts (experimental
 // functions, duration expressions): what it cannot parse is refused.
 type Enforcer struct {
-	parser parser.Parser
+	parser            parser.Parser
+	maxUnionSelectors int
 }
+
+// DefaultMaxUnionSelectors is how many selectors the unions of one query may
+// write, unless set otherwise: each is one more selection the upstream runs.
+const DefaultMaxUnionSelectors = 500
 
 // NewEnforcer returns an Enforcer that parses with the given options.
 func NewEnforcer(opts parser.Options) *Enforcer {
-	return &Enforcer{parser: parser.NewParser(opts)}
+	return &Enforcer{parser: parser.NewParser(opts), maxUnionSelectors: DefaultMaxUnionSelectors}
+}
+
+// SetMaxUnionSelectors bounds the selectors the unions of one query may
+// write (a query over the bound is refused with a *UnionLimitError); n <= 0
+// restores the default. It must be called before the Enforcer is shared.
+func (e *Enforcer) SetMaxUnionSelectors(n int) {
+	if n <= 0 {
+		n = DefaultMaxUnionSelectors
+	}
+	e.maxUnionSelectors = n
 }
 
 // EnforceQuery parses a PromQL expression, constrains every selector in it by
-// the policy, and returns the rewritten expression's text.
+// the policy, and returns the rewritten expression's text. A selector that
+// overlaps several policy branches that do not merge into one selector is
+// replaced by their union, written in PromQL (see union.go's unionExpr).
 func (e *Enforcer) EnforceQuery(p *Policy, query string) (string, error) {
 	expr, err := e.parser.ParseExpr(query)
 	if err != nil {
 		return "", &ParseError{Input: query, Err: err}
 	}
-	if err := p.enforceNode(expr); err != nil {
+	r := &rewriter{p: p, budget: e.maxUnionSelectors, limit: e.maxUnionSelectors}
+	if expr, err = r.enforce(expr); err != nil {
 		return "", err
 	}
 	return expr.String(), nil
 }
 
-// enforceNode constrains every selector below node. The switch is exhaustive
-// over the parser's node types: an unknown node is refused, never skipped,
-// because skipping it could leave a selector unconstrained.
-func (p *Policy) enforceNode(node parser.Node) error {
-	switch n := node.(type) {
-	case nil:
-		return nil
-	case *parser.AggregateExpr:
-		if err := p.enforceExpr(n.Expr); err != nil {
-			return err
-		}
-		return p.enforceExpr(n.Param)
-	case *parser.BinaryExpr:
-		if err := p.enforceExpr(n.LHS); err != nil {
-			return err
-		}
-		return p.enforceExpr(n.RHS)
-	case *parser.Call:
-		return p.enforceCall(n)
-	case *parser.SubqueryExpr:
-		for _, d := range []*parser.DurationExpr{n.RangeExpr, n.StepExpr, n.OriginalOffsetExpr} {
-			if err := p.enforceDuration(d); err != nil {
-				return err
-			}
-		}
-		return p.enforceExpr(n.Expr)
-	case *parser.ParenExpr:
-		return p.enforceExpr(n.Expr)
-	case *parser.UnaryExpr:
-		return p.enforceExpr(n.Expr)
-	case *parser.StepInvariantExpr:
-		return p.enforceExpr(n.Expr)
-	case *parser.MatrixSelector:
-		return p.enforceMatrixSelector(n, false)
-	case *parser.VectorSelector:
-		return p.enforceVectorSelector(n, false)
-	case *parser.DurationExpr:
-		return p.enforceDuration(n)
-	case *parser.NumberLiteral, *parser.StringLiteral:
-		return nil
-	case parser.Expressions:
-		for _, x := range n {
-			if err := p.enforceExpr(x); err != nil {
-				return err
-			}
-		}
-		return nil
-	default:
-		return unsupportedf("PromQL node %T", node)
-	}
+// rewriter constrains the selectors of one query.
+type rewriter struct {
+	p *Policy
+	// budget is how many more selectors unions may write into the query,
+	// of limit in all.
+	budget, limit int
 }
 
-// enforceExpr is enforceNode for an Expr field, which may be a nil interface.
-func (p *Policy) enforceExpr(x parser.Expr) error {
-	if x == nil {
-		return nil
+// enforce constrains every selector below x and returns the expression that
+// replaces x: x itself, changed in place, or a union written around it. The
+// switch is exhaustive over the parser's node types: an unknown node is
+// refused, never skipped, because skipping it could leave a selector
+// unconstrained.
+func (r *rewriter) enforce(x parser.Expr) (parser.Expr, error) {
+	var err error
+	switch n := x.(type) {
+	case nil:
+		return nil, nil
+	case *parser.AggregateExpr:
+		if n.Expr, err = r.enforce(n.Expr); err != nil {
+			return nil, err
+		}
+		n.Param, err = r.enforce(n.Param)
+		return n, err
+	case *parser.BinaryExpr:
+		if n.LHS, err = r.enforce(n.LHS); err != nil {
+			return nil, err
+		}
+		n.RHS, err = r.enforce(n.RHS)
+		return n, err
+	case *parser.Call:
+		return r.enforceCall(n)
+	case *parser.SubqueryExpr:
+		for _, d := range []*parser.DurationExpr{n.RangeExpr, n.StepExpr, n.OriginalOffsetExpr} {
+			if err := r.enforceDuration(d); err != nil {
+				return nil, err
+			}
+		}
+		n.Expr, err = r.enforce(n.Expr)
+		return n, err
+	case *parser.ParenExpr:
+		n.Expr, err = r.enforce(n.Expr)
+		return n, err
+	case *parser.UnaryExpr:
+		n.Expr, err = r.enforce(n.Expr)
+		return n, err
+	case *parser.StepInvariantExpr:
+		n.Expr, err = r.enforce(n.Expr)
+		return n, err
+	case *parser.MatrixSelector:
+		// A range selector outside a function (the whole query, or in
+		// parentheses): its series can only be one selector.
+		pieces, err := r.matrixPieces(n)
+		if err != nil {
+			return nil, err
+		}
+		if len(pieces) > 1 {
+			return nil, r.rangeUnionError(n)
+		}
+		return n, nil
+	case *parser.VectorSelector:
+		return r.enforceVectorSelector(n)
+	case *parser.DurationExpr:
+		return n, r.enforceDuration(n)
+	case *parser.NumberLiteral, *parser.StringLiteral:
+		return n, nil
+	default:
+		return nil, unsupportedf("PromQL node %T", x)
 	}
-	return p.enforceNode(x)
 }
 
 // enforceDuration walks a duration expression; it has no selectors today, but
 // walking it keeps a future one from slipping through.
-func (p *Policy) enforceDuration(d *parser.DurationExpr) error {
+func (r *rewriter) enforceDuration(d *parser.DurationExpr) error {
 	if d == nil {
 		return nil
 	}
-	if err := p.enforceExpr(d.LHS); err != nil {
+	var err error
+	if d.LHS, err = r.enforce(d.LHS); err != nil {
 		return err
 	}
-	return p.enforceExpr(d.RHS)
+	d.RHS, err = r.enforce(d.RHS)
+	return err
 }
 
-func (p *Policy) enforceCall(c *parser.Call) error {
-	switch c.Func.Name {
-	case "info":
-		// info() selects target_info (or its second argument's metrics)
-		// implicitly: there is no selector in the tree to constrain.
-		return unsupportedf("info() is not supported through the tenant proxy: it selects series implicitly; join with the info metric explicitly instead")
-	case "absent", "absent_over_time":
-		// The output labels of absent() come from the equality matchers of
-		// its argument, so that argument keeps exactly the user's equalities.
-		arg := c.Args[0]
-		for {
-			paren, ok := arg.(*parser.ParenExpr)
-			if !ok {
-				break
-			}
-			arg = paren.Expr
+// rangeUnionError refuses a range selector outside a function whose
+// series are a union of several selectors.
+func (r *rewriter) rangeUnionError(m *parser.MatrixSelector) error {
+	vs := m.VectorSelector.(*parser.VectorSelector)
+	r.budget = math.MaxInt // the branches are for the message only
+	sel := *m
+	user := *vs
+	user.Name = ""
+	sel.VectorSelector = &user
+	bs, _ := r.branches(vs, vs.LabelMatchers)
+	err := &UnionError{Selector: sel.String()}
+	for _, b := range bs {
+		err.Branches = append(err.Branches, selectorString(b.selector(false)))
+	}
+	return err
+}
+
+// enforceArgs enforces every argument of c except skip (-1 for none).
+func (r *rewriter) enforceArgs(c *parser.Call, skip int) error {
+	for i, a := range c.Args {
+		if i == skip {
+			continue
 		}
-		switch a := arg.(type) {
-		case *parser.VectorSelector:
-			return p.enforceVectorSelector(a, true)
-		case *parser.MatrixSelector:
-			return p.enforceMatrixSelector(a, true)
-		}
-	}
-	return p.enforceNode(c.Args)
-}
-
-func (p *Policy) enforceMatrixSelector(m *parser.MatrixSelector, absent bool) error {
-	vs, ok := m.VectorSelector.(*parser.VectorSelector)
-	if !ok {
-		return unsupportedf("range selector over %T", m.VectorSelector)
-	}
-	if err := p.enforceDuration(m.RangeExpr); err != nil {
-		return err
-	}
-	return p.enforceVectorSelector(vs, absent)
-}
-
-func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) error {
-	if err := p.enforceDuration(vs.OriginalOffsetExpr); err != nil {
-		return err
-	}
-	ms, err := p.constrain(vs.LabelMatchers)
-	if err != nil {
-		return err
-	}
-	if absent {
-		if ms, err = keepAbsentLabels(vs.LabelMatchers, ms); err != nil {
+		var err error
+		if c.Args[i], err = r.enforce(a); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
+	switch c.Func.Name {
+	case "info":
+		return nil, unsupportedf("info() is not supported through the tenant proxy: it joins info series (target_info by default) " +
+			"that no selector in the query names, so they cannot be constrained to the tenant's access policy, and its second argument " +
+			"both filters and picks data labels, so a constraint written there would change the answer; " +
+			"join with the info metric explicitly instead, for example: up * on (job, instance) group_left (k8s_cluster_name) target_info")
+	case "absent", "absent_over_time":
+		// The output labels of absent() come from the equality matchers of
+		// its argument, so that argument keeps exactly the user's equalities.
+		switch a := unparen(c.Args[0]).(type) {
+		case *parser.VectorSelector:
+			return r.enforceAbsent(c, a, nil)
+		case *parser.MatrixSelector:
+			vs, ok := a.VectorSelector.(*parser.VectorSelector)
+			if !ok {
+				return nil, unsupportedf("range selector over %T", a.VectorSelector)
+			}
+			return r.enforceAbsent(c, vs, a)
+		}
+	case "timestamp", "start_timestamp":
+		// Over a selector itself (not in parentheses), the engine reports
+		// each sample's own timestamp; over any other expression, the
+		// evaluation time. A union must keep the selector its argument.
+		if vs, ok := c.Args[0].(*parser.VectorSelector); ok {
+			pieces, err := r.pieces(vs, vs.LabelMatchers)
+			if err != nil {
+				return nil, err
+			}
+			if len(pieces) == 1 {
+				setMatchers(vs, pieces[0].selector(false))
+				return c, r.enforceArgs(c, 0)
+			}
+			if err := r.enforceArgs(c, 0); err != nil {
+				return nil, err
+			}
+			parts := make([]parser.Expr, len(pieces))
+			for i, pc := range pieces {
+				parts[i] = withArg(c, 0, pieceSelector(vs, pc))
+			}
+			return unionExpr(parts), nil
+		}
+	}
+	for i, a := range c.Args {
+		ms, ok := unparen(a).(*parser.MatrixSelector)
+		if !ok {
+			continue
+		}
+		// A function over a range vector is applied to each piece of a
+		// union, and the results are united: every such function computes
+		// each series on its own.
+		pieces, err := r.matrixPieces(ms)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.enforceArgs(c, i); err != nil {
+			return nil, err
+		}
+		if len(pieces) == 1 {
+			return c, nil // ms constrained in place
+		}
+		vs := ms.VectorSelector.(*parser.VectorSelector) // checked by matrixPieces
+		parts := make([]parser.Expr, len(pieces))
+		for j, pc := range pieces {
+			m := *ms
+			m.VectorSelector = pieceSelector(vs, pc)
+			parts[j] = withArg(c, i, &m)
+		}
+		return unionExpr(parts), nil
+	}
+	return c, r.enforceArgs(c, -1)
+}
+
+// matrixPieces returns the disjoint pieces of a range selector's series
+// under the policy; with one piece, the selector is constrained in place.
+func (r *rewriter) matrixPieces(m *parser.MatrixSelector) ([]conjunction, error) {
+	vs, ok := m.VectorSelector.(*parser.VectorSelector)
+	if !ok {
+		return nil, unsupportedf("range selector over %T", m.VectorSelector)
+	}
+	if err := r.enforceDuration(m.RangeExpr); err != nil {
+		return nil, err
+	}
+	pieces, err := r.pieces(vs, vs.LabelMatchers)
+	if err != nil {
+		return nil, err
+	}
+	if len(pieces) == 1 {
+		setMatchers(vs, pieces[0].selector(false))
+	}
+	return pieces, nil
+}
+
+func (r *rewriter) enforceVectorSelector(vs *parser.VectorSelector) (parser.Expr, error) {
+	pieces, err := r.pieces(vs, vs.LabelMatchers)
+	if err != nil {
+		return nil, err
+	}
+	if len(pieces) == 1 {
+		setMatchers(vs, pieces[0].selector(false))
+		return vs, nil
+	}
+	parts := make([]parser.Expr, len(pieces))
+	for i, pc := range pieces {
+		parts[i] = pieceSelector(vs, pc)
+	}
+	return unionExpr(parts), nil
+}
+
+// enforceAbsent constrains absent(vs) or absent_over_time(m) where m's
+// selector is vs. Several branches give one absent() per branch, ANDed:
+// the union is absent iff every branch is, and each reports the same labels.
+func (r *rewriter) enforceAbsent(c *parser.Call, vs *parser.VectorSelector, m *parser.MatrixSelector) (parser.Expr, error) {
+	if err := r.enforceDuration(vs.OriginalOffsetExpr); err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if err := r.enforceDuration(m.RangeExpr); err != nil {
+			return nil, err
+		}
+	}
+	user := vs.LabelMatchers
+	branches, err := r.branches(vs, user)
+	if err != nil {
+		return nil, err
+	}
+	if len(branches) <= 1 {
+		ms := []*labels.Matcher{matchNothing}
+		if len(branches) == 1 {
+			ms = branches[0].selector(false)
+		}
+		if ms, err = keepAbsentLabels(user, ms); err != nil {
+			return nil, err
+		}
+		setMatchers(vs, ms)
+		return c, nil
+	}
+	parts := make([]parser.Expr, len(branches))
+	for i, b := range branches {
+		ms, err := keepAbsentLabels(user, b.selector(false))
+		if err != nil {
+			return nil, err
+		}
+		piece := *vs
+		setMatchers(&piece, ms)
+		var arg parser.Expr = &piece
+		if m != nil {
+			mc := *m
+			mc.VectorSelector = &piece
+			arg = &mc
+		}
+		parts[i] = withArg(c, 0, arg)
+	}
+	return allOf(parts), nil
+}
+
+// setMatchers sets a selector's matchers. The printer writes Name as raw
+// text before the braces, so it must be a name that reads back as exactly
+// that selector; any other value stays a quoted __name__ matcher. A name the
+// user wrote bare is known to.
+func setMatchers(vs *parser.VectorSelector, ms []*labels.Matcher) {
 	vs.LabelMatchers = ms
-	// The printer writes Name as raw text before the braces, so it must be a
-	// name that reads back as exactly that selector; any other value stays a
-	// quoted __name__ matcher. A name the user wrote bare is known to.
 	userName := vs.Name
 	vs.Name = ""
 	for _, m := range ms {
@@ -169,7 +340,32 @@ func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) e
 			vs.Name = m.Value
 		}
 	}
-	return nil
+}
+
+// pieceSelector returns a copy of vs (offset, @ and all) that selects the
+// series of one piece.
+func pieceSelector(vs *parser.VectorSelector, c conjunction) *parser.VectorSelector {
+	piece := *vs
+	setMatchers(&piece, c.selector(false))
+	return &piece
+}
+
+// withArg returns a copy of c with argument i replaced.
+func withArg(c *parser.Call, i int, arg parser.Expr) *parser.Call {
+	out := *c
+	out.Args = slices.Clone(c.Args)
+	out.Args[i] = arg
+	return &out
+}
+
+func unparen(x parser.Expr) parser.Expr {
+	for {
+		p, ok := x.(*parser.ParenExpr)
+		if !ok {
+			return x
+		}
+		x = p.Expr
+	}
 }
 
 // bareNameParser checks names only; it holds just options and is safe for
@@ -186,39 +382,6 @@ func isBareName(v string) bool {
 	e, err := bareNameParser.ParseExpr(v)
 	vs, ok := e.(*parser.VectorSelector)
 	return err == nil && ok && vs.Name == v
-}
-
-// constrain returns matchers equivalent to the user's selector ANDed with the
-// policy, or a *UnionError when that needs more than one selector.
-func (p *Policy) constrain(user []*labels.Matcher) ([]*labels.Matcher, error) {
-	u, ok := newConjunction(user)
-	if !ok {
-		return []*labels.Matcher{matchNothing}, nil
-	}
-	if len(p.conj) == 1 { // the common case: no union to reduce
-		if c, ok := u.and(p.conj[0]); ok {
-			return c.selector(false), nil
-		}
-		return []*labels.Matcher{matchNothing}, nil
-	}
-	cs := make([]conjunction, 0, len(p.conj))
-	for _, b := range p.conj {
-		if c, ok := u.and(b); ok {
-			cs = append(cs, c)
-		}
-	}
-	cs = reduceUnion(cs)
-	switch len(cs) {
-	case 0:
-		return []*labels.Matcher{matchNothing}, nil
-	case 1:
-		return cs[0].selector(false), nil
-	}
-	err := &UnionError{Selector: selectorString(user)}
-	for _, c := range cs {
-		err.Branches = append(err.Branches, selectorString(c.selector(false)))
-	}
-	return nil, err
 }
 
 // keepAbsentLabels rewrites constrained matchers so that absent() derives from

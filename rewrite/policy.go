@@ -5,8 +5,10 @@
 // allowed iff it matches at least one branch. Every selector of a query is
 // ANDed with every branch; contradictory branches are dropped, subsumed ones
 // removed, and branches that differ in one label's values merged. If one branch
-// remains it is injected; otherwise the query cannot be rewritten exactly and is
-// refused with a *UnionError.
+// remains it is injected; otherwise their union is written into the query
+// (unionexpr.go), so that the upstream evaluates exactly the allowed series.
+// Only a range selector outside a function has no such form and is refused
+// with a *UnionError.
 package rewrite
 
 import (

@@ -1,0 +1,37 @@
+package rewrite
+
+import (
+	"strings"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// EnforceExemplarQuery rewrites the query of /api/v1/query_exemplars. That
+// API does not evaluate its query: it takes the query's selectors (as
+// parser.ExtractSelectors finds them) and returns the exemplars of every
+// series any of them matches. So the rewritten query is those selectors
+// ANDed with the policy, one for each branch each overlaps, joined by `or`:
+// their union is exact there, and the upstream extracts exactly them.
+func (e *Enforcer) EnforceExemplarQuery(p *Policy, query string) (string, error) {
+	expr, err := e.parser.ParseExpr(query)
+	if err != nil {
+		return "", &ParseError{Input: query, Err: err}
+	}
+	r := &rewriter{p: p, budget: e.maxUnionSelectors, limit: e.maxUnionSelectors}
+	var out []string
+	for _, user := range parser.ExtractSelectors(expr) {
+		bs, err := r.branches(&parser.VectorSelector{}, user)
+		if err != nil {
+			return "", err
+		}
+		for _, b := range bs {
+			out = append(out, selectorString(b.selector(false)))
+		}
+	}
+	if len(out) == 0 {
+		// No selector, or none that can match: exemplars of nothing.
+		return selectorString([]*labels.Matcher{matchNothing}), nil
+	}
+	return strings.Join(out, " or "), nil
+}

@@ -1,0 +1,154 @@
+package rewrite
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// TestDisjointPieces: for random policies and user selectors over a few
+// labels, the pieces a union is written with are pairwise disjoint, each lies
+// inside one policy branch, and together they are exactly the user's selector
+// under the policy, over a universe of label sets.
+func TestDisjointPieces(t *testing.T) {
+	pool := []string{
+		`__name__="a"`, `__name__="b"`, `__name__=~"a|c"`, `__name__!="a"`, `__name__=~"b.*"`,
+		`job="x"`, `job=~"x|y"`, `job!="y"`, `job=""`, `job=~".+"`,
+		`ns="t"`, `ns!~"t|u"`, `ns=~"u.*"`, `ns=~"t|"`,
+	}
+	sel := func(r *rand.Rand) string {
+		n := 1 + r.IntN(3)
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = pool[r.IntN(len(pool))]
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 300; i++ {
+		var branches []string
+		for range 2 + r.IntN(4) {
+			branches = append(branches, sel(r))
+		}
+		user := sel(r)
+		p, err := NewPolicy(parseSelectors(t, branches))
+		if err != nil {
+			continue // every branch contradictory
+		}
+		um := mustSelector(t, user)
+		if !hasNonEmpty(um) {
+			continue // not a valid query selector
+		}
+		rw := &rewriter{p: p, budget: 1000, limit: 1000}
+		pieces, err := rw.pieces(&parser.VectorSelector{LabelMatchers: um}, um)
+		if err != nil {
+			t.Fatalf("policy %s, selector %s: %v", p, user, err)
+		}
+		var parts [][]*labels.Matcher
+		for _, pc := range pieces {
+			parts = append(parts, pc.selector(true))
+		}
+		sameSeries(t, p, um, parts, "pieces of "+user)
+		all := append(parts, um)
+		for _, b := range p.Branches() {
+			all = append(all, b)
+		}
+		for _, ls := range universe(t, all...) {
+			n := 0
+			for _, ms := range parts {
+				if matchAll(ms, ls) {
+					n++
+				}
+			}
+			if n > 1 {
+				t.Fatalf("policy %s, selector %s: series %s is in %d pieces %v", p, user, ls, n, parts)
+			}
+		}
+	}
+}
+
+// TestUnionLimit: the selectors unions write count against the limit, over
+// the whole query, and the refusal names the option that raises it.
+func TestUnionLimit(t *testing.T) {
+	p := newTestPolicy(t, `{__name__="http_requests_total"}`, `{job="my-app"}`)
+	e := NewEnforcer(parser.Options{})
+	e.SetMaxUnionSelectors(3)
+	if _, err := e.EnforceQuery(p, `count({instance="i1"})`); err != nil {
+		t.Fatalf("a union of 2 under a limit of 3: %v", err)
+	}
+	_, err := e.EnforceQuery(p, `count({instance="i1"}) + count({instance="i2"})`)
+	var le *UnionLimitError
+	if !errors.Is(err, ErrUnionTooLarge) || !errors.As(err, &le) || le.Limit != 3 {
+		t.Fatalf("two unions of 2 under a limit of 3: %v, want a *UnionLimitError", err)
+	}
+	if !strings.Contains(err.Error(), "max_union_selectors") || !strings.Contains(err.Error(), `{instance="i2"}`) {
+		t.Errorf("error %q names neither the option nor the selector", err)
+	}
+	// Selectors that reduce to one branch cost nothing.
+	if _, err := e.EnforceQuery(p, `up + up + up + http_requests_total + count({instance="i1"})`); err != nil {
+		t.Fatalf("reducible selectors counted against the limit: %v", err)
+	}
+}
+
+func parseSelectors(t *testing.T, ss []string) []Selector {
+	var out []Selector
+	for _, s := range ss {
+		out = append(out, mustSelector(t, s))
+	}
+	return out
+}
+
+func hasNonEmpty(ms []*labels.Matcher) bool {
+	for _, m := range ms {
+		if !m.Matches("") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestEnforceExemplarQuery: the exemplar query is the union of the query's
+// selectors under the policy, each branch once, parseable.
+func TestEnforceExemplarQuery(t *testing.T) {
+	p := newTestPolicy(t, `{__name__="http_requests_total"}`, `{job="my-app"}`)
+	for _, tc := range []struct{ query, want string }{
+		{`up`, `{__name__="up",job="my-app"}`},
+		{`histogram_quantile(0.9, sum by (le) (rate({instance="i1"}[5m])))`,
+			`{__name__="http_requests_total",instance="i1"} or {instance="i1",job="my-app"}`},
+		{`{instance="i1"}[5m]`, `{__name__="http_requests_total",instance="i1"} or {instance="i1",job="my-app"}`},
+		{`up / db_password_len{job="other"}`, `{__name__="up",job="my-app"}`},
+		{`1 + 1`, nothing},
+		{`db_password_len{job="other"}`, nothing},
+	} {
+		got, err := stdEnforcer.EnforceExemplarQuery(p, tc.query)
+		if err != nil || got != tc.want {
+			t.Errorf("EnforceExemplarQuery(%q) = %q, %v; want %q", tc.query, got, err, tc.want)
+			continue
+		}
+		expr, err := stdEnforcer.parser.ParseExpr(got)
+		if err != nil {
+			t.Fatalf("%q does not parse: %v", got, err)
+		}
+		var outs [][]*labels.Matcher
+		for _, ms := range parser.ExtractSelectors(expr) {
+			outs = append(outs, ms)
+		}
+		users := parser.ExtractSelectors(mustExpr(t, stdEnforcer, tc.query))
+		for _, ls := range universe(t, append(append([][]*labels.Matcher{}, outs...), users...)...) {
+			want, got := false, false
+			for _, ms := range users {
+				want = want || (matchAll(ms, ls) && p.Matches(ls))
+			}
+			for _, ms := range outs {
+				got = got || matchAll(ms, ls)
+			}
+			if got != want {
+				t.Errorf("exemplar query for %q: series %s selected=%v, want %v", tc.query, ls, got, want)
+			}
+		}
+	}
+}
