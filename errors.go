@@ -59,6 +59,7 @@ const (
 	reasonUnsupported      = "unsupported"       // 400: a construct the rewriter refuses (info(), ...)
 	reasonBodyTooLarge     = "body_too_large"    // 413
 	reasonContentType      = "content_type"      // 415
+	reasonTooLarge         = "too_large"         // 422: an upstream answer over a cap (max_metadata_response)
 	reasonUpstream         = "upstream"          // 5xx: the upstream failed or answered what cannot be used
 )
 

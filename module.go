@@ -62,6 +62,13 @@ type Handler struct {
 	// Default: false.
 	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
 
+	// MaxMetadataResponse bounds, in bytes, each upstream answer read to
+	// serve /api/v1/metadata (the metadata by target, and the query for
+	// the targets the tenant has series of); past it the request is
+	// refused. They are read as they stream, so memory stays far below it.
+	// Default: 64 MiB.
+	MaxMetadataResponse int64 `json:"max_metadata_response,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -99,6 +106,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxRequestBody == 0 {
 		h.MaxRequestBody = 1 << 20
 	}
+	if h.MaxMetadataResponse == 0 {
+		h.MaxMetadataResponse = 64 << 20
+	}
 	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
 }
 
@@ -106,6 +116,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	if h.MaxMetadataResponse < 0 {
+		return fmt.Errorf("max_metadata_response must not be negative, got %d", h.MaxMetadataResponse)
 	}
 	return nil
 }
