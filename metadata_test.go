@@ -90,7 +90,23 @@ func (f *fakeMetadataUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		_, _ = io.WriteString(w, `{"status":"error","errorType":"not_found","error":"not found"}`)
 		return nil
 	}
-	return json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+	body, err := json.Marshal(map[string]any{"status": "success", "data": data})
+	if err != nil {
+		return err
+	}
+	// A newline after the JSON value, in a write of its own: the handler
+	// must read the answer to its end (see abortingWrite).
+	abortingWrite(w, body)
+	abortingWrite(w, []byte("\n"))
+	return nil
+}
+
+// abortingWrite writes as reverse_proxy copies an answer: a failed write
+// mid-answer panics with http.ErrAbortHandler.
+func abortingWrite(w io.Writer, b []byte) {
+	if _, err := w.Write(b); err != nil {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (f *fakeMetadataUpstream) eval(query string) []map[string]any {
@@ -270,7 +286,8 @@ func TestMetadataUpstreamErrors(t *testing.T) {
 
 // TestMetadataAnswerIsCapped: the upstream's answer is read as it streams,
 // and no more than max_metadata_response of it: an endless answer is cut off
-// there (the upstream's writes fail) with a refusal naming the option.
+// there (the upstream's writes fail, and reverse_proxy's panic stays in the
+// sub-request) with a refusal naming the option.
 func TestMetadataAnswerIsCapped(t *testing.T) {
 	h := newTestHandlerWith(t, metadataTenants)
 	h.MaxMetadataResponse = 64 << 10
@@ -284,7 +301,7 @@ func TestMetadataAnswerIsCapped(t *testing.T) {
 			written.Add(int64(n))
 			if err != nil {
 				stopped.Store(true)
-				return err
+				panic(http.ErrAbortHandler) // as reverse_proxy does
 			}
 		}
 		return nil

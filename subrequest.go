@@ -33,13 +33,27 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 	w := &pipeResponse{header: http.Header{}, body: pw, ready: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		err := next.ServeHTTP(w, sub)
-		w.start(http.StatusOK) // nothing written: what net/http would answer
-		_ = pw.CloseWithError(err)
-		done <- err
+		var err error
+		defer func() {
+			// reverse_proxy panics with http.ErrAbortHandler when a write
+			// fails mid-answer, as when this reader stops at the cap. Here
+			// that is an error of the sub-request, not of the server.
+			if v := recover(); v != nil {
+				err = fmt.Errorf("sub-request %s aborted: %v", path, v)
+			}
+			w.start(http.StatusOK) // nothing written: what net/http would answer
+			_ = pw.CloseWithError(err)
+			done <- err
+		}()
+		err = next.ServeHTTP(w, sub)
 	}()
 	<-w.ready
 	err := readAnswer(pr, w.status, w.header, path, max, decode)
+	if err == nil {
+		// Read what follows the JSON value (a newline) up to the cap, so
+		// that a complete answer is never cut off.
+		_, _ = io.Copy(io.Discard, &cappedReader{r: pr, n: max})
+	}
 	// Stop the upstream's copy if it is still writing: we read no more.
 	_ = pr.CloseWithError(errStopped)
 	cancel()

@@ -208,7 +208,15 @@ kind: MetricAccess
 metadata: {name: billing, namespace: team-b}
 spec: {metricIsolation: true, labelSelectors: {job: b1}, metrics: ['billing_.*']}
 `)
-	p := startProxyTo(t, shared, dir, "")
+	capPort := freePort(t)
+	p := startProxyTo(t, shared, dir, fmt.Sprintf(`
+http://127.0.0.1:%d {
+	prom_tenant {
+		max_metadata_response 256B
+	}
+	reverse_proxy {prometheus}
+}
+`, capPort))
 
 	// Every Prometheus must have scraped every target (metadata and series).
 	ready := func(prom *testenv.Prometheus, families, variants int) {
@@ -243,6 +251,14 @@ spec: {metricIsolation: true, labelSelectors: {job: b1}, metrics: ['billing_.*']
 				}
 			}
 		}
+	}
+
+	// Over max_metadata_response, the sub-request is cut off (reverse_proxy
+	// aborts its copy) and the tenant told which option raises the cap;
+	// Caddy serves on.
+	status, env, _ := do(t, request(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/api/v1/metadata", capPort), "team-a", ""))
+	if want := "the upstream's answer to /api/v1/targets/metadata is larger than max_metadata_response (256 B): ask for one metric family with ?metric=<name>, or raise max_metadata_response in prom_tenant"; status != http.StatusUnprocessableEntity || env.ErrorType != "execution" || env.Error != want {
+		t.Errorf("over the cap: %d %+v, want 422 %q", status, env, want)
 	}
 
 	// limit and limit_per_metric count after the filter: a tenant-only
