@@ -157,8 +157,14 @@ var sharedFamilyTargets = map[string][]omFamily{
 // team-b's HELP of that family (and the number of other exporters). A
 // tenant gets metadata only of targets whose series of that family it can
 // see, merged as Prometheus merges it: the answer equals that of an oracle
-// Prometheus scraping only team-a's targets.
+// Prometheus scraping only team-a's targets. Upstream and oracles are
+// Debian's 2.42 and a 3.x.
 func TestMetadataOnlyOfTheTenantsTargets(t *testing.T) {
+	t.Run("2.42", func(t *testing.T) { testMetadataOnlyOfTheTenantsTargets(t, "") })
+	t.Run("3.x", func(t *testing.T) { testMetadataOnlyOfTheTenantsTargets(t, testenv.Prometheus3Binary(t)) })
+}
+
+func testMetadataOnlyOfTheTenantsTargets(t *testing.T, binary string) {
 	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		families, ok := sharedFamilyTargets[strings.TrimPrefix(r.URL.Path, "/")]
 		if !ok {
@@ -182,7 +188,7 @@ func TestMetadataOnlyOfTheTenantsTargets(t *testing.T) {
 `, name, honor, name, addr, namespace)
 	}
 	scraping := func(jobs ...string) *testenv.Prometheus {
-		return testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Config: "global:\n  scrape_interval: 1s\nscrape_configs:\n" + strings.Join(jobs, "")})
+		return testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Binary: binary, Config: "global:\n  scrape_interval: 1s\nscrape_configs:\n" + strings.Join(jobs, "")})
 	}
 	shared := scraping(job("a1", "team-a", false), job("a2", "team-a", false), job("b1", "team-b", false), job("pushed", "team-a", true))
 	// The oracle leaves out the target with honor_labels: the proxy cannot
