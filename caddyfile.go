@@ -29,6 +29,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	prom_tenant [<matcher>] {
 //	    tenant                 <placeholder>
 //	    max_request_body       <size>
+//	    max_metadata_response  <size>
 //	    experimental_functions
 //	    max_union_selectors    <n>
 //	}
@@ -59,6 +60,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_request_body %q must be between 1 byte and 1 GiB", d.Val())
 			}
 			h.MaxRequestBody = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_metadata_response":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil {
+				return d.Errf("parsing max_metadata_response %q: %v", d.Val(), err)
+			}
+			if size == 0 || size > 1<<40 {
+				return d.Errf("max_metadata_response %q must be between 1 byte and 1 TiB", d.Val())
+			}
+			h.MaxMetadataResponse = int64(size)
 			if d.NextArg() {
 				return d.ArgErr()
 			}

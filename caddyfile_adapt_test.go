@@ -73,6 +73,8 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		{"no inline arguments", ":80 {\n\tprom_tenant team-a\n}", "wrong argument count"},
 		{"bad body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body lots\n\t}\n}", `parsing max_request_body "lots"`},
 		{"zero body size", ":80 {\n\tprom_tenant {\n\t\tmax_request_body 0\n\t}\n}", "must be between"},
+		{"bad metadata cap", ":80 {\n\tprom_tenant {\n\t\tmax_metadata_response lots\n\t}\n}", `parsing max_metadata_response "lots"`},
+		{"zero metadata cap", ":80 {\n\tprom_tenant {\n\t\tmax_metadata_response 0\n\t}\n}", `max_metadata_response "0" must be between`},
 		{"remote write unknown", "{\n\tprom_remote_write http://p {\n\t\tbogus\n\t}\n}", `unrecognized prom_remote_write subdirective "bogus"`},
 		{"remote write twice", "{\n\tprom_remote_write http://p\n\tprom_remote_write http://q\n}", "prom_remote_write is already set"},
 		{"remote write bad shard", "{\n\tprom_remote_write http://p {\n\t\tshard 3 3\n\t}\n}", "want 0 <= index < count"},

@@ -60,6 +60,7 @@ const (
 	reasonUnionTooLarge    = "union_too_large"   // 400: the query's unions would write more selectors than max_union_selectors
 	reasonBodyTooLarge     = "body_too_large"    // 413
 	reasonContentType      = "content_type"      // 415
+	reasonTooLarge         = "too_large"         // 422: an upstream answer over a cap (max_metadata_response)
 	reasonUpstream         = "upstream"          // 5xx: the upstream failed or answered what cannot be used
 )
 

@@ -1,11 +1,7 @@
 package promtenant
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -17,77 +13,103 @@ import (
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 )
 
-// serveMetadata answers /api/v1/metadata for the metric names the tenant may
-// see. Metadata is keyed by metric name, not by series, so no selector can
-// constrain it upstream: the allowed names are computed exactly under the
-// policy (the __name__ values of its selectors), and the answer keeps only
-// the metric families those names belong to (familyVisible). limit applies
-// after that, as it would on a Prometheus holding only the tenant's series.
+// serveMetadata answers /api/v1/metadata with what a Prometheus holding only
+// the tenant's series would answer: the metadata of the targets whose series
+// of each family the tenant can see (see targetmetadata.go), merged as
+// Prometheus merges it. Two sub-requests, whatever the number of targets:
+// the metadata by target, and one query for the (name, target) pairs the
+// tenant has series of.
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, p *rewrite.Policy, form url.Values, next caddyhttp.Handler) error {
-	limit := -1
-	if s := form.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return refuse(http.StatusBadRequest, errorBadData, "invalid limit %q: %v", s, err)
-		}
-		if n > 0 {
-			limit = n
-		}
-	}
-	match, err := h.enforcer.EnforceMatchers(p, nil)
+	limit, err := intParam(form, "limit")
 	if err != nil {
 		return err
 	}
-	var names []string
-	if err := h.subrequest(r, "/api/v1/label/__name__/values", url.Values{"match[]": match}, next, &names); err != nil {
+	limitPerMetric, err := intParam(form, "limit_per_metric")
+	if err != nil {
 		return err
 	}
+	metric := form.Get("metric")
 	upstream := url.Values{}
-	if s := form.Get("limit_per_metric"); s != "" {
-		upstream.Set("limit_per_metric", s)
+	if metric != "" {
+		upstream.Set("metric", metric)
 	}
-	if m := form.Get("metric"); m != "" {
-		upstream.Set("metric", m)
+	data := map[string][]metaKey{}
+	if limit == 0 {
+		return writeMetadata(w, data)
 	}
-	var all map[string][]json.RawMessage
-	if err := h.subrequest(r, "/api/v1/metadata", upstream, next, &all); err != nil {
+	tm := newTargetMetadata()
+	if err := h.subrequest(r, http.MethodGet, "/api/v1/targets/metadata", upstream, next, h.MaxMetadataResponse, tm.decode(metric)); err != nil {
 		return err
 	}
-	has := make(map[string]bool, len(names))
-	for _, n := range names {
-		has[n] = true
+	if len(tm.entries) > 0 {
+		names := ""
+		if metric != "" {
+			names = tm.seriesNames([]string{metric})
+		}
+		visible, err := h.visibleSeries(r, p, tm, names, next)
+		if err != nil {
+			return err
+		}
+		data = mergeMetadata(tm, visible, limitPerMetric)
 	}
-	allowed := make(map[string][]json.RawMessage, len(names))
-	for _, family := range slices.Sorted(maps.Keys(all)) {
-		if limit >= 0 && len(allowed) >= limit {
-			break
-		}
-		var kept []json.RawMessage
-		for _, md := range all[family] {
-			var entry struct {
-				Type string `json:"type"`
-			}
-			if err := json.Unmarshal(md, &entry); err != nil {
-				return refuse(http.StatusBadGateway, errorUnavailable, "upstream /api/v1/metadata: unexpected entry for %q: %v", family, err)
-			}
-			if familyVisible(family, entry.Type, has) {
-				kept = append(kept, md)
-			}
-		}
-		if len(kept) > 0 {
-			allowed[family] = kept
+	if limit >= 0 && len(data) > limit {
+		// Prometheus keeps any limit families (a map's order); these are
+		// the first by name.
+		for _, f := range slices.Sorted(maps.Keys(data))[limit:] {
+			delete(data, f)
 		}
 	}
+	return writeMetadata(w, data)
+}
+
+// writeMetadata writes a successful answer; encoding/json writes the
+// families sorted by name, as Prometheus's answer has them.
+func writeMetadata(w http.ResponseWriter, data map[string][]metaKey) error {
 	body, err := json.Marshal(struct {
-		Status string                       `json:"status"`
-		Data   map[string][]json.RawMessage `json:"data"`
-	}{"success", allowed})
+		Status string               `json:"status"`
+		Data   map[string][]metaKey `json:"data"`
+	}{"success", data})
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, err = w.Write(body)
 	return err
+}
+
+// intParam reads an integer parameter; -1 (no limit) when it is not given.
+func intParam(form url.Values, name string) (int, error) {
+	s := form.Get(name)
+	if s == "" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, refuse(http.StatusBadRequest, errorBadData, "invalid %s %q: %v", name, s, err)
+	}
+	return n, nil
+}
+
+// mergeMetadata merges the entries the tenant may see as Prometheus's
+// metricMetadata does: by family, identical metadata once, at most
+// limitPerMetric (when positive) different ones per family, counted in the
+// order of the targets.
+func mergeMetadata(tm *targetMetadata, visible map[seen]bool, limitPerMetric int) map[string][]metaKey {
+	data := map[string][]metaKey{}
+	kept := map[[2]int32]bool{} // family, meta
+	for _, e := range tm.entries {
+		family, md := tm.families[e.family], tm.metas[e.meta]
+		if !familyVisible(family, md.Type, func(name string) bool { return visible[seen{name, e.target}] }) {
+			continue
+		}
+		k := [2]int32{e.family, e.meta}
+		if kept[k] || (limitPerMetric > 0 && len(data[family]) >= limitPerMetric) {
+			continue
+		}
+		kept[k] = true
+		data[family] = append(data[family], md)
+	}
+	return data
 }
 
 // familySuffixes are the suffixes a metric family's series add to the family
@@ -107,63 +129,14 @@ var familySuffixes = map[string][]string{
 // type: one named as the family (a gauge, a native histogram, a counter
 // exposed in the text format with _total in its family name) or with one of
 // the type's suffixes. An unknown type counts only the family name itself.
-func familyVisible(family, typ string, has map[string]bool) bool {
-	if has[family] {
+func familyVisible(family, typ string, has func(name string) bool) bool {
+	if has(family) {
 		return true
 	}
 	for _, suffix := range familySuffixes[typ] {
-		if has[family+suffix] {
+		if has(family + suffix) {
 			return true
 		}
 	}
 	return false
 }
-
-// subrequest sends a GET for path with form through next (so it takes the
-// same upstreams, health checks and transport as the tenant's request) and
-// decodes the "data" of a successful Prometheus API answer into data.
-func (h *Handler) subrequest(r *http.Request, path string, form url.Values, next caddyhttp.Handler, data any) error {
-	sub := r.Clone(r.Context())
-	sub.Method = http.MethodGet
-	rebuild(sub, path, form)
-	sub.Header.Del("Accept-Encoding")
-	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
-	if err := next.ServeHTTP(rec, sub); err != nil {
-		return err
-	}
-	var body io.Reader = &rec.body
-	if rec.header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", path, err)
-		}
-		body = zr
-	}
-	var resp struct {
-		Status string          `json:"status"`
-		Error  string          `json:"error"`
-		Data   json.RawMessage `json:"data"`
-	}
-	if err := json.NewDecoder(body).Decode(&resp); err != nil {
-		return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s answered %d with no valid JSON: %v", path, rec.status, err)
-	}
-	if rec.status != http.StatusOK || resp.Status != "success" {
-		return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s answered %d: %s", path, rec.status, resp.Error)
-	}
-	if err := json.Unmarshal(resp.Data, data); err != nil {
-		return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s: unexpected data: %v", path, err)
-	}
-	return nil
-}
-
-// bufferedResponse is an http.ResponseWriter that keeps the answer of a
-// sub-request in memory, apart from the tenant's own response.
-type bufferedResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header         { return b.header }
-func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
-func (b *bufferedResponse) WriteHeader(status int)      { b.status = status }

@@ -67,9 +67,9 @@ func TestRequestMetricsByOutcome(t *testing.T) {
 			tenant: "team-a", endpoint: "/api/v1/series", outcome: "upstream_error", reason: "upstream", backendCode: "error", backendCount: 1},
 		{name: "metadata hands on two requests", req: get("/api/v1/metadata", "team-a"),
 			respond: func(w http.ResponseWriter, r *http.Request) error {
-				data := `{}`
-				if strings.HasPrefix(r.URL.Path, "/api/v1/label/") {
-					data = `[]`
+				data := `{"resultType":"vector","result":[]}`
+				if r.URL.Path == "/api/v1/targets/metadata" {
+					data = `[{"target":{"instance":"a:80","job":"app"},"metric":"up","type":"gauge","help":"","unit":""}]`
 				}
 				_, err := w.Write([]byte(`{"status":"success","data":` + data + `}`))
 				return err

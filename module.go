@@ -70,6 +70,13 @@ type Handler struct {
 	// Default: 500.
 	MaxUnionSelectors int `json:"max_union_selectors,omitempty"`
 
+	// MaxMetadataResponse bounds, in bytes, each upstream answer read to
+	// serve /api/v1/metadata (the metadata by target, and the query for
+	// the targets the tenant has series of); past it the request is
+	// refused. They are read as they stream, so memory stays far below it.
+	// Default: 64 MiB.
+	MaxMetadataResponse int64 `json:"max_metadata_response,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -110,6 +117,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxUnionSelectors == 0 {
 		h.MaxUnionSelectors = rewrite.DefaultMaxUnionSelectors
 	}
+	if h.MaxMetadataResponse == 0 {
+		h.MaxMetadataResponse = 64 << 20
+	}
 	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
 	h.enforcer.SetMaxUnionSelectors(h.MaxUnionSelectors)
 }
@@ -121,6 +131,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxUnionSelectors < 0 {
 		return fmt.Errorf("max_union_selectors must not be negative, got %d", h.MaxUnionSelectors)
+	}
+	if h.MaxMetadataResponse < 0 {
+		return fmt.Errorf("max_metadata_response must not be negative, got %d", h.MaxMetadataResponse)
 	}
 	return nil
 }

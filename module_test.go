@@ -48,8 +48,14 @@ spec:
 // directory source from a temporary directory.
 func newTestHandler(t testing.TB) *Handler {
 	t.Helper()
+	return newTestHandlerWith(t, testTenants)
+}
+
+// newTestHandlerWith is newTestHandler with other MetricAccess manifests.
+func newTestHandlerWith(t testing.TB, tenants string) *Handler {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "tenants.yaml"), []byte(testTenants), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tenants.yaml"), []byte(tenants), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
@@ -96,7 +102,7 @@ func (u *upstream) form(t *testing.T) url.Values {
 	return f
 }
 
-func serve(t *testing.T, h *Handler, next caddyhttp.Handler, r *http.Request) *httptest.ResponseRecorder {
+func serve(t testing.TB, h *Handler, next caddyhttp.Handler, r *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
 	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil)
@@ -274,74 +280,5 @@ func TestUpstreamFailureIsEnveloped(t *testing.T) {
 	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), `"errorType":"unavailable"`) ||
 		!strings.Contains(w.Body.String(), "connection refused") {
 		t.Errorf("got %d %s, want a 502 envelope naming the cause", w.Code, w.Body)
-	}
-}
-
-func TestMetadataOnlyForAllowedNames(t *testing.T) {
-	h := newTestHandler(t)
-	var asked []string
-	u := &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
-		asked = append(asked, r.URL.Path+"?"+r.URL.RawQuery)
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/api/v1/label/__name__/values":
-			// The upstream answers under the enforced match[]: team-a has
-			// series of these two names.
-			_, _ = io.WriteString(w, `{"status":"success","data":["http_requests_total","up"]}`)
-		case "/api/v1/metadata":
-			_, _ = io.WriteString(w, `{"status":"success","data":{"up":[{"type":"gauge","help":"h","unit":""}],`+
-				`"db_password_len":[{"type":"gauge","help":"secret","unit":""}],"http_requests_total":[{"type":"counter","help":"c","unit":""}]}}`)
-		default:
-			t.Errorf("unexpected upstream request %s", r.URL)
-		}
-		return nil
-	}}
-	w := serve(t, h, u, get("/api/v1/metadata?limit=1", "team-a"))
-	if w.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", w.Code, w.Body)
-	}
-	if got, want := w.Body.String(), `{"status":"success","data":{"http_requests_total":[{"type":"counter","help":"c","unit":""}]}}`; got != want {
-		t.Errorf("metadata = %s, want %s", got, want)
-	}
-	if len(asked) != 2 || !strings.Contains(asked[0], url.QueryEscape(`namespace="team-a"`)) || strings.Contains(asked[1], "limit=") {
-		t.Errorf("upstream requests = %q: want names under the policy, then metadata without limit", asked)
-	}
-}
-
-// TestMetadataOfFamilies: Prometheus keys metadata by metric family, whose
-// series carry suffixes by type (a histogram's _bucket, _sum, _count; an
-// OpenMetrics counter's _total). A family is visible when the tenant has a
-// series of it, and only its entries of a type that has such a series.
-func TestMetadataOfFamilies(t *testing.T) {
-	h := newTestHandler(t)
-	metadata := `{"status":"success","data":{` +
-		`"http_request_duration_seconds":[{"type":"histogram","help":"latency","unit":""}],` +
-		`"http_requests":[{"type":"counter","help":"om counter","unit":""},{"type":"gauge","help":"a gauge of another target","unit":""}],` +
-		`"up":[{"type":"gauge","help":"h","unit":""}],` +
-		`"db_password":[{"type":"summary","help":"secret","unit":""}],` +
-		`"http_requests_total_bucket":[{"type":"gauge","help":"no suffix of a gauge","unit":""}]}}`
-	u := &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/api/v1/label/__name__/values":
-			_, _ = io.WriteString(w, `{"status":"success","data":["http_request_duration_seconds_bucket","http_request_duration_seconds_count","http_requests_total","up"]}`)
-		case "/api/v1/metadata":
-			_, _ = io.WriteString(w, metadata)
-		}
-		return nil
-	}}
-	w := serve(t, h, u, get("/api/v1/metadata", "team-a"))
-	want := `{"status":"success","data":{` +
-		`"http_request_duration_seconds":[{"type":"histogram","help":"latency","unit":""}],` +
-		`"http_requests":[{"type":"counter","help":"om counter","unit":""}],` +
-		`"up":[{"type":"gauge","help":"h","unit":""}]}}`
-	if w.Code != http.StatusOK || w.Body.String() != want {
-		t.Errorf("metadata = %d %s\nwant %s", w.Code, w.Body, want)
-	}
-
-	metadata = `{"status":"success","data":{"up":[17]}}`
-	w = serve(t, h, u, get("/api/v1/metadata", "team-a"))
-	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), `"errorType":"unavailable"`) {
-		t.Errorf("malformed upstream metadata: %d %s, want a 502 envelope", w.Code, w.Body)
 	}
 }

@@ -76,6 +76,17 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
 	}}
+	smallCap := newTestHandler(t)
+	smallCap.MaxMetadataResponse = 1024
+	bigAnswer := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		_, err := w.Write([]byte(`{"status":"success","data":[` + strings.Repeat(" ", 4096)))
+		return err
+	})
+	noTargetMetadata := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(http.StatusNotFound)
+		_, err := w.Write([]byte(`{"status":"error","errorType":"not_found","error":"not found"}`))
+		return err
+	}}
 	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
 	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
 	jsonBody.Header.Set("Content-Type", "application/json")
@@ -108,6 +119,10 @@ func TestTroubleshootingRefusals(t *testing.T) {
 			vars: []placeholder{{`more than [0-9]+ selectors`, `more than <max_union_selectors> selectors`}, {`selector \{namespace="team-b"\} overlaps`, `selector <selector> overlaps`}}},
 		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
 		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
+		{name: "bad metadata limit_per_metric", req: get("/api/v1/metadata?limit_per_metric=one", "team-a"), vars: []placeholder{{`invalid limit_per_metric "one": .*`, `invalid limit_per_metric "<value>": <reason>`}}},
+		{name: "no metadata by target", next: noTargetMetadata, req: get("/api/v1/metadata", "team-a"), vars: []placeholder{{`answered 404: not found`, `answered <status>: <upstream's error>`}}},
+		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
+			vars: []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}}},
 		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

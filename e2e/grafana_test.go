@@ -339,6 +339,9 @@ var scrapedFamilies = []omFamily{
 // and exemplars exist only for scraped series): the shared one scrapes every
 // series, each tenant's oracle only the tenant's allowed series, from the
 // same target address (the instance label is part of an exemplar's series).
+// The job is named as the series' own job label: with honor_labels, a
+// series whose labels override the target's cannot be traced to its target,
+// and the proxy gives its metadata to no one.
 func TestGrafanaMetadataAndExemplars(t *testing.T) {
 	reg := loadPolicies(t, tenantsDir)
 	ts := time.Now().Truncate(time.Second)
@@ -362,7 +365,7 @@ func TestGrafanaMetadataAndExemplars(t *testing.T) {
 			Config: fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:
-  - job_name: app
+  - job_name: api
     honor_labels: true
     metrics_path: %s
     static_configs:
