@@ -185,6 +185,8 @@ func TestManifestsApply(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
 	files, _ := filepath.Glob("../deploy/kubernetes/*.yaml")
 	examples, _ := filepath.Glob("../examples/tenants/*.yaml")
+	variants, _ := filepath.Glob("../examples/kubernetes-header-trusting/*.yaml")
+	examples = append(examples, variants...)
 	if len(files) < 4 || len(examples) == 0 {
 		t.Fatalf("manifests: %v, examples: %v", files, examples)
 	}
