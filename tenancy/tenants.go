@@ -102,9 +102,12 @@ func (s *tenantSet) onCompiled(f func()) {
 func (s *tenantSet) publish(source string, objs []sourcedObject) publishResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	res := publishResult{nsErrs: map[string]error{}, dupErrs: map[string]error{}, compiling: map[string]bool{}}
+	if s.closed {
+		return res // the config is gone: start no compile it would never release
+	}
 	s.sources[source] = objs
 
-	res := publishResult{nsErrs: map[string]error{}, dupErrs: map[string]error{}, compiling: map[string]bool{}}
 	owner := map[string]ObjectRef{} // object key -> first definition
 	byNS := map[string][]*MetricAccess{}
 	refs := map[string][]ObjectRef{}
