@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 )
@@ -60,6 +61,11 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, refuse(http.StatusRequestEntityTooLarge, errorBadData, "request body larger than %d bytes", maxBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server's read_body timeout: a client too slow to send its body.
+			return nil, refuse(http.StatusRequestTimeout, errorBadData,
+				"the request body did not arrive within the server's read_body timeout (Caddyfile global option servers { timeouts { read_body } })")
 		}
 		return nil, refuse(http.StatusBadRequest, errorBadData, "cannot read the request body: %v", err)
 	}

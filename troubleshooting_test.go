@@ -2,16 +2,23 @@ package promtenant
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/prometheus/promql/parser"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,6 +97,9 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
 	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
 	jsonBody.Header.Set("Content-Type", "application/json")
+	// What the body read returns when the server's read_body timeout expires.
+	slowBody := post("/api/v1/query", "team-a", "")
+	slowBody.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}))
 	for _, tc := range []struct {
 		name string
 		h    *Handler
@@ -112,6 +122,7 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		{name: "bad body", req: post("/api/v1/query", "team-a", "query=%zz"), vars: []placeholder{{`body: .*`, `body: <reason>`}}},
 		{name: "no match[]", req: get("/api/v1/series", "team-a")},
 		{name: "JSON body", req: jsonBody, vars: []placeholder{{`"application/json"`, `"<type>"`}}},
+		{name: "slow body", req: slowBody},
 		{name: "body too large", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), vars: []placeholder{{`[0-9]+ bytes`, `<max_request_body> bytes`}}},
 		{name: "range selector over a union", req: get(q(`{namespace="team-b"}[5m]`), "team-b"),
 			vars: []placeholder{{`selector \{namespace="team-b"\}\[5m\]`, `selector <selector>[<range>]`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
@@ -178,6 +189,8 @@ func TestTroubleshootingValidation(t *testing.T) {
 		vars []placeholder
 	}{
 		{"no patterns", obj(tenancy.MetricAccessSpec{}), nil},
+		{"too many patterns", obj(tenancy.MetricAccessSpec{Metrics: slices.Repeat([]string{"up"}, tenancy.MaxPatternsPerObject+1)}),
+			[]placeholder{{`257 patterns`, `<n> patterns`}}},
 		{"bad regex", obj0("http_(.*"), []placeholder{{`"http_\(\.\*": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
 		{"bad selector", obj0(`{job="api"`), []placeholder{{`"\{job=\\"api\\"": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
 		{"whitespace", obj0("up "), []placeholder{{`"up "`, `"<pattern>"`}, {`\[0\]`, `[<i>]`}}},
@@ -199,6 +212,35 @@ func TestTroubleshootingValidation(t *testing.T) {
 				t.Errorf("%s does not show the validation error:\n%s", troubleshootingFile, want)
 			}
 		})
+	}
+}
+
+// TestTroubleshootingNamespaceCap checks that the documentation shows why a
+// namespace over max_patterns_per_namespace is no tenant, as the directory
+// source reports it (the Kubernetes source's condition carries the same text).
+func TestTroubleshootingNamespaceCap(t *testing.T) {
+	doc := readTroubleshooting(t)
+	dir := t.TempDir()
+	manifest := "apiVersion: " + tenancy.APIVersion + "\nkind: " + tenancy.Kind +
+		"\nmetadata: {name: app, namespace: team-a}\nspec: {metrics: [a, b, c]}\n"
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	app := &tenancy.App{Directory: &tenancy.DirectorySource{Path: dir}, MaxPatternsPerNamespace: 2}
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Cleanup()
+	err := app.Directory.Errors()[filepath.Join(dir, "a.yaml")]
+	if err == nil {
+		t.Fatal("a namespace over the cap has no error")
+	}
+	want := withPlaceholders(err.Error(), []placeholder{{`namespace team-a`, `namespace <namespace>`},
+		{`hold 3 patterns`, `hold <n> patterns`}, {`than the 2 allowed`, `than the <max_patterns_per_namespace> allowed`}})
+	if !strings.Contains(doc, want) {
+		t.Errorf("%s does not show the error:\n%s", troubleshootingFile, want)
 	}
 }
 
@@ -245,6 +287,9 @@ func TestTroubleshootingMessagesInCode(t *testing.T) {
 		{"tenancy/source_kubernetes.go", `ReasonConflict = "Duplicate"`, "`Duplicate`"},
 		{"tenancy/warnings.go", `ConditionWarning       = "Warning"`, "`Warning`"},
 		{"tenancy/warnings.go", `ReasonRegexLikeLiteral = "RegexLikeEquality"`, "`RegexLikeEquality`"},
+		{"tenancy/source_kubernetes.go", `ReasonTooMany  = "TooManyPatterns"`, "`TooManyPatterns`"},
+		{"tenancy/source_directory.go", "(1 MiB) allowed: split its objects over several files",
+			"file is <n> bytes, at most 1048576 (1 MiB) allowed: split its objects over several files"},
 	} {
 		src, err := os.ReadFile(tc.file)
 		if err != nil {

@@ -84,6 +84,17 @@ func (e *kubeEnv) apply(t *testing.T, manifest string) {
 	}
 }
 
+// create creates the MetricAccess of manifest and returns the API server's answer.
+func (e *kubeEnv) create(t *testing.T, manifest string) error {
+	t.Helper()
+	var u unstructured.Unstructured
+	if err := yaml.Unmarshal([]byte(manifest), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.dyn.Resource(metricAccesses).Namespace(u.GetNamespace()).Create(t.Context(), &u, metav1.CreateOptions{})
+	return err
+}
+
 func (e *kubeEnv) readyCondition(t *testing.T, ns, name string) *metav1.Condition {
 	t.Helper()
 	u, err := e.dyn.Resource(metricAccesses).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
@@ -174,6 +185,8 @@ func TestManifestsApply(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
 	files, _ := filepath.Glob("../deploy/kubernetes/*.yaml")
 	examples, _ := filepath.Glob("../examples/tenants/*.yaml")
+	variants, _ := filepath.Glob("../examples/kubernetes-header-trusting/*.yaml")
+	examples = append(examples, variants...)
 	if len(files) < 4 || len(examples) == 0 {
 		t.Fatalf("manifests: %v, examples: %v", files, examples)
 	}

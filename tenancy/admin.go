@@ -62,6 +62,9 @@ type TenantView struct {
 	Selectors []string `json:"selectors"`
 	// Objects are the namespace's MetricAccess objects, sorted by name.
 	Objects []ObjectView `json:"objects"`
+	// Compiling is whether the namespace's current objects are still being
+	// compiled; meanwhile its previous policy, if any, is in force and listed.
+	Compiling bool `json:"compiling,omitempty"`
 }
 
 // ObjectView is one MetricAccess object.
@@ -112,6 +115,13 @@ func (a *App) View(namespace string) TenantsView {
 		for _, o := range t.Objects {
 			rw := slices.ContainsFunc(t.RemoteWrites, func(rw *RemoteWrite) bool { return rw.Object == o })
 			v.Objects = append(v.Objects, ObjectView{Name: o.Name, Source: o.Source, InForce: true, RemoteWrite: rw, Warnings: t.Warnings[o.Name]})
+		}
+	}
+	if a.tenants != nil {
+		for ns := range a.tenants.compilingNamespaces() {
+			if namespace == "" || ns == namespace {
+				get(ns).Compiling = true
+			}
 		}
 	}
 	out := TenantsView{EqualityMatchers: EqualityReading, Tenants: []TenantView{}, Files: []Rejection{}}

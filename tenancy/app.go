@@ -32,6 +32,14 @@ type App struct {
 	// tenants are the union, and an object defined in both is the directory's.
 	Kubernetes *KubernetesSource `json:"kubernetes,omitempty"`
 
+	// MaxPatternsPerNamespace caps the patterns of all MetricAccess objects
+	// of one namespace together. A namespace over it is no tenant, and each
+	// of its objects says why (its Ready condition, the admin API). One
+	// object holds at most 256 (MaxPatternsPerObject, the CRD's maxItems).
+	// Compiling a namespace costs CPU in its number of patterns, and
+	// tenants write them. Default: 1024.
+	MaxPatternsPerNamespace int `json:"max_patterns_per_namespace,omitempty"`
+
 	registry *Registry
 	tenants  *tenantSet
 	logger   *zap.Logger
@@ -53,15 +61,22 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision loads the sources once, so that the registry is complete before
-// any handler serves. A missing directory is an error; invalid manifest files
-// are logged and skipped.
+// any handler serves: it waits for the namespaces' compiles, except those of
+// namespaces the running config already serves (a reload), which stay in
+// force as they are until their compile finishes. Compiles of unchanged
+// namespaces are shared with the running config. A missing directory is an
+// error; invalid manifest files are logged and skipped.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if err := metricreg.Register(ctx.GetMetricsRegistry(), collector); err != nil {
 		return fmt.Errorf("prom_tenancy: registering metrics: %w", err)
 	}
+	if a.MaxPatternsPerNamespace == 0 {
+		a.MaxPatternsPerNamespace = DefaultMaxPatternsPerNamespace
+	}
 	a.registry = new(Registry)
-	a.tenants = newTenantSet(a.registry, a.logger)
+	a.tenants = newTenantSet(a.registry, a.logger, a.MaxPatternsPerNamespace)
+	a.tenants.fallback = a.servedTenant
 	if a.Directory != nil {
 		a.Directory.Path = caddy.NewReplacer().ReplaceKnown(a.Directory.Path, "")
 		if err := a.Directory.provision(a.logger.Named("directory"), a.tenants); err != nil {
@@ -74,11 +89,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	a.tenants.wait(true)
 	return nil
 }
 
-// Cleanup releases the shared Kubernetes watch, if any.
+// servedTenant returns the tenant of ns that the running config (the one a
+// is replacing) serves.
+func (a *App) servedTenant(ns string) (*Tenant, bool) {
+	r := Running()
+	if r == a {
+		r = a.previous.Load()
+	}
+	if r == nil || r.registry == nil {
+		return nil, false
+	}
+	return r.registry.Lookup(ns)
+}
+
+// Cleanup releases the shared Kubernetes watch, if any, and the compiles.
 func (a *App) Cleanup() error {
+	if a.tenants != nil {
+		a.tenants.close()
+	}
 	if a.Kubernetes != nil {
 		return a.Kubernetes.cleanup()
 	}
@@ -92,6 +124,9 @@ func (a *App) Validate() error {
 	}
 	if a.Directory != nil && a.Directory.ReloadInterval < 0 {
 		return errors.New("prom_tenancy: directory: reload_interval must not be negative")
+	}
+	if a.MaxPatternsPerNamespace < 0 {
+		return errors.New("prom_tenancy: max_patterns_per_namespace must be positive")
 	}
 	return nil
 }

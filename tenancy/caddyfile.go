@@ -1,6 +1,8 @@
 package tenancy
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -15,11 +17,13 @@ import (
 //	        kubeconfig <path>
 //	        namespaces <namespace...>
 //	    }
+//	    max_patterns_per_namespace <n>
 //	}
 //
 // The block after directory is optional; reload_interval defaults to 1s.
 // kubernetes without kubeconfig uses the in-cluster configuration, and
-// without namespaces watches all namespaces.
+// without namespaces watches all namespaces. max_patterns_per_namespace
+// defaults to 1024.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -84,6 +88,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.Kubernetes = k
+		case "max_patterns_per_namespace":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("max_patterns_per_namespace must be a positive integer, got %q", d.Val())
+			}
+			a.MaxPatternsPerNamespace = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

@@ -137,3 +137,25 @@ func TestKubernetesProvisionNeedsConfig(t *testing.T) {
 		t.Fatal("provision with a missing kubeconfig: no error")
 	}
 }
+
+func TestUnmarshalCaddyfileMaxPatterns(t *testing.T) {
+	var app App
+	if err := app.UnmarshalCaddyfile(caddyfile.NewTestDispenser("prom_tenancy {\n\tdirectory /a\n\tmax_patterns_per_namespace 4096\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if app.MaxPatternsPerNamespace != 4096 {
+		t.Errorf("max_patterns_per_namespace = %d, want 4096", app.MaxPatternsPerNamespace)
+	}
+	for input, want := range map[string]string{
+		"prom_tenancy {\n\tmax_patterns_per_namespace\n}":      "wrong argument count",
+		"prom_tenancy {\n\tmax_patterns_per_namespace 1 2\n}":  "wrong argument count",
+		"prom_tenancy {\n\tmax_patterns_per_namespace 0\n}":    "must be a positive integer",
+		"prom_tenancy {\n\tmax_patterns_per_namespace many\n}": "must be a positive integer",
+		"prom_tenancy {\n\tmax_patterns_per_namespace -5\n}":   "must be a positive integer",
+	} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", input, err, want)
+		}
+	}
+}

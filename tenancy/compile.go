@@ -15,6 +15,32 @@ import (
 // MaxPatternBytes is the largest pattern a MetricAccess may hold.
 const MaxPatternBytes = 1024
 
+// Caps on the patterns a namespace compiles: compiling costs CPU in the
+// number of patterns, and the patterns are written by tenants.
+const (
+	// MaxPatternsPerObject caps spec.metrics of one MetricAccess; the CRD's
+	// maxItems is the same number (types.go).
+	MaxPatternsPerObject = 256
+	// DefaultMaxPatternsPerNamespace caps the patterns of all MetricAccess
+	// objects of one namespace together, unless the prom_tenancy option
+	// max_patterns_per_namespace says otherwise.
+	DefaultMaxPatternsPerNamespace = 1024
+)
+
+// tooManyPatternsError is why a namespace over the per-namespace cap is not a tenant.
+type tooManyPatternsError struct {
+	ns       string
+	n, limit int
+}
+
+func errTooManyPatterns(ns string, n, limit int) error { return &tooManyPatternsError{ns, n, limit} }
+
+func (e *tooManyPatternsError) Error() string {
+	return fmt.Sprintf("namespace %s: its MetricAccess objects hold %d patterns together, more than the %d allowed per namespace: "+
+		"none of them is in force; remove patterns, or raise the cap with the prom_tenancy global option max_patterns_per_namespace",
+		e.ns, e.n, e.limit)
+}
+
 // promParser parses selector patterns. It holds only options and is safe for
 // concurrent use.
 var promParser = parser.NewParser(parser.Options{})

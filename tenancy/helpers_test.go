@@ -39,3 +39,11 @@ func joined(err error) []error {
 	}
 	return []error{err}
 }
+
+// publishAndWait publishes objs, waits for every compile, and returns the
+// outcome.
+func publishAndWait(ts *tenantSet, source string, objs []sourcedObject) publishResult {
+	ts.publish(source, objs)
+	ts.wait(false)
+	return ts.publish(source, objs) // unchanged objects: only reports
+}

@@ -36,9 +36,11 @@ func newTestSource(t *testing.T, dir string) *testSource {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
 	s := &testSource{DirectorySource: &DirectorySource{Path: dir}, reg: new(Registry), logs: logs}
-	if err := s.provision(zap.New(core), newTenantSet(s.reg, zap.New(core))); err != nil {
+	if err := s.provision(zap.New(core), newTenantSet(s.reg, zap.New(core), DefaultMaxPatternsPerNamespace)); err != nil {
 		t.Fatal(err)
 	}
+	s.tenants.wait(false)
+	t.Cleanup(s.tenants.close)
 	return s
 }
 
@@ -63,6 +65,7 @@ func (s *testSource) mustScan(t *testing.T, wantChanged bool) {
 	if got := s.scan(); got != wantChanged {
 		t.Fatalf("scan() = %v, want %v", got, wantChanged)
 	}
+	s.tenants.wait(false)
 }
 
 func TestDirectoryInitialLoad(t *testing.T) {
@@ -274,7 +277,7 @@ func TestDirectoryProvisionErrors(t *testing.T) {
 	writeFile(t, dir, "file.yaml", "")
 	for _, path := range []string{"", filepath.Join(dir, "missing"), filepath.Join(dir, "file.yaml")} {
 		d := &DirectorySource{Path: path}
-		if err := d.provision(zap.NewNop(), newTenantSet(new(Registry), zap.NewNop())); err == nil {
+		if err := d.provision(zap.NewNop(), newTenantSet(new(Registry), zap.NewNop(), DefaultMaxPatternsPerNamespace)); err == nil {
 			t.Errorf("provision(%q): want error", path)
 		}
 	}

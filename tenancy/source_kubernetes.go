@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,10 +42,11 @@ var Resource = schema.GroupVersionResource{Group: Group, Version: Version, Resou
 const (
 	ConditionReady = "Ready"
 
-	ReasonAccepted = "Accepted"  // valid, and part of the tenant's policy
-	ReasonInvalid  = "Invalid"   // rejected by validation; the message says why
-	ReasonNothing  = "Empty"     // the namespace's objects together allow no series
-	ReasonConflict = "Duplicate" // the same namespace/name comes from a source that wins
+	ReasonAccepted = "Accepted"        // valid, and part of the tenant's policy
+	ReasonInvalid  = "Invalid"         // rejected by validation; the message says why
+	ReasonNothing  = "Empty"           // the namespace's objects together allow no series
+	ReasonConflict = "Duplicate"       // the same namespace/name comes from a source that wins
+	ReasonTooMany  = "TooManyPatterns" // the namespace's objects hold more patterns than max_patterns_per_namespace
 )
 
 // KubernetesSource watches MetricAccess objects through the Kubernetes API,
@@ -86,6 +88,9 @@ func (k *KubernetesSource) provision(logger *zap.Logger, tenants *tenantSet) err
 		return fmt.Errorf("kubernetes: %w", err)
 	}
 	k.watcher = w.(*kubeWatcher)
+	// A finished compile changes what is in force: a pass writes it to the
+	// objects' status.
+	tenants.onCompiled(k.watcher.loop.Changed)
 	return nil
 }
 
@@ -265,9 +270,9 @@ func (w *kubeWatcher) pass() {
 		subs = append(subs, k)
 	}
 	w.mu.Unlock()
-	var nsErrs, dupErrs map[string]error
+	var res publishResult
 	for _, k := range subs {
-		nsErrs, dupErrs = k.tenants.publish(sourceKubernetes, valid)
+		res = k.tenants.publish(sourceKubernetes, valid)
 	}
 	if len(subs) == 0 {
 		return // nothing in force to report on
@@ -280,10 +285,16 @@ func (w *kubeWatcher) pass() {
 		switch {
 		case e.err != nil:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonInvalid, e.err.Error()
-		case dupErrs[e.obj.Key()] != nil:
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonConflict, dupErrs[e.obj.Key()].Error()
-		case nsErrs[e.obj.Namespace] != nil:
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, nsErrs[e.obj.Namespace].Error()
+		case res.dupErrs[e.obj.Key()] != nil:
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonConflict, res.dupErrs[e.obj.Key()].Error()
+		case errors.As(res.nsErrs[e.obj.Namespace], new(*tooManyPatternsError)):
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonTooMany, res.nsErrs[e.obj.Namespace].Error()
+		case res.nsErrs[e.obj.Namespace] != nil:
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, res.nsErrs[e.obj.Namespace].Error()
+		case res.compiling[e.obj.Namespace]:
+			// Its outcome is not known yet: the status stays as it is, and
+			// the pass after the compile writes it.
+			continue
 		}
 		d := desiredStatus{u: e.u, cond: cond}
 		if e.err == nil && len(e.warnings) > 0 {

@@ -65,7 +65,9 @@ type MetricAccessSpec struct {
 	// a metric name (`http_requests_total`), a regular expression on the
 	// metric name (`http_.*`, anchored as Prometheus anchors), or a series
 	// selector (`{job="my-app"}`, `up{job="my-app"}`).
+	// At most 256 patterns; more go into further objects.
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=1024
 	Metrics []string `json:"metrics"`

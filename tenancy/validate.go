@@ -77,9 +77,15 @@ func (v *validator) spec(m *MetricAccess) {
 	if len(s.Metrics) == 0 {
 		v.errorf("spec.metrics", "at least one pattern is required")
 	}
-	for i, p := range s.Metrics {
-		if _, err := compilePattern(p); err != nil {
-			v.errorf(fmt.Sprintf("spec.metrics[%d]", i), "%v", err)
+	if len(s.Metrics) > MaxPatternsPerObject {
+		// Checked before parsing any pattern: the cap bounds this work too.
+		v.errorf("spec.metrics", "%d patterns, at most %d allowed per MetricAccess: split them over several objects "+
+			"(a namespace holds up to max_patterns_per_namespace patterns in all)", len(s.Metrics), MaxPatternsPerObject)
+	} else {
+		for i, p := range s.Metrics {
+			if _, err := compilePattern(p); err != nil {
+				v.errorf(fmt.Sprintf("spec.metrics[%d]", i), "%v", err)
+			}
 		}
 	}
 	v.labelNames("spec.labelSelectors", s.LabelSelectors)
