@@ -1,6 +1,8 @@
 package promtenant
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -29,6 +31,10 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    tenant                 <placeholder>
 //	    max_request_body       <size>
 //	    experimental_functions
+//	    max_query_length       <size>
+//	    max_query_depth        <n>
+//	    max_matchers           <n>
+//	    max_rewritten_size     <size>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -65,6 +71,43 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.ExperimentalFunctions = true
+		case "max_query_length", "max_rewritten_size":
+			opt := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil {
+				return d.Errf("parsing %s %q: %v", opt, d.Val(), err)
+			}
+			if size == 0 || size > 1<<30 {
+				return d.Errf("%s %q must be between 1 byte and 1 GiB", opt, d.Val())
+			}
+			if opt == "max_query_length" {
+				h.MaxQueryLength = int(size)
+			} else {
+				h.MaxRewrittenSize = int(size)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_query_depth", "max_matchers":
+			opt := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 || n > 1<<20 {
+				return d.Errf("%s %q must be a whole number between 1 and %d", opt, d.Val(), 1<<20)
+			}
+			if opt == "max_query_depth" {
+				h.MaxQueryDepth = n
+			} else {
+				h.MaxMatchers = n
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized prom_tenant subdirective %q", d.Val())
 		}

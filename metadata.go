@@ -34,7 +34,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, p *rewri
 			limit = n
 		}
 	}
-	match, err := h.enforcer.EnforceMatchers(p, nil)
+	match, err := h.enforcer.EnforceMatchers(r.Context(), p, nil)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@
 package promtenant
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -62,6 +63,34 @@ type Handler struct {
 	// Default: false.
 	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
 
+	// MaxQueryLength bounds the length of a PromQL query, and of each
+	// match[] selector, in bytes. Dashboard queries are a few KiB at most,
+	// even with a multi-value variable expanded into a regex; VictoriaMetrics
+	// refuses queries over 16 KiB by default. Default: 64 KiB.
+	MaxQueryLength int `json:"max_query_length,omitempty"`
+
+	// MaxQueryDepth bounds how deeply a query nests: the height of its
+	// syntax tree, where every parenthesis, call, aggregation, range and
+	// operator is one level (a + b + c is 3 deep). It is checked by a linear
+	// scan before the query is parsed: parsing, printing and evaluating take
+	// time proportional to length times depth, and 100,000 nested minus
+	// signs took seconds. Dashboards nest about 10 deep; the default leaves
+	// room for generated sums of many terms. Default: 200.
+	MaxQueryDepth int `json:"max_query_depth,omitempty"`
+
+	// MaxMatchers bounds the number of match[] selectors of one request
+	// (series, labels, label values, federate). Grafana sends one; federation
+	// configurations a few dozen. Default: 1000.
+	MaxMatchers int `json:"max_matchers,omitempty"`
+
+	// MaxRewrittenSize bounds the rewritten query, or the total of the
+	// rewritten match[] selectors, in bytes: the policy is written into
+	// every selector, so a query can grow by its number of selectors times
+	// the policy's size. A GET goes upstream with it in the URL, which
+	// Prometheus reads up to 1 MiB of headers, and URL escaping can triple
+	// it. Default: 256 KiB.
+	MaxRewrittenSize int `json:"max_rewritten_size,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -99,13 +128,45 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxRequestBody == 0 {
 		h.MaxRequestBody = 1 << 20
 	}
-	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
+	d := rewrite.DefaultLimits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&h.MaxQueryLength, d.MaxQueryLength},
+		{&h.MaxQueryDepth, d.MaxDepth},
+		{&h.MaxMatchers, d.MaxMatchers},
+		{&h.MaxRewrittenSize, d.MaxRewrittenSize},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions}).WithLimits(rewrite.Limits{
+		MaxQueryLength:   h.MaxQueryLength,
+		MaxDepth:         h.MaxQueryDepth,
+		MaxMatchers:      h.MaxMatchers,
+		MaxRewrittenSize: h.MaxRewrittenSize,
+	})
 }
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"max_query_length", h.MaxQueryLength},
+		{"max_query_depth", h.MaxQueryDepth},
+		{"max_matchers", h.MaxMatchers},
+		{"max_rewritten_size", h.MaxRewrittenSize},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %d", f.name, f.v)
+		}
 	}
 	return nil
 }
@@ -174,9 +235,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
 	switch ep.kind {
 	case kindQuery:
-		err = h.enforceQuery(t.Policy, form)
+		err = h.enforceQuery(r.Context(), t.Policy, form)
 	case kindMatch:
-		err = h.enforceMatch(t.Policy, ep, form)
+		err = h.enforceMatch(r.Context(), t.Policy, ep, form)
 	case kindMetadata:
 		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
@@ -210,12 +271,12 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 	return tenant, nil
 }
 
-func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
+func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.Values) error {
 	q := form.Get("query")
 	if q == "" {
 		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
 	}
-	out, err := h.enforcer.EnforceQuery(p, q)
+	out, err := h.enforcer.EnforceQuery(ctx, p, q)
 	if err != nil {
 		return err
 	}
@@ -226,12 +287,12 @@ func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values) error {
 	return nil
 }
 
-func (h *Handler) enforceMatch(p *rewrite.Policy, ep *endpoint, form url.Values) error {
+func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, form url.Values) error {
 	match := form["match[]"]
 	if ep.matchRequired && len(match) == 0 {
 		return refuse(http.StatusBadRequest, errorBadData, "no match[] parameter provided")
 	}
-	out, err := h.enforcer.EnforceMatchers(p, match)
+	out, err := h.enforcer.EnforceMatchers(ctx, p, match)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package promtenant
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -75,6 +76,13 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
 	}}
 	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
+	small := newTestHandler(t)
+	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
+	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	canceled := get(manyMatch[:len("/api/v1/series?")+len("match[]=up&")*10]+"match[]=up", "team-b").WithContext(gone)
+	overLimit := []placeholder{{`[0-9]+( bytes)? is over the limit of [0-9]+`, `<n>$1 is over the limit of <max>`}}
 	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
 	jsonBody.Header.Set("Content-Type", "application/json")
 	for _, tc := range []struct {
@@ -103,6 +111,11 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		{name: "irreducible union", req: get(q(`{namespace="team-b"}`), "team-b"),
 			vars: []placeholder{{`selector \{namespace="team-b"\}`, `selector <selector>`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
 		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
+		{name: "query too long", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("up+", 30000)+"up"), vars: overLimit},
+		{name: "query too deep", req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), vars: overLimit},
+		{name: "too many match[]", req: get(manyMatch, "team-a"), vars: overLimit},
+		{name: "rewritten too large", h: small, req: get(q("up"), "team-a"), vars: overLimit},
+		{name: "client left", req: canceled},
 		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
 		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},
 	} {
@@ -131,9 +144,14 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	}
 }
 
-// httpLine is the status line curl -i prints above the body.
+// httpLine is the status line curl -i prints above the body; Go writes
+// "status code <n>" for a code it has no text for (499).
 func httpLine(code int) string {
-	return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code)
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
 }
 
 // TestTroubleshootingValidation checks that the documentation shows the

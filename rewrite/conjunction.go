@@ -438,9 +438,3 @@ func intersectSorted(a, b []string) []string {
 func subsetSorted(a, b []string) bool {
 	return len(intersectSorted(a, b)) == len(a)
 }
-
-func unionSorted(a, b []string) []string {
-	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
-	return slices.Compact(out)
-}

@@ -18,6 +18,7 @@ package rewrite
 // REWRITE_FINDINGS=1.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -75,7 +76,7 @@ func rewritesTo(want string) queryCheck {
 		if out.String() != r.got {
 			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
 		}
-		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+		if again, err := r.e.EnforceQuery(context.Background(), r.p, r.got); err != nil || again != r.got {
 			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
 		}
 		in, err := r.e.parser.ParseExpr(r.query)
@@ -197,7 +198,7 @@ func runQueryCases(t *testing.T, e *Enforcer, p *Policy, cases []queryCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
-			got, err := e.EnforceQuery(p, c.query)
+			got, err := e.EnforceQuery(context.Background(), p, c.query)
 			c.check(t, queryRun{e: e, p: p, query: c.query, got: got, err: err})
 		})
 	}
@@ -888,7 +889,7 @@ func TestEnforceMatchersTable(t *testing.T) {
 		{"not a selector", union, []string{`rate(up[5m])`}, nil, ErrParse},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := stdEnforcer.EnforceMatchers(c.policy, c.match)
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), c.policy, c.match)
 			if c.err != nil {
 				if !errors.Is(err, c.err) {
 					t.Fatalf("EnforceMatchers(%q) = %q, %v; want error %v", c.match, got, err, c.err)
@@ -921,7 +922,7 @@ func checkMatchers(t *testing.T, p *Policy, match, got []string, err error, want
 		}
 		outs = append(outs, ms)
 	}
-	if again, err := stdEnforcer.EnforceMatchers(p, got); err != nil || !slices.Equal(again, got) {
+	if again, err := stdEnforcer.EnforceMatchers(context.Background(), p, got); err != nil || !slices.Equal(again, got) {
 		t.Errorf("enforcing %q again gave %q, %v", got, again, err)
 	}
 	users := [][]*labels.Matcher{{}}
@@ -988,7 +989,7 @@ func TestFindings(t *testing.T) {
 		// Fixed: kept as a regression test.
 		for _, pol := range []string{`{job!="secret"}`, `{job=""}`, `{job=~"a|"}`} {
 			p := newTestPolicy(t, pol)
-			got, err := stdEnforcer.EnforceMatchers(p, nil)
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), p, nil)
 			want := []string{`{__name__=~".+",` + strings.TrimPrefix(p.String(), "{")}
 			checkMatchers(t, p, nil, got, err, want)
 		}
@@ -996,7 +997,7 @@ func TestFindings(t *testing.T) {
 	t.Run("match[] that Prometheus refuses is widened instead", func(t *testing.T) {
 		// Fixed: kept as a regression test.
 		for _, c := range []struct{ policy, match string }{{`{namespace="t"}`, `{job=""}`}, {`{}`, `{job=~".*"}`}} {
-			got, err := stdEnforcer.EnforceMatchers(newTestPolicy(t, c.policy), []string{c.match})
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), newTestPolicy(t, c.policy), []string{c.match})
 			if !errors.Is(err, ErrParse) {
 				t.Errorf("EnforceMatchers(%s, %s) = %q, %v; want ErrParse", c.policy, c.match, got, err)
 			}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
@@ -15,69 +16,81 @@ import (
 // functions, duration expressions): what it cannot parse is refused.
 type Enforcer struct {
 	parser parser.Parser
+	limits Limits
 }
 
-// NewEnforcer returns an Enforcer that parses with the given options.
+// NewEnforcer returns an Enforcer that parses with the given options and
+// enforces DefaultLimits (see WithLimits).
 func NewEnforcer(opts parser.Options) *Enforcer {
-	return &Enforcer{parser: parser.NewParser(opts)}
+	return &Enforcer{parser: parser.NewParser(opts), limits: DefaultLimits}
 }
 
 // EnforceQuery parses a PromQL expression, constrains every selector in it by
-// the policy, and returns the rewritten expression's text.
-func (e *Enforcer) EnforceQuery(p *Policy, query string) (string, error) {
+// the policy, and returns the rewritten expression's text. A query over the
+// length or depth limit is refused with a *LimitError before it is parsed,
+// and so is a rewritten query over the size limit. It returns ctx.Err() once
+// ctx is done.
+func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
+	if err := e.limits.checkQuery(query); err != nil {
+		return "", err
+	}
 	expr, err := e.parser.ParseExpr(query)
 	if err != nil {
 		return "", &ParseError{Input: query, Err: err}
 	}
-	if err := p.enforceNode(expr); err != nil {
+	if err := p.enforceNode(ctx, expr); err != nil {
 		return "", err
 	}
-	return expr.String(), nil
+	out := expr.String()
+	if len(out) > e.limits.MaxRewrittenSize {
+		return "", &LimitError{Limit: LimitRewrittenSize, Got: len(out), Max: e.limits.MaxRewrittenSize}
+	}
+	return out, nil
 }
 
 // enforceNode constrains every selector below node. The switch is exhaustive
 // over the parser's node types: an unknown node is refused, never skipped,
 // because skipping it could leave a selector unconstrained.
-func (p *Policy) enforceNode(node parser.Node) error {
+func (p *Policy) enforceNode(ctx context.Context, node parser.Node) error {
 	switch n := node.(type) {
 	case nil:
 		return nil
 	case *parser.AggregateExpr:
-		if err := p.enforceExpr(n.Expr); err != nil {
+		if err := p.enforceExpr(ctx, n.Expr); err != nil {
 			return err
 		}
-		return p.enforceExpr(n.Param)
+		return p.enforceExpr(ctx, n.Param)
 	case *parser.BinaryExpr:
-		if err := p.enforceExpr(n.LHS); err != nil {
+		if err := p.enforceExpr(ctx, n.LHS); err != nil {
 			return err
 		}
-		return p.enforceExpr(n.RHS)
+		return p.enforceExpr(ctx, n.RHS)
 	case *parser.Call:
-		return p.enforceCall(n)
+		return p.enforceCall(ctx, n)
 	case *parser.SubqueryExpr:
 		for _, d := range []*parser.DurationExpr{n.RangeExpr, n.StepExpr, n.OriginalOffsetExpr} {
-			if err := p.enforceDuration(d); err != nil {
+			if err := p.enforceDuration(ctx, d); err != nil {
 				return err
 			}
 		}
-		return p.enforceExpr(n.Expr)
+		return p.enforceExpr(ctx, n.Expr)
 	case *parser.ParenExpr:
-		return p.enforceExpr(n.Expr)
+		return p.enforceExpr(ctx, n.Expr)
 	case *parser.UnaryExpr:
-		return p.enforceExpr(n.Expr)
+		return p.enforceExpr(ctx, n.Expr)
 	case *parser.StepInvariantExpr:
-		return p.enforceExpr(n.Expr)
+		return p.enforceExpr(ctx, n.Expr)
 	case *parser.MatrixSelector:
-		return p.enforceMatrixSelector(n, false)
+		return p.enforceMatrixSelector(ctx, n, false)
 	case *parser.VectorSelector:
-		return p.enforceVectorSelector(n, false)
+		return p.enforceVectorSelector(ctx, n, false)
 	case *parser.DurationExpr:
-		return p.enforceDuration(n)
+		return p.enforceDuration(ctx, n)
 	case *parser.NumberLiteral, *parser.StringLiteral:
 		return nil
 	case parser.Expressions:
 		for _, x := range n {
-			if err := p.enforceExpr(x); err != nil {
+			if err := p.enforceExpr(ctx, x); err != nil {
 				return err
 			}
 		}
@@ -88,26 +101,26 @@ func (p *Policy) enforceNode(node parser.Node) error {
 }
 
 // enforceExpr is enforceNode for an Expr field, which may be a nil interface.
-func (p *Policy) enforceExpr(x parser.Expr) error {
+func (p *Policy) enforceExpr(ctx context.Context, x parser.Expr) error {
 	if x == nil {
 		return nil
 	}
-	return p.enforceNode(x)
+	return p.enforceNode(ctx, x)
 }
 
 // enforceDuration walks a duration expression; it has no selectors today, but
 // walking it keeps a future one from slipping through.
-func (p *Policy) enforceDuration(d *parser.DurationExpr) error {
+func (p *Policy) enforceDuration(ctx context.Context, d *parser.DurationExpr) error {
 	if d == nil {
 		return nil
 	}
-	if err := p.enforceExpr(d.LHS); err != nil {
+	if err := p.enforceExpr(ctx, d.LHS); err != nil {
 		return err
 	}
-	return p.enforceExpr(d.RHS)
+	return p.enforceExpr(ctx, d.RHS)
 }
 
-func (p *Policy) enforceCall(c *parser.Call) error {
+func (p *Policy) enforceCall(ctx context.Context, c *parser.Call) error {
 	switch c.Func.Name {
 	case "info":
 		// info() selects target_info (or its second argument's metrics)
@@ -126,30 +139,30 @@ func (p *Policy) enforceCall(c *parser.Call) error {
 		}
 		switch a := arg.(type) {
 		case *parser.VectorSelector:
-			return p.enforceVectorSelector(a, true)
+			return p.enforceVectorSelector(ctx, a, true)
 		case *parser.MatrixSelector:
-			return p.enforceMatrixSelector(a, true)
+			return p.enforceMatrixSelector(ctx, a, true)
 		}
 	}
-	return p.enforceNode(c.Args)
+	return p.enforceNode(ctx, c.Args)
 }
 
-func (p *Policy) enforceMatrixSelector(m *parser.MatrixSelector, absent bool) error {
+func (p *Policy) enforceMatrixSelector(ctx context.Context, m *parser.MatrixSelector, absent bool) error {
 	vs, ok := m.VectorSelector.(*parser.VectorSelector)
 	if !ok {
 		return unsupportedf("range selector over %T", m.VectorSelector)
 	}
-	if err := p.enforceDuration(m.RangeExpr); err != nil {
+	if err := p.enforceDuration(ctx, m.RangeExpr); err != nil {
 		return err
 	}
-	return p.enforceVectorSelector(vs, absent)
+	return p.enforceVectorSelector(ctx, vs, absent)
 }
 
-func (p *Policy) enforceVectorSelector(vs *parser.VectorSelector, absent bool) error {
-	if err := p.enforceDuration(vs.OriginalOffsetExpr); err != nil {
+func (p *Policy) enforceVectorSelector(ctx context.Context, vs *parser.VectorSelector, absent bool) error {
+	if err := p.enforceDuration(ctx, vs.OriginalOffsetExpr); err != nil {
 		return err
 	}
-	ms, err := p.constrain(vs.LabelMatchers)
+	ms, err := p.constrain(ctx, vs.LabelMatchers)
 	if err != nil {
 		return err
 	}
@@ -190,7 +203,7 @@ func isBareName(v string) bool {
 
 // constrain returns matchers equivalent to the user's selector ANDed with the
 // policy, or a *UnionError when that needs more than one selector.
-func (p *Policy) constrain(user []*labels.Matcher) ([]*labels.Matcher, error) {
+func (p *Policy) constrain(ctx context.Context, user []*labels.Matcher) ([]*labels.Matcher, error) {
 	u, ok := newConjunction(user)
 	if !ok {
 		return []*labels.Matcher{matchNothing}, nil
@@ -207,7 +220,10 @@ func (p *Policy) constrain(user []*labels.Matcher) ([]*labels.Matcher, error) {
 			cs = append(cs, c)
 		}
 	}
-	cs = reduceUnion(cs)
+	cs, rerr := reduceUnion(ctx, cs)
+	if rerr != nil {
+		return nil, rerr
+	}
 	switch len(cs) {
 	case 0:
 		return []*labels.Matcher{matchNothing}, nil
