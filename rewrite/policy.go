@@ -49,9 +49,12 @@ func NewPolicy(selectors []Selector) (*Policy, error) {
 		if !ok {
 			continue // matches nothing: contributes nothing to the union
 		}
-		c, err := c.dotAll()
+		c, ok, err := c.dotAll()
 		if err != nil {
 			return nil, fmt.Errorf("policy selector %s: %w", s, err)
+		}
+		if !ok {
+			continue
 		}
 		cs = append(cs, c)
 	}
