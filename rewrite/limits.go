@@ -112,6 +112,11 @@ func (l Limits) checkQuery(q string) error {
 	if len(q) > l.MaxQueryLength {
 		return &LimitError{Limit: LimitQueryLength, Got: len(q), Max: l.MaxQueryLength}
 	}
+	// Every node of a tree has a token, and every token a byte: a query no
+	// longer than the cap cannot nest deeper, and needs no scan.
+	if len(q) <= l.MaxDepth {
+		return nil
+	}
 	if d := Depth(q); d > l.MaxDepth {
 		return &LimitError{Limit: LimitDepth, Got: d, Max: l.MaxDepth}
 	}

@@ -60,21 +60,35 @@ const (
 )
 
 type scanner struct {
-	lex    *parser.Lexer
-	peeked []parser.Item
-	tokens int // tokens read, comments excluded
-	max    int // the highest operand finished so far
-	frames []*frame
+	lex     *parser.Lexer
+	item    parser.Item
+	peeked  parser.Item
+	hasPeek bool
+	tokens  int // tokens read, comments excluded
+	max     int // the highest operand finished so far
+	// frames are kept (with their stacks) when popped, for reuse.
+	frames []frame
+	depth  int // frames in use
 }
 
-// Precedences as in the parser's grammar (generated_parser.y), lowest first.
-var precedence = map[parser.ItemType]int{
-	parser.LOR:  1,
-	parser.LAND: 2, parser.LUNLESS: 2,
-	parser.EQLC: 3, parser.GTE: 3, parser.GTR: 3, parser.LSS: 3, parser.LTE: 3, parser.NEQ: 3, parser.TRIM_UPPER: 3, parser.TRIM_LOWER: 3,
-	parser.ADD: 4, parser.SUB: 4,
-	parser.MUL: 5, parser.DIV: 5, parser.MOD: 5, parser.ATAN2: 5,
-	parser.POW: 6,
+// precedence of a binary operator as in the parser's grammar
+// (generated_parser.y), lowest first; 0 for any other token.
+func precedence(t parser.ItemType) int {
+	switch t {
+	case parser.LOR:
+		return 1
+	case parser.LAND, parser.LUNLESS:
+		return 2
+	case parser.EQLC, parser.GTE, parser.GTR, parser.LSS, parser.LTE, parser.NEQ, parser.TRIM_UPPER, parser.TRIM_LOWER:
+		return 3
+	case parser.ADD, parser.SUB:
+		return 4
+	case parser.MUL, parser.DIV, parser.MOD, parser.ATAN2:
+		return 5
+	case parser.POW:
+		return 6
+	}
+	return 0
 }
 
 const unaryPrecedence = 5 // %prec MUL
@@ -92,25 +106,24 @@ var metricIdentifiers = map[parser.ItemType]bool{
 }
 
 func (s *scanner) next() parser.Item {
-	if n := len(s.peeked); n > 0 {
-		it := s.peeked[0]
-		s.peeked = s.peeked[1:]
-		return it
+	if s.hasPeek {
+		s.hasPeek = false
+		return s.peeked
 	}
 	return s.read()
 }
 
 func (s *scanner) peek() parser.Item {
-	if len(s.peeked) == 0 {
-		s.peeked = append(s.peeked, s.read())
+	if !s.hasPeek {
+		s.peeked, s.hasPeek = s.read(), true
 	}
-	return s.peeked[0]
+	return s.peeked
 }
 
 func (s *scanner) read() parser.Item {
-	var it parser.Item
+	it := &s.item // the lexer keeps the pointer: one item for all reads
 	for {
-		s.lex.NextItem(&it)
+		s.lex.NextItem(it)
 		if it.Typ != parser.COMMENT {
 			break
 		}
@@ -118,7 +131,7 @@ func (s *scanner) read() parser.Item {
 	if it.Typ != parser.EOF && it.Typ != parser.ERROR {
 		s.tokens++
 	}
-	return it
+	return *it
 }
 
 // bound gives up on modelling the rest of the query: it reads the rest and
@@ -132,10 +145,20 @@ func (s *scanner) bound() int {
 	}
 }
 
-func (s *scanner) top() *frame { return s.frames[len(s.frames)-1] }
+func (s *scanner) top() *frame { return &s.frames[s.depth-1] }
+
+// open starts a frame, reusing the stacks of one popped before.
+func (s *scanner) open(kind frameKind) {
+	if s.depth == len(s.frames) {
+		s.frames = append(s.frames, frame{})
+	}
+	f := &s.frames[s.depth]
+	*f = frame{kind: kind, operands: f.operands[:0], ops: f.ops[:0]}
+	s.depth++
+}
 
 func (s *scanner) run() int {
-	s.frames = []*frame{{kind: frameTop}}
+	s.open(frameTop)
 	expectOperand := true
 	for {
 		if expectOperand {
@@ -149,9 +172,9 @@ func (s *scanner) run() int {
 		it := s.next()
 		f := s.top()
 		switch t := it.Typ; {
-		case precedence[t] > 0:
-			s.reduce(f, precedence[t], t != parser.POW)
-			f.ops = append(f.ops, pending{prec: precedence[t], right: t == parser.POW})
+		case precedence(t) > 0:
+			s.reduce(f, precedence(t), t != parser.POW)
+			f.ops = append(f.ops, pending{prec: precedence(t), right: t == parser.POW})
 			if !s.binModifiers() {
 				return s.bound()
 			}
@@ -178,15 +201,16 @@ func (s *scanner) run() int {
 			s.finishArg(f)
 			expectOperand = true
 		case t == parser.RIGHT_PAREN:
-			if f.kind == frameTop {
+			kind := f.kind
+			if kind == frameTop {
 				return s.bound()
 			}
 			s.closeFrame()
-			if f.kind == frameAggregate && !s.optionalGrouping() {
+			if kind == frameAggregate && !s.optionalGrouping() {
 				return s.bound()
 			}
 		case t == parser.EOF:
-			if f.kind != frameTop || len(s.frames) != 1 {
+			if f.kind != frameTop || s.depth != 1 {
 				return s.bound()
 			}
 			s.reduce(f, 0, true)
@@ -224,7 +248,7 @@ func (s *scanner) operand() bool {
 			s.push(f, operand{height: 1})
 			return true
 		case t == parser.LEFT_PAREN:
-			s.frames = append(s.frames, &frame{kind: frameParen})
+			s.open(frameParen)
 		case t.IsAggregator() && (s.peek().Typ == parser.LEFT_PAREN || s.peek().Typ == parser.BY || s.peek().Typ == parser.WITHOUT):
 			if s.peek().Typ != parser.LEFT_PAREN && !s.grouping() {
 				return false
@@ -259,7 +283,7 @@ func (s *scanner) operand() bool {
 // argument list closes it at once: the call is a finished operand (done).
 // Otherwise the operand loop goes on with the first argument.
 func (s *scanner) openCall(kind frameKind) (done, ok bool) {
-	s.frames = append(s.frames, &frame{kind: kind})
+	s.open(kind)
 	if s.peek().Typ != parser.RIGHT_PAREN {
 		return false, true
 	}
@@ -325,7 +349,7 @@ func (s *scanner) closeFrame() {
 		s.finishArg(f)
 		o = operand{height: 1 + f.maxArg}
 	}
-	s.frames = s.frames[:len(s.frames)-1]
+	s.depth--
 	s.push(s.top(), o)
 }
 
