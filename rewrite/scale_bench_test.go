@@ -19,7 +19,7 @@ var scaleSizes = []int{100, 1000, 10000}
 // scaleEnforcer has limits high enough for every size of the benchmarks:
 // they measure the work, not the caps.
 func scaleEnforcer() *Enforcer {
-	return NewEnforcer(parser.Options{}).WithLimits(Limits{MaxMatchers: 1 << 20, MaxRewrittenSize: 1 << 30})
+	return NewEnforcer(parser.Options{}).WithLimits(Limits{MaxMatchers: 1 << 20, MaxRewrittenSize: 1 << 30, MaxQueryLength: 1 << 30})
 }
 
 // BenchmarkScaleMatchersMerge: n match[] {job="jN"} under an isolated policy;
@@ -51,6 +51,31 @@ func BenchmarkScaleMatchersDistinct(b *testing.B) {
 		match := make([]string, n)
 		for i := range match {
 			match[i] = fmt.Sprintf(`{__name__="m%d",job="j%d"}`, i, i)
+		}
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := e.EnforceMatchers(context.Background(), p, match); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkScaleMatchersWide: 4 match[] of n labels each, all different:
+// the cost per branch must grow with its size, not its size squared (16
+// selectors of 4,000 labels took 57 s in a first version of the hashing).
+func BenchmarkScaleMatchersWide(b *testing.B) {
+	e := scaleEnforcer()
+	p := newTestPolicy(b, `{namespace="t"}`, `{job="x"}`)
+	for _, n := range scaleSizes {
+		match := make([]string, 4)
+		for i := range match {
+			ls := make([]string, n)
+			for j := range ls {
+				ls[j] = fmt.Sprintf(`l%d_%d="v"`, i, j)
+			}
+			match[i] = "{" + strings.Join(ls, ",") + "}"
 		}
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			for b.Loop() {

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"context"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,23 +112,44 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// join writes the keys at positions pos, with the one at position wild (if
-// any) replaced by its label name alone: the key of "these constraints, and
-// anything on that label".
-func (ks keys) join(c conjunction, pos []int, wild int) string {
-	var b strings.Builder
-	for _, i := range pos {
-		if i == wild {
-			b.WriteString(strconv.Itoa(len(c[i].name)))
-			b.WriteByte(':')
-			b.WriteString(c[i].name)
-			b.WriteByte('*')
-			continue
-		}
-		b.WriteString(ks[i])
-	}
-	return b.String()
+// keySeed seeds the hashes of constraint keys. Hashes only find
+// candidates: every candidate is checked exactly, so a collision costs a
+// comparison, never a wrong result.
+var keySeed = maphash.MakeSeed()
+
+// hashed is a conjunction's constraint keys with their hashes. The hash of
+// a set of constraints is the sum of theirs, so that the hash of "all of
+// them but with any value on one label" costs one subtraction and one
+// addition, not a pass over the conjunction.
+type hashed struct {
+	keys keys
+	h    []uint64 // of each constraint
+	wild []uint64 // of each constraint's label with any value
+	full uint64   // of all constraints
 }
+
+func hashOf(c conjunction) hashed {
+	out := hashed{keys: keysOf(c), h: make([]uint64, len(c)), wild: make([]uint64, len(c))}
+	for i, k := range out.keys {
+		out.h[i] = maphash.String(keySeed, k)
+		out.wild[i] = maphash.String(keySeed, c[i].name+"\x00*")
+		out.full += out.h[i]
+	}
+	return out
+}
+
+// sum is the hash of the constraints at positions pos.
+func (h hashed) sum(pos []int) uint64 {
+	var s uint64
+	for _, i := range pos {
+		s += h.h[i]
+	}
+	return s
+}
+
+// except is the hash of a set of constraints (hash sum) with any value on
+// the label at position i instead.
+func (h hashed) except(sum uint64, i int) uint64 { return sum - h.h[i] + h.wild[i] }
 
 // dropImplied removes every branch that implies another one still present
 // (of equivalent branches, the first is kept). cs must be sorted by text.
@@ -142,9 +164,9 @@ func dropImplied(ctx context.Context, cs []conjunction) ([]conjunction, error) {
 	if len(cs) < 2 {
 		return cs, nil
 	}
-	all := make([]keys, len(cs))
+	all := make([]hashed, len(cs))
 	nameSets := map[string][]string{} // name-set key → its sorted names
-	index := map[string][]int{}       // constraint key → branches, in order
+	index := map[uint64][]int{}       // hash of constraints → branches, in order
 	pos := make([]int, 0, 8)
 	for i, c := range cs {
 		if i%256 == 0 {
@@ -152,30 +174,31 @@ func dropImplied(ctx context.Context, cs []conjunction) ([]conjunction, error) {
 				return nil, err
 			}
 		}
-		all[i] = keysOf(c)
+		h := hashOf(c)
+		all[i] = h
 		pos = pos[:0]
 		for j := range c {
 			pos = append(pos, j)
 		}
 		nameSets[namesKey(c, pos)] = names(c)
-		full := all[i].join(c, pos, -1)
-		index[full] = append(index[full], i)
+		index[h.full] = append(index[h.full], i)
 		for _, j := range pos {
-			k := all[i].join(c, pos, j)
+			k := h.except(h.full, j)
 			index[k] = append(index[k], i)
 		}
 	}
+	sorted := sortNameSets(nameSets)
 	redundant := func(i int) bool {
-		c := cs[i]
-		for _, pos := range subsetsPresent(c, nameSets) {
-			lookups := make([]string, 0, len(pos)+1)
-			lookups = append(lookups, all[i].join(c, pos, -1))
-			for _, j := range pos {
-				lookups = append(lookups, all[i].join(c, pos, j))
-			}
-			for _, k := range lookups {
-				for n, j := range index[k] {
-					if n == impliedCandidates {
+		c, h := cs[i], all[i]
+		for _, pos := range subsetsPresent(c, nameSets, sorted) {
+			sum := h.sum(pos)
+			for n := -1; n < len(pos); n++ {
+				k := sum
+				if n >= 0 {
+					k = h.except(sum, pos[n])
+				}
+				for m, j := range index[k] {
+					if m == impliedCandidates {
 						break
 					}
 					if j == i || !c.implies(cs[j]) {
@@ -222,12 +245,35 @@ func namesKey(c conjunction, pos []int) string {
 }
 
 // maxSubsetLabels bounds the enumeration of subsets of one branch's labels;
-// past it, the name sets present are scanned instead.
-const maxSubsetLabels = 10
+// past it, at most scanNameSets of the name sets present (the smallest
+// first) are tried, besides the branch's own: a branch with many labels is
+// compared with fewer others, never with all (which could cost n² on
+// hostile input).
+const (
+	maxSubsetLabels = 10
+	scanNameSets    = 64
+)
 
-// subsetsPresent returns, as positions in c, every set of c's labels that is
-// the label set of some branch.
-func subsetsPresent(c conjunction, nameSets map[string][]string) [][]int {
+// sortNameSets orders the name sets present, smallest first, for
+// subsetsPresent: an order that follows from the set alone.
+func sortNameSets(nameSets map[string][]string) [][]string {
+	sets := make([][]string, 0, len(nameSets))
+	for _, s := range nameSets {
+		sets = append(sets, s)
+	}
+	slices.SortFunc(sets, func(a, b []string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return slices.Compare(a, b)
+	})
+	return sets
+}
+
+// subsetsPresent returns, as positions in c, sets of c's labels that are
+// the label set of some branch: all of them for a branch of up to
+// maxSubsetLabels labels.
+func subsetsPresent(c conjunction, nameSets map[string][]string, sorted [][]string) [][]int {
 	var out [][]int
 	if len(c) <= maxSubsetLabels && 1<<len(c) <= 4*len(nameSets) {
 		pos := make([]int, 0, len(c))
@@ -244,13 +290,20 @@ func subsetsPresent(c conjunction, nameSets map[string][]string) [][]int {
 		}
 		return out
 	}
-	// Scan in a fixed order, so that the result does not depend on map order.
-	sets := make([][]string, 0, len(nameSets))
-	for _, s := range nameSets {
-		sets = append(sets, s)
+	all := make([]int, len(c))
+	for j := range all {
+		all[j] = j
 	}
-	slices.SortFunc(sets, func(a, b []string) int { return slices.Compare(a, b) })
-	for _, s := range sets {
+	out = append(out, all) // its own: duplicates and equivalents
+	if len(c) <= maxSubsetLabels {
+		sorted = sorted[:min(len(sorted), len(c)*scanNameSets)]
+	} else {
+		sorted = sorted[:min(len(sorted), scanNameSets)]
+	}
+	for _, s := range sorted {
+		if len(s) >= len(c) {
+			break
+		}
 		if pos, ok := positionsOf(c, s); ok {
 			out = append(out, pos)
 		}
@@ -286,25 +339,21 @@ func mergeAll(ctx context.Context, cs []conjunction) ([]conjunction, bool, error
 		label   string
 		members []int
 	}
-	groups := map[string]*group{}
+	groups := map[uint64]*group{}
 	var order []*group
-	pos := make([]int, 0, 8)
+	all := make([]hashed, len(cs))
 	for i, c := range cs {
 		if i%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, false, err
 			}
 		}
-		ks := keysOf(c)
-		pos = pos[:0]
+		all[i] = hashOf(c)
 		for j := range c {
-			pos = append(pos, j)
-		}
-		for _, j := range pos {
 			if _, ok := c[j].positiveRegex(); !ok {
 				continue
 			}
-			k := ks.join(c, pos, j)
+			k := all[i].except(all[i].full, j)
 			g := groups[k]
 			if g == nil {
 				g = &group{label: c[j].name}
@@ -330,7 +379,14 @@ func mergeAll(ctx context.Context, cs []conjunction) ([]conjunction, bool, error
 				return nil, false, err
 			}
 		}
-		members := slices.DeleteFunc(g.members, func(i int) bool { return used[i] })
+		if len(g.members) < 2 {
+			continue
+		}
+		// Exactly equal but on the label (a hash collision is left out).
+		first := g.members[0]
+		members := slices.DeleteFunc(g.members, func(i int) bool {
+			return used[i] || !equalBut(cs[first], all[first].keys, cs[i], all[i].keys, g.label)
+		})
 		if len(members) < 2 {
 			continue
 		}
@@ -357,6 +413,30 @@ func mergeAll(ctx context.Context, cs []conjunction) ([]conjunction, bool, error
 		}
 	}
 	return out, true, nil
+}
+
+// equalBut reports whether a and b constrain the same labels, each the same
+// way except label, which both constrain and b with one positive condition.
+func equalBut(a conjunction, ka keys, b conjunction, kb keys, label string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name {
+			return false
+		}
+		if a[i].name == label {
+			// A collision could bring in a branch for another label.
+			if _, ok := b[i].positiveRegex(); !ok {
+				return false
+			}
+			continue
+		}
+		if ka[i] != kb[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeGroup merges branches that are equal but on label, where each is a
