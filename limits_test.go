@@ -72,3 +72,11 @@ func TestCanceledRequestNotForwarded(t *testing.T) {
 		t.Fatalf("got %d %s (forwarded: %v), want 499 and nothing forwarded", w.Code, w.Body, next.got != nil)
 	}
 }
+
+func TestLimitValidation(t *testing.T) {
+	for _, h := range []Handler{{MaxQueryLength: -1}, {MaxQueryDepth: -1}, {MaxMatchers: -1}, {MaxRewrittenSize: -1}} {
+		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "must not be negative") {
+			t.Errorf("%+v: Validate() = %v", h, err)
+		}
+	}
+}
