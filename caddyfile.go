@@ -1,12 +1,13 @@
 package promtenant
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
-	"strconv"
 
 	"github.com/prom-tenant/caddy-prom-tenant/remotewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
@@ -31,6 +32,10 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    max_request_body       <size>
 //	    max_metadata_response  <size>
 //	    experimental_functions
+//	    max_query_length       <size>
+//	    max_query_depth        <n>
+//	    max_matchers           <n>
+//	    max_rewritten_size     <size>
 //	    max_union_selectors    <n>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -83,15 +88,43 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.ExperimentalFunctions = true
-		case "max_union_selectors":
+		case "max_query_length", "max_rewritten_size":
+			opt := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil {
+				return d.Errf("parsing %s %q: %v", opt, d.Val(), err)
+			}
+			if size == 0 || size > 1<<30 {
+				return d.Errf("%s %q must be between 1 byte and 1 GiB", opt, d.Val())
+			}
+			if opt == "max_query_length" {
+				h.MaxQueryLength = int(size)
+			} else {
+				h.MaxRewrittenSize = int(size)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_query_depth", "max_matchers", "max_union_selectors":
+			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 {
-				return d.Errf("max_union_selectors %q must be a positive integer", d.Val())
+			if err != nil || n < 1 || n > 1<<20 {
+				return d.Errf("%s %q must be a whole number between 1 and %d", opt, d.Val(), 1<<20)
 			}
-			h.MaxUnionSelectors = n
+			switch opt {
+			case "max_query_depth":
+				h.MaxQueryDepth = n
+			case "max_matchers":
+				h.MaxMatchers = n
+			default:
+				h.MaxUnionSelectors = n
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}

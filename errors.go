@@ -1,6 +1,7 @@
 package promtenant
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,7 +19,13 @@ const (
 	errorUnauthorized = "unauthorized"
 	errorForbidden    = "forbidden"
 	errorUnavailable  = "unavailable"
+	errorCanceled     = "canceled"
+	errorTimeout      = "timeout"
 )
+
+// statusClientClosedRequest is what Prometheus, Caddy's reverse_proxy and
+// nginx answer (and log) for a request whose client went away.
+const statusClientClosedRequest = 499
 
 // apiError is a refusal: it is written in Prometheus's JSON error envelope so
 // that Grafana and API clients show the reason.
@@ -57,12 +64,21 @@ const (
 	reasonBadQuery         = "bad_query"         // 400: PromQL or a selector that does not parse
 	reasonIrreducibleUnion = "irreducible_union" // 400: a range selector outside a function over a union of policy selectors
 	reasonUnsupported      = "unsupported"       // 400: a construct the rewriter refuses (info(), ...)
-	reasonUnionTooLarge    = "union_too_large"   // 400: the query's unions would write more selectors than max_union_selectors
 	reasonBodyTooLarge     = "body_too_large"    // 413
 	reasonContentType      = "content_type"      // 415
 	reasonTooLarge         = "too_large"         // 422: an upstream answer over a cap (max_metadata_response)
 	reasonUpstream         = "upstream"          // 5xx: the upstream failed or answered what cannot be used
+	reasonLimit            = "limit"             // 400: over a cap of the request's work (length, depth, match[], rewritten size, union selectors)
+	reasonCanceled         = "canceled"          // 499/503: the client left or its deadline passed during enforcement; the work stopped
 )
+
+// limitOptions are the Caddyfile options that raise each cap.
+var limitOptions = map[rewrite.Limit]string{
+	rewrite.LimitQueryLength:   "max_query_length",
+	rewrite.LimitDepth:         "max_query_depth",
+	rewrite.LimitMatchers:      "max_matchers",
+	rewrite.LimitRewrittenSize: "max_rewritten_size",
+}
 
 func reasonForStatus(status int) string {
 	switch status {
@@ -91,15 +107,19 @@ func reasonForStatus(status int) string {
 func asAPIError(err error) *apiError {
 	var ae *apiError
 	var he caddyhttp.HandlerError
+	var le *rewrite.LimitError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &le):
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, reason: reasonLimit,
+			msg: fmt.Sprintf("%v; the prom_tenant option %s raises it", le, limitOptions[le.Limit])}
 	case errors.Is(err, rewrite.ErrParse):
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonBadQuery}
 	case errors.Is(err, rewrite.ErrIrreducibleUnion):
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonIrreducibleUnion}
 	case errors.Is(err, rewrite.ErrUnionTooLarge):
-		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonUnionTooLarge}
+		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonLimit}
 	case errors.Is(err, rewrite.ErrUnsupported):
 		return &apiError{status: http.StatusBadRequest, errorType: errorBadData, msg: err.Error(), reason: reasonUnsupported}
 	case errors.As(err, &he):
@@ -108,6 +128,13 @@ func asAPIError(err error) *apiError {
 			status = http.StatusBadGateway
 		}
 		return &apiError{status: status, errorType: errorUnavailable, msg: fmt.Sprintf("upstream Prometheus: %v", he.Err), reason: reasonUpstream}
+	// After the next handler's errors: those report the upstream.
+	case errors.Is(err, context.Canceled):
+		return &apiError{status: statusClientClosedRequest, errorType: errorCanceled, reason: reasonCanceled,
+			msg: "request canceled by the client while the query was being rewritten"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, errorType: errorTimeout, reason: reasonCanceled,
+			msg: "request deadline passed while the query was being rewritten"}
 	default:
 		return nil
 	}

@@ -5,6 +5,7 @@
 package promtenant
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -62,6 +63,34 @@ type Handler struct {
 	// Default: false.
 	ExperimentalFunctions bool `json:"experimental_functions,omitempty"`
 
+	// MaxQueryLength bounds the length of a PromQL query, and of each
+	// match[] selector, in bytes. Dashboard queries are a few KiB at most,
+	// even with a multi-value variable expanded into a regex; VictoriaMetrics
+	// refuses queries over 16 KiB by default. Default: 64 KiB.
+	MaxQueryLength int `json:"max_query_length,omitempty"`
+
+	// MaxQueryDepth bounds how deeply a query nests: the height of its
+	// syntax tree, where every parenthesis, call, aggregation, range and
+	// operator is one level (a + b + c is 3 deep). It is checked by a linear
+	// scan before the query is parsed: parsing, printing and evaluating take
+	// time proportional to length times depth, and 100,000 nested minus
+	// signs took seconds. Dashboards nest about 10 deep; the default leaves
+	// room for generated sums of many terms. Default: 200.
+	MaxQueryDepth int `json:"max_query_depth,omitempty"`
+
+	// MaxMatchers bounds the number of match[] selectors of one request
+	// (series, labels, label values, federate). Grafana sends one; federation
+	// configurations a few dozen. Default: 1000.
+	MaxMatchers int `json:"max_matchers,omitempty"`
+
+	// MaxRewrittenSize bounds the rewritten query, or the total of the
+	// rewritten match[] selectors, in bytes: the policy is written into
+	// every selector, so a query can grow by its number of selectors times
+	// the policy's size. A GET goes upstream with it in the URL, which
+	// Prometheus reads up to 1 MiB of headers, and URL escaping can triple
+	// it. Default: 256 KiB.
+	MaxRewrittenSize int `json:"max_rewritten_size,omitempty"`
+
 	// MaxUnionSelectors bounds the selectors one query's unions may write.
 	// A selector that overlaps several selectors of the tenant's policy which
 	// do not merge into one is answered as their union, written into the
@@ -114,14 +143,31 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxRequestBody == 0 {
 		h.MaxRequestBody = 1 << 20
 	}
-	if h.MaxUnionSelectors == 0 {
-		h.MaxUnionSelectors = rewrite.DefaultMaxUnionSelectors
-	}
 	if h.MaxMetadataResponse == 0 {
 		h.MaxMetadataResponse = 64 << 20
 	}
-	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions})
-	h.enforcer.SetMaxUnionSelectors(h.MaxUnionSelectors)
+	d := rewrite.DefaultLimits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&h.MaxQueryLength, d.MaxQueryLength},
+		{&h.MaxQueryDepth, d.MaxDepth},
+		{&h.MaxMatchers, d.MaxMatchers},
+		{&h.MaxRewrittenSize, d.MaxRewrittenSize},
+		{&h.MaxUnionSelectors, d.MaxUnionSelectors},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: h.ExperimentalFunctions}).WithLimits(rewrite.Limits{
+		MaxQueryLength:    h.MaxQueryLength,
+		MaxDepth:          h.MaxQueryDepth,
+		MaxMatchers:       h.MaxMatchers,
+		MaxRewrittenSize:  h.MaxRewrittenSize,
+		MaxUnionSelectors: h.MaxUnionSelectors,
+	})
 }
 
 // Validate checks the configuration.
@@ -129,11 +175,22 @@ func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
 	}
-	if h.MaxUnionSelectors < 0 {
-		return fmt.Errorf("max_union_selectors must not be negative, got %d", h.MaxUnionSelectors)
-	}
 	if h.MaxMetadataResponse < 0 {
 		return fmt.Errorf("max_metadata_response must not be negative, got %d", h.MaxMetadataResponse)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"max_query_length", h.MaxQueryLength},
+		{"max_query_depth", h.MaxQueryDepth},
+		{"max_matchers", h.MaxMatchers},
+		{"max_rewritten_size", h.MaxRewrittenSize},
+		{"max_union_selectors", h.MaxUnionSelectors},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %d", f.name, f.v)
+		}
 	}
 	return nil
 }
@@ -202,11 +259,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
 	switch ep.kind {
 	case kindQuery:
-		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceQuery)
+		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceQuery)
 	case kindExemplar:
-		err = h.enforceQuery(t.Policy, form, h.enforcer.EnforceExemplarQuery)
+		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
-		err = h.enforceMatch(t.Policy, ep, form)
+		err = h.enforceMatch(r.Context(), t.Policy, ep, form)
 	case kindMetadata:
 		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
@@ -241,12 +298,12 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 }
 
 // enforceQuery rewrites the form's query with enforce.
-func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values, enforce func(*rewrite.Policy, string) (string, error)) error {
+func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.Values, enforce func(context.Context, *rewrite.Policy, string) (string, error)) error {
 	q := form.Get("query")
 	if q == "" {
 		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
 	}
-	out, err := enforce(p, q)
+	out, err := enforce(ctx, p, q)
 	if err != nil {
 		return err
 	}
@@ -257,12 +314,12 @@ func (h *Handler) enforceQuery(p *rewrite.Policy, form url.Values, enforce func(
 	return nil
 }
 
-func (h *Handler) enforceMatch(p *rewrite.Policy, ep *endpoint, form url.Values) error {
+func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, form url.Values) error {
 	match := form["match[]"]
 	if ep.matchRequired && len(match) == 0 {
 		return refuse(http.StatusBadRequest, errorBadData, "no match[] parameter provided")
 	}
-	out, err := h.enforcer.EnforceMatchers(p, match)
+	out, err := h.enforcer.EnforceMatchers(ctx, p, match)
 	if err != nil {
 		return err
 	}

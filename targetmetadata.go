@@ -159,7 +159,7 @@ func (h *Handler) visibleSeries(r *http.Request, p *rewrite.Policy, tm *targetMe
 	if nameRegex == "" {
 		nameRegex = ".+"
 	}
-	match, err := h.enforcer.EnforceMatchers(p, []string{fmt.Sprintf("{__name__=~%q}", nameRegex)})
+	match, err := h.enforcer.EnforceMatchers(r.Context(), p, []string{fmt.Sprintf("{__name__=~%q}", nameRegex)})
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	experimental := newTestHandler(t)
 	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
 	tinyUnions := newTestHandler(t)
-	tinyUnions.enforcer.SetMaxUnionSelectors(2)
+	tinyUnions.enforcer = tinyUnions.enforcer.WithLimits(rewrite.Limits{MaxUnionSelectors: 2})
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
 	}}
@@ -95,6 +95,13 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		return err
 	}}
 	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
+	small := newTestHandler(t)
+	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
+	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	canceled := get(manyMatch[:len("/api/v1/series?")+len("match[]=up&")*10]+"match[]=up", "team-b").WithContext(gone)
+	overLimit := []placeholder{{`[0-9]+( bytes)? is over the limit of [0-9]+`, `<n>$1 is over the limit of <max>`}}
 	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
 	jsonBody.Header.Set("Content-Type", "application/json")
 	// What the body read returns when the server's read_body timeout expires.
@@ -129,6 +136,11 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		{name: "union too large", h: tinyUnions, req: get(q(`{namespace="team-b"} + {namespace="team-b"}`), "team-b"),
 			vars: []placeholder{{`more than [0-9]+ selectors`, `more than <max_union_selectors> selectors`}, {`selector \{namespace="team-b"\} overlaps`, `selector <selector> overlaps`}}},
 		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
+		{name: "query too long", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("up+", 30000)+"up"), vars: overLimit},
+		{name: "query too deep", req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), vars: overLimit},
+		{name: "too many match[]", req: get(manyMatch, "team-a"), vars: overLimit},
+		{name: "rewritten too large", h: small, req: get(q("up"), "team-a"), vars: overLimit},
+		{name: "client left", req: canceled},
 		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
 		{name: "bad metadata limit_per_metric", req: get("/api/v1/metadata?limit_per_metric=one", "team-a"), vars: []placeholder{{`invalid limit_per_metric "one": .*`, `invalid limit_per_metric "<value>": <reason>`}}},
 		{name: "no metadata by target", next: noTargetMetadata, req: get("/api/v1/metadata", "team-a"), vars: []placeholder{{`answered 404: not found`, `answered <status>: <upstream's error>`}}},
@@ -161,9 +173,14 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	}
 }
 
-// httpLine is the status line curl -i prints above the body.
+// httpLine is the status line curl -i prints above the body; Go writes
+// "status code <n>" for a code it has no text for (499).
 func httpLine(code int) string {
-	return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code)
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
 }
 
 // TestTroubleshootingValidation checks that the documentation shows the

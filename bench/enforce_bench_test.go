@@ -5,6 +5,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -85,7 +86,7 @@ func BenchmarkEnforce(b *testing.B) {
 			b.Run(q.name+"/"+impl.name, func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := ours.EnforceQuery(impl.pol, q.query); err != nil {
+					if _, err := ours.EnforceQuery(context.Background(), impl.pol, q.query); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -102,7 +103,7 @@ func TestEverySelectorConstrained(t *testing.T) {
 	ours := rewrite.NewEnforcer(parser.Options{})
 	for _, pol := range []*rewrite.Policy{policy(t, `{namespace="t"}`), fiftyPolicy(t)} {
 		for _, q := range loadQueries(t) {
-			out, err := ours.EnforceQuery(pol, q.query)
+			out, err := ours.EnforceQuery(context.Background(), pol, q.query)
 			if err != nil {
 				t.Fatalf("%s: %v", q.name, err)
 			}

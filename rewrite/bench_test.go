@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -41,7 +42,7 @@ func BenchmarkEnforceQuery(b *testing.B) {
 				p, q := policies[pname], benchQueries[qname]
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := e.EnforceQuery(p, q); err != nil {
+					if _, err := e.EnforceQuery(context.Background(), p, q); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -56,7 +57,7 @@ func BenchmarkEnforceMatchers(b *testing.B) {
 	match := []string{`{__name__=~".+"}`}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := e.EnforceMatchers(p, match); err != nil {
+		if _, err := e.EnforceMatchers(context.Background(), p, match); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -362,7 +362,11 @@ func isNegationOf(a, b labels.MatchType) bool {
 		(a == labels.MatchEqual && b == labels.MatchNotEqual) || (a == labels.MatchNotEqual && b == labels.MatchEqual)
 }
 
-func isMatchAll(re string) bool { return re == ".*" || re == "(?s:.*)" }
+// isMatchAll reports a regex that matches every value on every upstream.
+// Only the dotAll form does: on Prometheus 2.x "." does not match a
+// newline, so a user's ".*" rejects values with one there and must stay
+// in the query as written (a policy's ".*" is rendered by dotAll first).
+func isMatchAll(re string) bool { return re == "(?s:.*)" }
 
 // dotAll renders a regex from its syntax tree, parsed as Prometheus parses
 // (Perl syntax, "." matching a newline). The text it returns says so
@@ -379,30 +383,48 @@ func dotAll(re string) (string, error) {
 }
 
 // dotAll returns the conjunction with every regex matcher rendered by dotAll.
-func (a conjunction) dotAll() (conjunction, error) {
-	out := slices.Clone(a)
-	for i, k := range out {
+// A regex that becomes (?s:.*) matches every value: =~ is dropped, and !~
+// makes the conjunction match nothing (ok false).
+func (a conjunction) dotAll() (c conjunction, ok bool, err error) {
+	out := make(conjunction, 0, len(a))
+	for _, k := range a {
 		if k.matchers == nil {
+			out = append(out, k)
 			continue
 		}
-		ms := make([]*labels.Matcher, len(k.matchers))
-		for j, m := range k.matchers {
-			ms[j] = m
+		ms := make([]*labels.Matcher, 0, len(k.matchers))
+		for _, m := range k.matchers {
 			if m.Type != labels.MatchRegexp && m.Type != labels.MatchNotRegexp {
+				ms = append(ms, m)
 				continue
 			}
 			re, err := dotAll(m.Value)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			if ms[j], err = labels.NewMatcher(m.Type, m.Name, re); err != nil {
-				return nil, err
+			if isMatchAll(re) {
+				if m.Type == labels.MatchNotRegexp {
+					return nil, false, nil
+				}
+				continue
 			}
+			if m, err = labels.NewMatcher(m.Type, m.Name, re); err != nil {
+				return nil, false, err
+			}
+			ms = append(ms, m)
+		}
+		if len(ms) == 0 {
+			continue // every value matches
 		}
 		sortMatchers(ms)
-		out[i].matchers = ms
+		ms = slices.CompactFunc(ms, sameMatcher)
+		if disjointMatchers(ms) {
+			return nil, false, nil
+		}
+		k.matchers = ms
+		out = append(out, k)
 	}
-	return out, nil
+	return out, true, nil
 }
 
 func sameMatcher(a, b *labels.Matcher) bool {
@@ -437,10 +459,4 @@ func intersectSorted(a, b []string) []string {
 
 func subsetSorted(a, b []string) bool {
 	return len(intersectSorted(a, b)) == len(a)
-}
-
-func unionSorted(a, b []string) []string {
-	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
-	return slices.Compact(out)
 }

@@ -18,6 +18,7 @@ package rewrite
 // REWRITE_FINDINGS=1.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -75,7 +76,7 @@ func rewritesTo(want string) queryCheck {
 		if out.String() != r.got {
 			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
 		}
-		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+		if again, err := r.e.EnforceQuery(context.Background(), r.p, r.got); err != nil || again != r.got {
 			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
 		}
 		in, err := r.e.parser.ParseExpr(r.query)
@@ -108,7 +109,7 @@ func rewritesText(want string) queryCheck {
 		if out := mustExpr(t, r.e, r.got); out.String() != r.got {
 			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
 		}
-		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+		if again, err := r.e.EnforceQuery(context.Background(), r.p, r.got); err != nil || again != r.got {
 			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
 		}
 	}
@@ -196,7 +197,7 @@ func unites(sel, want string) queryCheck {
 		if out.String() != r.got {
 			t.Errorf("rewritten query does not round-trip: %q → %q", r.got, out.String())
 		}
-		if again, err := r.e.EnforceQuery(r.p, r.got); err != nil || again != r.got {
+		if again, err := r.e.EnforceQuery(context.Background(), r.p, r.got); err != nil || again != r.got {
 			t.Errorf("enforcing %q again gave %q, %v", r.got, again, err)
 		}
 		var parts [][]*labels.Matcher
@@ -288,7 +289,7 @@ func runQueryCases(t *testing.T, e *Enforcer, p *Policy, cases []queryCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
-			got, err := e.EnforceQuery(p, c.query)
+			got, err := e.EnforceQuery(context.Background(), p, c.query)
 			c.check(t, queryRun{e: e, p: p, query: c.query, got: got, err: err})
 		})
 	}
@@ -352,13 +353,13 @@ func TestEnforceMatcherMatrix(t *testing.T) {
 			{`job=~"foo|fred"`, `up{job="fred"}`},
 			{`job=~"foo|bar"`, `up{job="bar"}`},
 			{`job=~"f.*"`, `up{job!="foo",job=~"f.*"}`},
-			{`job=~".*"`, `up{job!="foo"}`},
+			{`job=~".*"`, `up{job!="foo",job=~".*"}`},
 			{`job=~".+"`, `up{job!="foo",job=~".+"}`},
 			{`job!~""`, `up{job!="foo",job!~""}`},
 			{`job!~"foo"`, `up{job!="foo",job!~"foo"}`}, // redundant, not simplified: equivalent
 			{`job!~"foo|fred"`, `up{job!="foo",job!~"foo|fred"}`},
 			{`job!~"foo|bar"`, `up{job!="foo",job!~"foo|bar"}`},
-			{`job!~".*"`, nothing},
+			{`job!~".*"`, `up{job!="foo",job!~".*"}`},
 			{`job=~"|foo"`, `up{job=""}`},
 			{`job=~"foo.*"`, `up{job!="foo",job=~"foo.*"}`},
 			{`job!~"foo.*"`, `up{job!="foo",job!~"foo.*"}`},
@@ -404,13 +405,13 @@ func TestEnforceMatcherMatrix(t *testing.T) {
 			{`job=~"foo|fred"`, `up{job="fred"}`},
 			{`job=~"foo|bar"`, nothing},
 			{`job=~"f.*"`, `up{job!~"foo|bar",job=~"f.*"}`},
-			{`job=~".*"`, `up{job!~"foo|bar"}`},
+			{`job=~".*"`, `up{job!~"foo|bar",job=~".*"}`},
 			{`job=~".+"`, `up{job!~"foo|bar",job=~".+"}`},
 			{`job!~""`, `up{job!~"",job!~"foo|bar"}`},
 			{`job!~"foo"`, `up{job!~"foo",job!~"foo|bar"}`},
 			{`job!~"foo|fred"`, `up{job!~"foo|bar",job!~"foo|fred"}`},
 			{`job!~"foo|bar"`, `up{job!~"foo|bar"}`},
-			{`job!~".*"`, nothing},
+			{`job!~".*"`, `up{job!~".*",job!~"foo|bar"}`},
 			{`job=~"|foo"`, `up{job=""}`},
 			{`job=~"foo.*"`, `up{job!~"foo|bar",job=~"foo.*"}`},
 			{`job!~"foo.*"`, `up{job!~"foo.*",job!~"foo|bar"}`},
@@ -434,13 +435,13 @@ func TestEnforceMatcherMatrix(t *testing.T) {
 			{`job=~"foo|fred"`, `up{job="foo"}`},
 			{`job=~"foo|bar"`, `up{job="foo"}`},
 			{`job=~"f.*"`, `up{job=~"(?s:foo.*)",job=~"f.*"}`},
-			{`job=~".*"`, `up{job=~"(?s:foo.*)"}`},
+			{`job=~".*"`, `up{job=~"(?s:foo.*)",job=~".*"}`},
 			{`job=~".+"`, `up{job=~"(?s:foo.*)",job=~".+"}`},
 			{`job!~""`, `up{job!~"",job=~"(?s:foo.*)"}`},
 			{`job!~"foo"`, `up{job!~"foo",job=~"(?s:foo.*)"}`},
 			{`job!~"foo|fred"`, `up{job!~"foo|fred",job=~"(?s:foo.*)"}`},
 			{`job!~"foo|bar"`, `up{job!~"foo|bar",job=~"(?s:foo.*)"}`},
-			{`job!~".*"`, nothing},
+			{`job!~".*"`, `up{job!~".*",job=~"(?s:foo.*)"}`},
 			{`job=~"|foo"`, `up{job="foo"}`},
 			// The same regex as the policy's: redundant, equivalent.
 			{`job=~"foo.*"`, `up{job=~"(?s:foo.*)",job=~"foo.*"}`},
@@ -464,13 +465,13 @@ func TestEnforceMatcherMatrix(t *testing.T) {
 			{`job=~"foo|fred"`, `up{job="fred"}`},
 			{`job=~"foo|bar"`, `up{job="bar"}`},
 			{`job=~"f.*"`, `up{job!~"(?s:foo.*)",job=~"f.*"}`},
-			{`job=~".*"`, `up{job!~"(?s:foo.*)"}`},
+			{`job=~".*"`, `up{job!~"(?s:foo.*)",job=~".*"}`},
 			{`job=~".+"`, `up{job!~"(?s:foo.*)",job=~".+"}`},
 			{`job!~""`, `up{job!~"",job!~"(?s:foo.*)"}`},
 			{`job!~"foo"`, `up{job!~"(?s:foo.*)",job!~"foo"}`},
 			{`job!~"foo|fred"`, `up{job!~"(?s:foo.*)",job!~"foo|fred"}`},
 			{`job!~"foo|bar"`, `up{job!~"(?s:foo.*)",job!~"foo|bar"}`},
-			{`job!~".*"`, nothing},
+			{`job!~".*"`, `up{job!~"(?s:foo.*)",job!~".*"}`},
 			{`job=~"|foo"`, `up{job=""}`},
 			{`job=~"foo.*"`, nothing}, // nothing, not reduced
 			{`job!~"foo.*"`, `up{job!~"(?s:foo.*)",job!~"foo.*"}`},
@@ -518,13 +519,13 @@ func TestEnforceMatcherMatrix(t *testing.T) {
 			{`job=~"foo|fred"`, `up{job=~"foo|fred"}`},
 			{`job=~"foo|bar"`, `up{job=~"foo|bar"}`},
 			{`job=~"f.*"`, `up{job!="",job=~"f.*"}`},
-			{`job=~".*"`, `up{job!=""}`},
+			{`job=~".*"`, `up{job!="",job=~".*"}`},
 			{`job=~".+"`, `up{job!="",job=~".+"}`},
 			{`job!~""`, `up{job!="",job!~""}`},
 			{`job!~"foo"`, `up{job!="",job!~"foo"}`},
 			{`job!~"foo|fred"`, `up{job!="",job!~"foo|fred"}`},
 			{`job!~"foo|bar"`, `up{job!="",job!~"foo|bar"}`},
-			{`job!~".*"`, nothing},
+			{`job!~".*"`, `up{job!="",job!~".*"}`},
 			{`job=~"|foo"`, `up{job="foo"}`},
 			{`job=~"foo.*"`, `up{job!="",job=~"foo.*"}`},
 			{`job!~"foo.*"`, `up{job!="",job!~"foo.*"}`},
@@ -863,7 +864,7 @@ func TestEnforceUnionPolicies(t *testing.T) {
 			}},
 		{"allow all", []string{`{}`, `{job="a"}`}, `{}`, []queryCase{
 			{`up`, rewritesTo(`up`)},
-			{`up{job=~".*"}`, rewritesTo(`up`)},
+			{`up{job=~".*"}`, rewritesTo(`up{job=~".*"}`)},
 			{`{__name__=~".+"}`, rewritesTo(`{__name__=~".+"}`)},
 			{`up{job=~"a|b",job!="b"}`, rewritesTo(`up{job="a"}`)},
 			{`up{code=~"5[01]"}`, rewritesTo(`up{code=~"5[01]"}`)}, // a finite regex keeps its own text
@@ -1003,7 +1004,7 @@ func TestEnforceMatchersTable(t *testing.T) {
 		{"not a selector", union, []string{`rate(up[5m])`}, nil, ErrParse},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := stdEnforcer.EnforceMatchers(c.policy, c.match)
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), c.policy, c.match)
 			if c.err != nil {
 				if !errors.Is(err, c.err) {
 					t.Fatalf("EnforceMatchers(%q) = %q, %v; want error %v", c.match, got, err, c.err)
@@ -1036,7 +1037,7 @@ func checkMatchers(t *testing.T, p *Policy, match, got []string, err error, want
 		}
 		outs = append(outs, ms)
 	}
-	if again, err := stdEnforcer.EnforceMatchers(p, got); err != nil || !slices.Equal(again, got) {
+	if again, err := stdEnforcer.EnforceMatchers(context.Background(), p, got); err != nil || !slices.Equal(again, got) {
 		t.Errorf("enforcing %q again gave %q, %v", got, again, err)
 	}
 	users := [][]*labels.Matcher{{}}
@@ -1103,7 +1104,7 @@ func TestFindings(t *testing.T) {
 		// Fixed: kept as a regression test.
 		for _, pol := range []string{`{job!="secret"}`, `{job=""}`, `{job=~"a|"}`} {
 			p := newTestPolicy(t, pol)
-			got, err := stdEnforcer.EnforceMatchers(p, nil)
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), p, nil)
 			want := []string{`{__name__=~".+",` + strings.TrimPrefix(p.String(), "{")}
 			checkMatchers(t, p, nil, got, err, want)
 		}
@@ -1111,7 +1112,7 @@ func TestFindings(t *testing.T) {
 	t.Run("match[] that Prometheus refuses is widened instead", func(t *testing.T) {
 		// Fixed: kept as a regression test.
 		for _, c := range []struct{ policy, match string }{{`{namespace="t"}`, `{job=""}`}, {`{}`, `{job=~".*"}`}} {
-			got, err := stdEnforcer.EnforceMatchers(newTestPolicy(t, c.policy), []string{c.match})
+			got, err := stdEnforcer.EnforceMatchers(context.Background(), newTestPolicy(t, c.policy), []string{c.match})
 			if !errors.Is(err, ErrParse) {
 				t.Errorf("EnforceMatchers(%s, %s) = %q, %v; want ErrParse", c.policy, c.match, got, err)
 			}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ func TestEnforceQuery(t *testing.T) {
 			if tc.name == "info refused" {
 				ee = NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
 			}
-			got, err := ee.EnforceQuery(tc.policy, tc.query)
+			got, err := ee.EnforceQuery(context.Background(), tc.policy, tc.query)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("EnforceQuery(%q) error = %v, want %v", tc.query, err, tc.wantErr)
@@ -136,7 +137,7 @@ func TestMergeDoesNotSpliceRegexText(t *testing.T) {
 		}
 	}
 	e := NewEnforcer(parser.Options{})
-	out, err := e.EnforceMatchers(newTestPolicy(t, `{job="a"}`), []string{"{x=~`a+\\Qfoo`}", `{x=~"b+"}`})
+	out, err := e.EnforceMatchers(context.Background(), newTestPolicy(t, `{job="a"}`), []string{"{x=~`a+\\Qfoo`}", `{x=~"b+"}`})
 	if err != nil || len(out) == 0 {
 		t.Fatalf("EnforceMatchers = %q, %v", out, err)
 	}
@@ -162,7 +163,7 @@ func TestEnforceMatchers(t *testing.T) {
 			if strings.HasPrefix(tc.name, "allow-all") {
 				pol = newTestPolicy(t, `{}`)
 			}
-			got, err := e.EnforceMatchers(pol, tc.match)
+			got, err := e.EnforceMatchers(context.Background(), pol, tc.match)
 			if err != nil {
 				t.Fatal(err)
 			}

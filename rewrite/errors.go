@@ -50,7 +50,7 @@ func (e *UnionError) Error() string {
 }
 
 // UnionLimitError is a query whose unions would write more selectors than
-// the enforcer allows (see Enforcer.SetMaxUnionSelectors).
+// Limits.MaxUnionSelectors allows.
 type UnionLimitError struct {
 	Selector string // the selector whose union went over the limit
 	Limit    int

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -13,12 +14,17 @@ import (
 // series any of them matches. So the rewritten query is those selectors
 // ANDed with the policy, one for each branch each overlaps, joined by `or`:
 // their union is exact there, and the upstream extracts exactly them.
-func (e *Enforcer) EnforceExemplarQuery(p *Policy, query string) (string, error) {
+//
+// The limits apply as for EnforceQuery.
+func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {
+	if err := e.limits.checkQuery(query); err != nil {
+		return "", err
+	}
 	expr, err := e.parser.ParseExpr(query)
 	if err != nil {
 		return "", &ParseError{Input: query, Err: err}
 	}
-	r := &rewriter{p: p, budget: e.maxUnionSelectors, limit: e.maxUnionSelectors}
+	r := e.newRewriter(ctx, p)
 	var out []string
 	for _, user := range parser.ExtractSelectors(expr) {
 		bs, err := r.branches(&parser.VectorSelector{}, user)
@@ -33,5 +39,9 @@ func (e *Enforcer) EnforceExemplarQuery(p *Policy, query string) (string, error)
 		// No selector, or none that can match: exemplars of nothing.
 		return selectorString([]*labels.Matcher{matchNothing}), nil
 	}
-	return strings.Join(out, " or "), nil
+	rewritten := strings.Join(out, " or ")
+	if len(rewritten) > e.limits.MaxRewrittenSize {
+		return "", &LimitError{Limit: LimitRewrittenSize, Got: len(rewritten), Max: e.limits.MaxRewrittenSize}
+	}
+	return rewritten, nil
 }

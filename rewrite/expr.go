@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"regexp"
@@ -16,48 +17,51 @@ import (
 // options, which must accept at least what the upstream accepts (experimental
 // functions, duration expressions): what it cannot parse is refused.
 type Enforcer struct {
-	parser            parser.Parser
-	maxUnionSelectors int
+	parser parser.Parser
+	limits Limits
 }
 
-// DefaultMaxUnionSelectors is how many selectors the unions of one query may
-// write, unless set otherwise: each is one more selection the upstream runs.
-const DefaultMaxUnionSelectors = 500
-
-// NewEnforcer returns an Enforcer that parses with the given options.
+// NewEnforcer returns an Enforcer that parses with the given options and
+// enforces DefaultLimits (see WithLimits).
 func NewEnforcer(opts parser.Options) *Enforcer {
-	return &Enforcer{parser: parser.NewParser(opts), maxUnionSelectors: DefaultMaxUnionSelectors}
-}
-
-// SetMaxUnionSelectors bounds the selectors the unions of one query may
-// write (a query over the bound is refused with a *UnionLimitError); n <= 0
-// restores the default. It must be called before the Enforcer is shared.
-func (e *Enforcer) SetMaxUnionSelectors(n int) {
-	if n <= 0 {
-		n = DefaultMaxUnionSelectors
-	}
-	e.maxUnionSelectors = n
+	return &Enforcer{parser: parser.NewParser(opts), limits: DefaultLimits}
 }
 
 // EnforceQuery parses a PromQL expression, constrains every selector in it by
 // the policy, and returns the rewritten expression's text. A selector that
 // overlaps several policy branches that do not merge into one selector is
-// replaced by their union, written in PromQL (see union.go's unionExpr).
-func (e *Enforcer) EnforceQuery(p *Policy, query string) (string, error) {
+// replaced by their union, written in PromQL (see unionexpr.go's unionExpr).
+// A query over the length or depth limit is refused with a *LimitError before
+// it is parsed, and so is a rewritten query over the size limit; one whose
+// unions need more selectors than the limit, with a *UnionLimitError. It
+// returns ctx.Err() once ctx is done.
+func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
+	if err := e.limits.checkQuery(query); err != nil {
+		return "", err
+	}
 	expr, err := e.parser.ParseExpr(query)
 	if err != nil {
 		return "", &ParseError{Input: query, Err: err}
 	}
-	r := &rewriter{p: p, budget: e.maxUnionSelectors, limit: e.maxUnionSelectors}
+	r := e.newRewriter(ctx, p)
 	if expr, err = r.enforce(expr); err != nil {
 		return "", err
 	}
-	return expr.String(), nil
+	out := expr.String()
+	if len(out) > e.limits.MaxRewrittenSize {
+		return "", &LimitError{Limit: LimitRewrittenSize, Got: len(out), Max: e.limits.MaxRewrittenSize}
+	}
+	return out, nil
+}
+
+func (e *Enforcer) newRewriter(ctx context.Context, p *Policy) *rewriter {
+	return &rewriter{ctx: ctx, p: p, budget: e.limits.MaxUnionSelectors, limit: e.limits.MaxUnionSelectors}
 }
 
 // rewriter constrains the selectors of one query.
 type rewriter struct {
-	p *Policy
+	ctx context.Context
+	p   *Policy
 	// budget is how many more selectors unions may write into the query,
 	// of limit in all.
 	budget, limit int
@@ -69,6 +73,9 @@ type rewriter struct {
 // refused, never skipped, because skipping it could leave a selector
 // unconstrained.
 func (r *rewriter) enforce(x parser.Expr) (parser.Expr, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
+	}
 	var err error
 	switch n := x.(type) {
 	case nil:

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -34,7 +35,7 @@ func FuzzEnforceQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, query string) {
 		for _, p := range policies {
-			out, err := e.EnforceQuery(p, query)
+			out, err := e.EnforceQuery(context.Background(), p, query)
 			if err != nil {
 				if !errors.Is(err, ErrParse) && !errors.Is(err, ErrIrreducibleUnion) && !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrUnionTooLarge) {
 					t.Fatalf("EnforceQuery(%q): untyped error %v", query, err)
@@ -70,7 +71,7 @@ func FuzzEnforceQuery(f *testing.F) {
 				t.Fatalf("EnforceQuery(%q) = %q: selector %s is not inside the policy %s", query, out, vs, p)
 				return nil
 			})
-			again, err := e.EnforceQuery(p, out)
+			again, err := e.EnforceQuery(context.Background(), p, out)
 			if err != nil || again != out {
 				t.Fatalf("enforcing %q again gave %q, %v", out, again, err)
 			}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"slices"
 
@@ -13,12 +14,27 @@ import (
 // branch, reduced. With no user selector, the result is the policy's branches.
 // If nothing can match, the result is one selector that matches nothing, never
 // an empty list (which the upstream would read as "everything").
-func (e *Enforcer) EnforceMatchers(p *Policy, match []string) ([]string, error) {
+//
+// More match[] than the limit, a selector over the query length or depth
+// limit, or a result over the rewritten size limit is refused with a
+// *LimitError. It returns ctx.Err() once ctx is done.
+func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []string) ([]string, error) {
 	if len(match) == 0 {
-		return p.render(p.conj), nil
+		return e.checkSize(p.render(p.conj))
+	}
+	if len(match) > e.limits.MaxMatchers {
+		return nil, &LimitError{Limit: LimitMatchers, Got: len(match), Max: e.limits.MaxMatchers}
 	}
 	var cs []conjunction
-	for _, s := range match {
+	for i, s := range match {
+		if i%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.limits.checkQuery(s); err != nil {
+			return nil, err
+		}
 		ms, err := e.parser.ParseMetricSelector(s)
 		if err != nil {
 			return nil, &ParseError{Input: s, Err: err}
@@ -41,7 +57,23 @@ func (e *Enforcer) EnforceMatchers(p *Policy, match []string) ([]string, error) 
 	if len(cs) == 0 {
 		return []string{selectorString([]*labels.Matcher{matchNothing})}, nil
 	}
-	return p.render(reduceUnion(cs)), nil
+	cs, err := reduceUnion(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	return e.checkSize(p.render(cs))
+}
+
+// checkSize refuses rewritten match[] whose total is over the size limit.
+func (e *Enforcer) checkSize(out []string) ([]string, error) {
+	n := 0
+	for _, s := range out {
+		n += len(s)
+	}
+	if n > e.limits.MaxRewrittenSize {
+		return nil, &LimitError{Limit: LimitRewrittenSize, Got: n, Max: e.limits.MaxRewrittenSize}
+	}
+	return out, nil
 }
 
 // render writes conjunctions as match[] selectors. The API refuses a

@@ -272,7 +272,7 @@ func renderResult(r *promql.Result, render func(fmt.Stringer) []string) string {
 // refused it, and fails t if the answers differ or the refusal is untyped.
 func (o *oracle) check(t testing.TB, e *Enforcer, p *Policy, query string) (refused bool) {
 	t.Helper()
-	rewritten, err := e.EnforceQuery(p, query)
+	rewritten, err := e.EnforceQuery(context.Background(), p, query)
 	switch {
 	case errors.Is(err, ErrIrreducibleUnion), errors.Is(err, ErrUnsupported):
 		if !documentedRefusal(query, err) {
@@ -318,7 +318,7 @@ func TestOracleQueries(t *testing.T) {
 				if o.check(t, e, p, q) {
 					refused++
 					if pc.single {
-						_, err := e.EnforceQuery(p, q)
+						_, err := e.EnforceQuery(context.Background(), p, q)
 						t.Errorf("policy %s refused %s: %v", p, q, err)
 					}
 				}
@@ -344,7 +344,7 @@ func TestOracleMatchers(t *testing.T) {
 	for _, pc := range oraclePolicies {
 		p := newTestPolicy(t, pc.selectors...)
 		for _, match := range matchSets {
-			rewritten, err := e.EnforceMatchers(p, match)
+			rewritten, err := e.EnforceMatchers(context.Background(), p, match)
 			if err != nil {
 				t.Fatalf("policy %s, match[] %q: %v", p, match, err)
 			}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -31,7 +32,10 @@ func (r *rewriter) branches(vs *parser.VectorSelector, user []*labels.Matcher) (
 			cs = append(cs, c)
 		}
 	}
-	cs = reduceUnion(cs)
+	cs, err := reduceUnion(r.ctx, cs)
+	if err != nil {
+		return nil, err
+	}
 	if len(cs) > 1 {
 		if err := r.spend(user, len(cs)); err != nil {
 			return nil, err
@@ -52,7 +56,10 @@ func (r *rewriter) pieces(vs *parser.VectorSelector, user []*labels.Matcher) ([]
 	if len(bs) == 0 {
 		return []conjunction{{{name: labels.MetricName, matchers: []*labels.Matcher{matchNothing}}}}, nil
 	}
-	ps := disjoint(bs)
+	ps, err := disjoint(r.ctx, bs)
+	if err != nil {
+		return nil, err
+	}
 	if len(ps) > len(bs) {
 		if err := r.spend(user, len(ps)-len(bs)); err != nil {
 			return nil, err
@@ -74,11 +81,14 @@ func (r *rewriter) spend(user []*labels.Matcher, n int) error {
 // a series can match: each branch less the branches before it. The branches
 // with the fewest constraints go first, since subtracting a branch splits
 // the rest by its constraints.
-func disjoint(cs []conjunction) []conjunction {
+func disjoint(ctx context.Context, cs []conjunction) ([]conjunction, error) {
 	cs = slices.Clone(cs)
 	slices.SortStableFunc(cs, func(a, b conjunction) int { return len(a) - len(b) })
 	var out []conjunction
 	for i, c := range cs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		parts := []conjunction{c}
 		for _, d := range cs[:i] {
 			if parts = minus(parts, d); len(parts) == 0 {
@@ -87,12 +97,12 @@ func disjoint(cs []conjunction) []conjunction {
 		}
 		out = append(out, parts...)
 	}
-	if len(out) > 1 {
-		// Merging pieces keeps them disjoint: a piece disjoint from two is
-		// disjoint from their union.
-		out = reduceUnion(out)
+	if len(out) < 2 {
+		return out, nil
 	}
-	return out
+	// Merging pieces keeps them disjoint: a piece disjoint from two is
+	// disjoint from their union.
+	return reduceUnion(ctx, out)
 }
 
 // minus returns conjunctions whose union is the series of parts that d does

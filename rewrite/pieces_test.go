@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -43,7 +44,7 @@ func TestDisjointPieces(t *testing.T) {
 		if !hasNonEmpty(um) {
 			continue // not a valid query selector
 		}
-		rw := &rewriter{p: p, budget: 1000, limit: 1000}
+		rw := &rewriter{ctx: context.Background(), p: p, budget: 1000, limit: 1000}
 		pieces, err := rw.pieces(&parser.VectorSelector{LabelMatchers: um}, um)
 		if err != nil {
 			t.Fatalf("policy %s, selector %s: %v", p, user, err)
@@ -75,12 +76,11 @@ func TestDisjointPieces(t *testing.T) {
 // the whole query, and the refusal names the option that raises it.
 func TestUnionLimit(t *testing.T) {
 	p := newTestPolicy(t, `{__name__="http_requests_total"}`, `{job="my-app"}`)
-	e := NewEnforcer(parser.Options{})
-	e.SetMaxUnionSelectors(3)
-	if _, err := e.EnforceQuery(p, `count({instance="i1"})`); err != nil {
+	e := NewEnforcer(parser.Options{}).WithLimits(Limits{MaxUnionSelectors: 3})
+	if _, err := e.EnforceQuery(context.Background(), p, `count({instance="i1"})`); err != nil {
 		t.Fatalf("a union of 2 under a limit of 3: %v", err)
 	}
-	_, err := e.EnforceQuery(p, `count({instance="i1"}) + count({instance="i2"})`)
+	_, err := e.EnforceQuery(context.Background(), p, `count({instance="i1"}) + count({instance="i2"})`)
 	var le *UnionLimitError
 	if !errors.Is(err, ErrUnionTooLarge) || !errors.As(err, &le) || le.Limit != 3 {
 		t.Fatalf("two unions of 2 under a limit of 3: %v, want a *UnionLimitError", err)
@@ -89,7 +89,7 @@ func TestUnionLimit(t *testing.T) {
 		t.Errorf("error %q names neither the option nor the selector", err)
 	}
 	// Selectors that reduce to one branch cost nothing.
-	if _, err := e.EnforceQuery(p, `up + up + up + http_requests_total + count({instance="i1"})`); err != nil {
+	if _, err := e.EnforceQuery(context.Background(), p, `up + up + up + http_requests_total + count({instance="i1"})`); err != nil {
 		t.Fatalf("reducible selectors counted against the limit: %v", err)
 	}
 }
@@ -124,7 +124,7 @@ func TestEnforceExemplarQuery(t *testing.T) {
 		{`1 + 1`, nothing},
 		{`db_password_len{job="other"}`, nothing},
 	} {
-		got, err := stdEnforcer.EnforceExemplarQuery(p, tc.query)
+		got, err := stdEnforcer.EnforceExemplarQuery(context.Background(), p, tc.query)
 		if err != nil || got != tc.want {
 			t.Errorf("EnforceExemplarQuery(%q) = %q, %v; want %q", tc.query, got, err, tc.want)
 			continue

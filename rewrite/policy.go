@@ -12,6 +12,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -50,19 +51,24 @@ func NewPolicy(selectors []Selector) (*Policy, error) {
 		if !ok {
 			continue // matches nothing: contributes nothing to the union
 		}
-		c, err := c.dotAll()
+		c, ok, err := c.dotAll()
 		if err != nil {
 			return nil, fmt.Errorf("policy selector %s: %w", s, err)
+		}
+		if !ok {
+			continue
 		}
 		cs = append(cs, c)
 	}
 	if len(cs) == 0 {
 		return nil, errors.New("every policy selector is contradictory and matches nothing")
 	}
-	// Reduce in a canonical order, so the same union written in any order
+	// The reduction is canonical, so the same union written in any order
 	// gives the same policy (and the same text, which keys caches).
-	sortByText(cs)
-	cs = reduceUnion(cs)
+	cs, err := reduceUnion(context.Background(), cs)
+	if err != nil {
+		return nil, err // unreachable: the context is never done
+	}
 	p := &Policy{conj: cs, branches: make([]Selector, len(cs))}
 	texts := make([]string, len(cs))
 	for i, c := range cs {

@@ -49,14 +49,14 @@ func BenchmarkEnforceUnion(b *testing.B) {
 		for _, qname := range []string{"up", "dashboard", "quantile", "large"} {
 			b.Run(pname+"/"+qname, func(b *testing.B) {
 				p, q := policies[pname], benchQueries[qname]
-				out, err := e.EnforceQuery(p, q)
+				out, err := e.EnforceQuery(context.Background(), p, q)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(float64(strings.Count(out, UnionPartLabel)/4), "parts")
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := e.EnforceQuery(p, q); err != nil {
+					if _, err := e.EnforceQuery(context.Background(), p, q); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -114,7 +114,7 @@ func BenchmarkUpstreamUnion(b *testing.B) {
 	for _, pname := range []string{"2", "5", "20"} {
 		for _, qname := range []string{"dashboard", "quantile"} {
 			p, q := policies[pname], benchQueries[qname]
-			rewritten, err := e.EnforceQuery(p, q)
+			rewritten, err := e.EnforceQuery(context.Background(), p, q)
 			if err != nil {
 				b.Fatal(err)
 			}
