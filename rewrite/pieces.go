@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -56,7 +57,12 @@ func (r *rewriter) pieces(vs *parser.VectorSelector, user []*labels.Matcher) ([]
 	if len(bs) == 0 {
 		return []conjunction{{{name: labels.MetricName, matchers: []*labels.Matcher{matchNothing}}}}, nil
 	}
-	ps, err := disjoint(r.ctx, bs)
+	// The branches are paid for; the pieces beyond them may take the rest
+	// of the budget, and splitting stops as soon as they would exceed it.
+	ps, err := disjoint(r.ctx, bs, len(bs)+max(r.budget, 0))
+	if errors.Is(err, errTooManyPieces) {
+		return nil, &UnionLimitError{Selector: selectorString(user), Limit: r.limit}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -77,11 +83,15 @@ func (r *rewriter) spend(user []*labels.Matcher, n int) error {
 	return nil
 }
 
+// errTooManyPieces stops disjoint when the pieces would exceed its bound.
+var errTooManyPieces = errors.New("too many pieces")
+
 // disjoint returns conjunctions with the same union as cs, no two of which
 // a series can match: each branch less the branches before it. The branches
 // with the fewest constraints go first, since subtracting a branch splits
-// the rest by its constraints.
-func disjoint(ctx context.Context, cs []conjunction) ([]conjunction, error) {
+// the rest by its constraints. Subtracting can multiply pieces, so it stops
+// with errTooManyPieces as soon as there would be more than limit.
+func disjoint(ctx context.Context, cs []conjunction, limit int) ([]conjunction, error) {
 	cs = slices.Clone(cs)
 	slices.SortStableFunc(cs, func(a, b conjunction) int { return len(a) - len(b) })
 	var out []conjunction
@@ -93,6 +103,9 @@ func disjoint(ctx context.Context, cs []conjunction) ([]conjunction, error) {
 		for _, d := range cs[:i] {
 			if parts = minus(parts, d); len(parts) == 0 {
 				break
+			}
+			if len(out)+len(parts) > limit {
+				return nil, errTooManyPieces
 			}
 		}
 		out = append(out, parts...)

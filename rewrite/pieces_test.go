@@ -3,6 +3,7 @@ package rewrite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -150,5 +151,26 @@ func TestEnforceExemplarQuery(t *testing.T) {
 				t.Errorf("exemplar query for %q: series %s selected=%v, want %v", tc.query, ls, got, want)
 			}
 		}
+	}
+}
+
+// TestDisjointStopsAtTheBudget: pieces that multiply as branches are
+// subtracted are refused once over the budget, before they are all built.
+func TestDisjointStopsAtTheBudget(t *testing.T) {
+	// Every branch constrains three labels of its own, so each subtraction
+	// splits every piece in three.
+	var sels []string
+	for i := range 12 {
+		sels = append(sels, fmt.Sprintf(`{a%d="x",b%d="x",c%d="x"}`, i, i, i))
+	}
+	p := newTestPolicy(t, sels...)
+	e := NewEnforcer(parser.Options{})
+	_, err := e.EnforceQuery(context.Background(), p, `up`)
+	var le *UnionLimitError
+	if !errors.As(err, &le) || le.Limit != DefaultLimits.MaxUnionSelectors {
+		t.Fatalf("EnforceQuery = %v, want a *UnionLimitError at the default limit", err)
+	}
+	if _, err := disjoint(context.Background(), p.conj, 100); !errors.Is(err, errTooManyPieces) {
+		t.Fatalf("disjoint with a limit of 100: %v, want errTooManyPieces", err)
 	}
 }
