@@ -97,6 +97,10 @@ func TestTroubleshootingRefusals(t *testing.T) {
 	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
 	small := newTestHandler(t)
 	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
+	// Just under team-a's up{namespace="team-a"}, 22 bytes, and over the
+	// lower bound the rewriter estimates as it goes, 20: refused once printed.
+	justUnder := newTestHandler(t)
+	justUnder.enforcer = justUnder.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 21})
 	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -140,6 +144,7 @@ func TestTroubleshootingRefusals(t *testing.T) {
 		{name: "query too deep", req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), vars: overLimit},
 		{name: "too many match[]", req: get(manyMatch, "team-a"), vars: overLimit},
 		{name: "rewritten too large", h: small, req: get(q("up"), "team-a"), vars: overLimit},
+		{name: "rewritten too large once printed", h: justUnder, req: get(q("up"), "team-a"), vars: overLimit},
 		{name: "client left", req: canceled},
 		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
 		{name: "bad metadata limit_per_metric", req: get("/api/v1/metadata?limit_per_metric=one", "team-a"), vars: []placeholder{{`invalid limit_per_metric "one": .*`, `invalid limit_per_metric "<value>": <reason>`}}},

@@ -32,6 +32,9 @@ func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query st
 			return "", err
 		}
 		for _, b := range bs {
+			if err := r.grow(b.textSize() + 4); err != nil {
+				return "", err
+			}
 			out = append(out, selectorString(b.selector(false)))
 		}
 	}

@@ -55,7 +55,7 @@ func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (s
 }
 
 func (e *Enforcer) newRewriter(ctx context.Context, p *Policy) *rewriter {
-	return &rewriter{ctx: ctx, p: p, budget: e.limits.MaxUnionSelectors, limit: e.limits.MaxUnionSelectors}
+	return &rewriter{ctx: ctx, p: p, budget: e.limits.MaxUnionSelectors, limit: e.limits.MaxUnionSelectors, maxSize: e.limits.MaxRewrittenSize}
 }
 
 // rewriter constrains the selectors of one query.
@@ -65,6 +65,32 @@ type rewriter struct {
 	// budget is how many more selectors unions may write into the query,
 	// of limit in all.
 	budget, limit int
+	// size estimates the bytes the rewritten query will have as it is
+	// built, so that a query growing past maxSize is refused before it is
+	// printed (printing a query that grew by the policy in every selector,
+	// or by a call copied into every part of a union, is the costly part).
+	size, maxSize int
+}
+
+// grow adds n bytes to the estimated size of the rewritten query.
+func (r *rewriter) grow(n int) error {
+	if r.size += n; r.size > r.maxSize {
+		return &LimitError{Limit: LimitRewrittenSize, Got: r.size, Max: r.maxSize, AtLeast: true}
+	}
+	return nil
+}
+
+// copiedArgs is the length of c's name and arguments but skip, printed
+// (once; their own growth is counted already): what writing c once more
+// for another part of a union adds.
+func copiedArgs(c *parser.Call, skip int) int {
+	n := len(c.Func.Name) + 2
+	for i, a := range c.Args {
+		if i != skip && a != nil {
+			n += len(a.String()) + 2
+		}
+	}
+	return n
 }
 
 // enforce constrains every selector below x and returns the expression that
@@ -214,6 +240,9 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 			if err := r.enforceArgs(c, 0); err != nil {
 				return nil, err
 			}
+			if err := r.grow(copiedArgs(c, 0) * (len(pieces) - 1)); err != nil {
+				return nil, err
+			}
 			parts := make([]parser.Expr, len(pieces))
 			for i, pc := range pieces {
 				parts[i] = withArg(c, 0, pieceSelector(vs, pc))
@@ -238,6 +267,9 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 		}
 		if len(pieces) == 1 {
 			return c, nil // ms constrained in place
+		}
+		if err := r.grow(copiedArgs(c, i) * (len(pieces) - 1)); err != nil {
+			return nil, err
 		}
 		vs := ms.VectorSelector.(*parser.VectorSelector) // checked by matrixPieces
 		parts := make([]parser.Expr, len(pieces))
@@ -302,6 +334,13 @@ func (r *rewriter) enforceAbsent(c *parser.Call, vs *parser.VectorSelector, m *p
 	user := vs.LabelMatchers
 	branches, err := r.branches(vs, user)
 	if err != nil {
+		return nil, err
+	}
+	n := copiedArgs(c, 0) * max(len(branches)-1, 0)
+	for _, b := range branches {
+		n += b.textSize()
+	}
+	if err := r.grow(n); err != nil {
 		return nil, err
 	}
 	if len(branches) <= 1 {

@@ -76,11 +76,18 @@ type LimitError struct {
 	Limit Limit
 	Got   int
 	Max   int
+	// AtLeast says Got is a lower bound: a rewrite refused as it is built,
+	// before it is printed.
+	AtLeast bool
 }
 
 func (e *LimitError) Error() string {
 	u := e.Limit.unit()
-	return fmt.Sprintf("%s %d%s is over the limit of %d%s", e.Limit, e.Got, u, e.Max, u)
+	atLeast := ""
+	if e.AtLeast {
+		atLeast = "at least "
+	}
+	return fmt.Sprintf("%s %s%d%s is over the limit of %d%s", e.Limit, atLeast, e.Got, u, e.Max, u)
 }
 
 func (e *LimitError) Unwrap() error { return ErrLimit }

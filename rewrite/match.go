@@ -22,8 +22,12 @@ func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []strin
 	if len(match) == 0 {
 		return e.checkSize(p.render(p.conj))
 	}
-	if len(match) > e.limits.MaxMatchers {
-		return nil, &LimitError{Limit: LimitMatchers, Got: len(match), Max: e.limits.MaxMatchers}
+	// Each match[] is ANDed with each policy selector before the union is
+	// reduced: for a policy of more than matchProduct selectors the limit
+	// shrinks, so that the conjunctions built stay under matchProduct times
+	// the limit.
+	if limit := min(e.limits.MaxMatchers, max(1, e.limits.MaxMatchers*matchProduct/len(p.conj))); len(match) > limit {
+		return nil, &LimitError{Limit: LimitMatchers, Got: len(match), Max: limit}
 	}
 	var cs []conjunction
 	for i, s := range match {
@@ -63,6 +67,10 @@ func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []strin
 	}
 	return e.checkSize(p.render(cs))
 }
+
+// matchProduct is how many policy selectors a policy may have before it
+// lowers the match[] limit (see EnforceMatchers).
+const matchProduct = 64
 
 // checkSize refuses rewritten match[] whose total is over the size limit.
 func (e *Enforcer) checkSize(out []string) ([]string, error) {

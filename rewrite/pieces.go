@@ -48,8 +48,30 @@ func (r *rewriter) branches(vs *parser.VectorSelector, user []*labels.Matcher) (
 // pieces returns the series of the user's selector under the policy as
 // disjoint conjunctions: no series matches two of them, and their union is
 // the user's selector ANDed with the policy. A selector that matches nothing
-// gives one piece that matches nothing.
+// gives one piece that matches nothing. Their text counts towards the size
+// of the rewritten query.
 func (r *rewriter) pieces(vs *parser.VectorSelector, user []*labels.Matcher) ([]conjunction, error) {
+	ps, err := r.disjointPieces(vs, user)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, pc := range ps {
+		n += pc.textSize()
+	}
+	if len(ps) > 1 {
+		n += len(ps) * unionPartSize
+	}
+	if err := r.grow(n); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// unionPartSize is about what unionExpr writes around each part.
+const unionPartSize = 2*len(UnionPartLabel) + 40
+
+func (r *rewriter) disjointPieces(vs *parser.VectorSelector, user []*labels.Matcher) ([]conjunction, error) {
 	bs, err := r.branches(vs, user)
 	if err != nil || len(bs) == 1 {
 		return bs, err
@@ -72,6 +94,32 @@ func (r *rewriter) pieces(vs *parser.VectorSelector, user []*labels.Matcher) ([]
 		}
 	}
 	return ps, nil
+}
+
+// textSize is a lower bound of the length of the conjunction printed as a
+// selector, so that a query refused on it is surely over the size limit.
+func (a conjunction) textSize() int {
+	n := 0
+	for _, k := range a {
+		label := len(k.name) + 3 // name, operator, quotes
+		if k.name == labels.MetricName {
+			label = 0 // may be printed bare, without braces
+		}
+		if k.values != nil {
+			v := len(k.values) - 1 // separators
+			for _, s := range k.values {
+				v += len(s)
+			}
+			if k.re != nil {
+				v = min(v, len(k.re.Value))
+			}
+			n += label + v
+		}
+		for _, m := range k.matchers {
+			n += label + len(m.Value)
+		}
+	}
+	return n
 }
 
 // spend takes n selectors from the budget of selectors unions may write.

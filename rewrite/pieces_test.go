@@ -45,7 +45,7 @@ func TestDisjointPieces(t *testing.T) {
 		if !hasNonEmpty(um) {
 			continue // not a valid query selector
 		}
-		rw := &rewriter{ctx: context.Background(), p: p, budget: 1000, limit: 1000}
+		rw := &rewriter{ctx: context.Background(), p: p, budget: 1000, limit: 1000, maxSize: 1 << 30}
 		pieces, err := rw.pieces(&parser.VectorSelector{LabelMatchers: um}, um)
 		if err != nil {
 			t.Fatalf("policy %s, selector %s: %v", p, user, err)
@@ -172,5 +172,79 @@ func TestDisjointStopsAtTheBudget(t *testing.T) {
 	}
 	if _, err := disjoint(context.Background(), p.conj, 100); !errors.Is(err, errTooManyPieces) {
 		t.Fatalf("disjoint with a limit of 100: %v, want errTooManyPieces", err)
+	}
+}
+
+// TestSizeEstimateIsALowerBound: the size the rewriter estimates as it goes
+// never exceeds the printed query's, so the early refusal never refuses a
+// query whose rewrite would fit.
+func TestSizeEstimateIsALowerBound(t *testing.T) {
+	e := NewEnforcer(parser.Options{})
+	for _, pc := range oraclePolicies {
+		p := newTestPolicy(t, pc.selectors...)
+		for _, q := range oracleCorpus() {
+			expr, err := e.parser.ParseExpr(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := e.newRewriter(context.Background(), p)
+			if expr, err = r.enforce(expr); err != nil {
+				continue // a documented refusal
+			}
+			if out := expr.String(); r.size > len(out) {
+				t.Errorf("policy %s, query %s: estimated %d bytes, printed %d: %s", p, q, r.size, len(out), out)
+			}
+		}
+	}
+}
+
+// TestGrowthRefusedBeforePrinting: a query whose every selector grows by a
+// large policy is refused once the estimate passes the size limit, not after
+// the whole query is built and printed; and a policy of many selectors
+// lowers the match[] limit, so that match[] × policy selectors stays bounded.
+func TestGrowthRefusedBeforePrinting(t *testing.T) {
+	var sels []string
+	for i := range 1024 {
+		sels = append(sels, fmt.Sprintf(`{__name__="metric_with_a_long_name_%d"}`, i))
+	}
+	p := newTestPolicy(t, sels...)
+	e := NewEnforcer(parser.Options{})
+	var balanced func(n int) string // a sum of n selectors, nested in halves
+	balanced = func(n int) string {
+		if n == 1 {
+			return `{x=~".+"}`
+		}
+		return "(" + balanced(n/2) + " + " + balanced(n-n/2) + ")"
+	}
+	q := balanced(2000)
+	_, err := e.EnforceQuery(context.Background(), p, q)
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != LimitRewrittenSize {
+		t.Fatalf("EnforceQuery = %v, want a rewritten-size refusal", err)
+	}
+	if le.Got > 2*DefaultLimits.MaxRewrittenSize {
+		t.Errorf("refused at an estimated %d bytes: it went on long past the limit of %d", le.Got, DefaultLimits.MaxRewrittenSize)
+	}
+	// Branches that differ in two labels do not merge.
+	sels = sels[:0]
+	for i := range 1024 {
+		sels = append(sels, fmt.Sprintf(`{__name__="m%d",job="j%d"}`, i, i))
+	}
+	if p = newTestPolicy(t, sels...); len(p.conj) != 1024 {
+		t.Fatalf("policy of %d selectors, want 1024", len(p.conj))
+	}
+	match := make([]string, 1000)
+	for i := range match {
+		match[i] = fmt.Sprintf(`{job="j%d"}`, i)
+	}
+	_, err = e.EnforceMatchers(context.Background(), p, match)
+	if !errors.As(err, &le) || le.Limit != LimitMatchers || le.Max != 1000*matchProduct/1024 {
+		t.Fatalf("1000 match[] under 1024 policy selectors: %v, want a match[] limit of %d", err, 1000*matchProduct/1024)
+	}
+	// Under the lower bound but over once printed: refused after printing,
+	// with the exact size.
+	_, err = e.WithLimits(Limits{MaxRewrittenSize: 21}).EnforceQuery(context.Background(), newTestPolicy(t, `{namespace="team-a"}`), `up`)
+	if !errors.As(err, &le) || le.AtLeast || le.Got != len(`up{namespace="team-a"}`) {
+		t.Fatalf("EnforceQuery = %v, want the exact size of the printed query", err)
 	}
 }

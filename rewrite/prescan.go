@@ -69,7 +69,18 @@ type scanner struct {
 	// frames are kept (with their stacks) when popped, for reuse.
 	frames []frame
 	depth  int // frames in use
+	// pairs is, summed over the binary operators read, the labels of
+	// on/ignoring times those of group_left/group_right: the parser compares
+	// each pair (and records an error for each label in both), so that is
+	// its cost, which nesting does not show.
+	pairs int
 }
+
+// maxLabelPairs bounds scanner.pairs: past it, the query is measured by its
+// token count (an upper bound of its depth), so that with the default depth
+// limit it is refused before the parser runs. Real queries name a handful
+// of labels on each side.
+const maxLabelPairs = 10000
 
 // precedence of a binary operator as in the parser's grammar
 // (generated_parser.y), lowest first; 0 for any other token.
@@ -423,18 +434,28 @@ func (s *scanner) atModifier() bool {
 // binModifiers reads the modifiers of a binary operator: bool, on/ignoring
 // (labels), group_left/group_right [(labels)], fill*(number).
 func (s *scanner) binModifiers() bool {
+	on, group := 0, 0
 	for {
 		switch s.peek().Typ {
 		case parser.BOOL:
 			s.next()
 		case parser.ON, parser.IGNORING:
 			s.next()
+			n := s.tokens
 			if !s.grouping() {
 				return false
 			}
+			on += s.tokens - n
 		case parser.GROUP_LEFT, parser.GROUP_RIGHT:
 			s.next()
+			n := s.tokens
 			if s.peek().Typ == parser.LEFT_PAREN && !s.labelList() {
+				return false
+			}
+			group += s.tokens - n
+			// Tokens, not labels: about twice as many (commas), an upper
+			// bound that keeps the count simple.
+			if s.pairs += on * group; s.pairs > maxLabelPairs {
 				return false
 			}
 		case parser.FILL, parser.FILL_LEFT, parser.FILL_RIGHT:

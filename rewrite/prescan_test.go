@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -240,4 +241,22 @@ func FuzzDepth(f *testing.F) {
 		}
 		checkDepth(t, p, q)
 	})
+}
+
+// TestDepthCountsLabelPairs: the parser compares every label of on() with
+// every label of group_left(); a query whose label lists are long enough to
+// make that quadratic is measured by its token count, and so refused under
+// the default depth limit, though it nests only two deep.
+func TestDepthCountsLabelPairs(t *testing.T) {
+	labels := func(n int) string { return strings.TrimSuffix(strings.Repeat("x,", n), ",") }
+	if d := Depth(`a * on(` + labels(10) + `) group_left(` + labels(10) + `) b`); d != 2 {
+		t.Errorf("ten labels a side: depth %d, want 2", d)
+	}
+	q := `a * on(` + labels(2000) + `) group_left(` + labels(2000) + `) b`
+	if d := Depth(q); d <= DefaultLimits.MaxDepth {
+		t.Errorf("2000 labels a side: depth %d, want more than the default limit %d", d, DefaultLimits.MaxDepth)
+	}
+	if err := DefaultLimits.checkQuery(q); !errors.Is(err, ErrLimit) {
+		t.Errorf("2000 labels a side: %v, want a limit refusal before parsing", err)
+	}
 }
