@@ -37,7 +37,7 @@ func FuzzEnforceQuery(f *testing.F) {
 		for _, p := range policies {
 			out, err := e.EnforceQuery(context.Background(), p, query)
 			if err != nil {
-				if !errors.Is(err, ErrParse) && !errors.Is(err, ErrIrreducibleUnion) && !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrUnionTooLarge) {
+				if !errors.Is(err, ErrParse) && !errors.Is(err, ErrIrreducibleUnion) && !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrUnionTooLarge) && !errors.Is(err, ErrLimit) {
 					t.Fatalf("EnforceQuery(%q): untyped error %v", query, err)
 				}
 				continue
