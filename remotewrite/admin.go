@@ -37,7 +37,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 func (adminAPI) status(r *http.Request) (any, error) {
 	ns := r.URL.Query().Get("namespace")
 	out := []Status{}
-	copiers.Range(func(_, v any) bool {
+	process.copiers.Range(func(_, v any) bool {
 		if s := v.(*copier).Status(); ns == "" || s.Namespace == ns {
 			out = append(out, s)
 		}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/url"
 	"path/filepath"
 	"sync"
@@ -30,32 +29,8 @@ func init() {
 // AppID is the Caddy module ID of the remote-write app.
 const AppID = "prom_remote_write"
 
-// Defaults of the app's settings.
-const (
-	DefaultInterval           = 30 * time.Second
-	DefaultReadDelay          = 30 * time.Second
-	DefaultInitialLookback    = 5 * time.Minute
-	DefaultMaxWindow          = 5 * time.Minute
-	DefaultBatchSize          = 2000
-	DefaultMaxInFlight        = 4
-	DefaultMaxPendingSamples  = 500_000
-	DefaultMaxCopiesPerTenant = 10
-	DefaultTimeout            = 30 * time.Second
-	DefaultRetries            = 3
-	DefaultServiceAddress     = "{service}.{namespace}.svc:{port}"
-)
-
 // userAgent identifies the copier to sources and targets.
 const userAgent = "prom-tenant-remote-write"
-
-// copiers holds the running copiers, one per MetricAccess and settings. A
-// config reload keeps a copier whose object and settings are unchanged: the
-// new config takes it before the old one lets go.
-var copiers = caddy.NewUsagePool()
-
-// passes bounds the copy passes running at once in the process; its size
-// follows the newest config's max_in_flight.
-var passes = newLimiter(DefaultMaxInFlight)
 
 // App is the prom_remote_write app: for every MetricAccess whose
 // remoteWrite is enabled, it copies the series the object allows from the
@@ -166,7 +141,7 @@ type App struct {
 	Shard  int `json:"shard,omitempty"`
 
 	registry *tenancy.Registry
-	set      *settings
+	cfg      *settings
 	// fingerprint keys copiers by the settings they were built with.
 	fingerprint string
 	logger      *zap.Logger
@@ -192,15 +167,15 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults and builds the source and target settings. It
-// touches no network (caddy validate runs it too).
+// Provision applies the defaults the fields document and builds the source
+// and target settings. It touches no network (caddy validate runs it too).
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	var err error
 	if a.registry, err = tenancy.ConfiguredRegistry(ctx, AppID); err != nil {
 		return err
 	}
-	if err := metricreg.Register(ctx.GetMetricsRegistry(), collectors...); err != nil {
+	if err := metricreg.Register(ctx.GetMetricsRegistry(), metrics.collectors()...); err != nil {
 		return err
 	}
 
@@ -211,25 +186,39 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Kubernetes != nil {
 		a.Kubernetes.Kubeconfig = repl.ReplaceKnown(a.Kubernetes.Kubeconfig, "")
 	}
-	a.setDefaults() // Caddy runs Validate next
+	// The defaults, as documented on the fields; Caddy runs Validate next.
+	setDefault(&a.SourceTimeout, caddy.Duration(time.Minute))
+	setDefault(&a.Interval, caddy.Duration(30*time.Second))
+	setDefault(&a.ReadDelay, caddy.Duration(30*time.Second))
+	setDefault(&a.InitialLookback, caddy.Duration(5*time.Minute))
+	setDefault(&a.MaxWindow, caddy.Duration(5*time.Minute))
+	setDefault(&a.BatchSize, 2000)
+	setDefault(&a.MaxInFlight, 4)
+	setDefault(&a.MaxPendingSamples, 500_000)
+	setDefault(&a.MaxCopiesPerTenant, 10)
+	setDefault(&a.Timeout, caddy.Duration(30*time.Second))
+	if a.Retries == nil {
+		a.Retries = new(int)
+		*a.Retries = 3
+	}
+	setDefault(&a.StateDir, filepath.Join(caddy.AppDataDir(), AppID))
+	setDefault(&a.ServiceAddress, "{service}.{namespace}.svc:{port}")
+	setDefault(&a.Shards, 1)
 
-	a.set = &settings{
+	a.cfg = &settings{
 		readDelay:       time.Duration(a.ReadDelay),
 		maxWindow:       time.Duration(a.MaxWindow),
 		initialLookback: time.Duration(a.InitialLookback),
 		batchSize:       a.BatchSize,
 		maxPending:      a.MaxPendingSamples,
 		stateDir:        a.StateDir,
-		limiter:         passes,
+		passes:          process.passes,
 		logger:          a.logger,
 	}
-	if a.set.stateDir == "" {
-		a.set.stateDir = filepath.Join(caddy.AppDataDir(), AppID)
-	}
-	if a.set.src, err = newSource(a.Source, time.Duration(a.SourceTimeout), userAgent); err != nil {
+	if a.cfg.src, err = newSource(a.Source, time.Duration(a.SourceTimeout), userAgent); err != nil {
 		return err
 	}
-	a.set.targets = &targetSettings{
+	a.cfg.targets = &targetSettings{
 		serviceAddress: a.ServiceAddress,
 		credentialsDir: a.CredentialsDir,
 		tenantHeader:   a.TenantHeader,
@@ -239,7 +228,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	for _, raw := range a.AllowURLs {
 		if u, err := url.Parse(raw); err == nil { // Validate reports the others
-			a.set.targets.allowURLs = append(a.set.targets.allowURLs, u)
+			a.cfg.targets.allowURLs = append(a.cfg.targets.allowURLs, u)
 		}
 	}
 	if a.Kubernetes != nil {
@@ -255,47 +244,25 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("prom_remote_write: kubernetes: %w", err)
 		}
-		a.set.targets.secrets = newKubeSecrets(cs)
-		a.set.targets.services = newKubeServices(cs)
-		a.set.kube = &statusWriter{client: dyn}
+		a.cfg.targets.secrets = newKubeSecrets(cs)
+		a.cfg.targets.services = newKubeServices(cs)
+		a.cfg.kube = &statusWriter{client: dyn}
 	}
 	a.fingerprint, err = a.settingsFingerprint()
 	return err
 }
 
-func (a *App) setDefaults() {
-	setDuration := func(d *caddy.Duration, def time.Duration) {
-		if *d == 0 {
-			*d = caddy.Duration(def)
-		}
-	}
-	setDuration(&a.SourceTimeout, time.Minute)
-	setDuration(&a.Interval, DefaultInterval)
-	setDuration(&a.ReadDelay, DefaultReadDelay)
-	setDuration(&a.InitialLookback, DefaultInitialLookback)
-	setDuration(&a.MaxWindow, DefaultMaxWindow)
-	setDuration(&a.Timeout, DefaultTimeout)
-	setInt := func(n *int, def int) {
-		if *n == 0 {
-			*n = def
-		}
-	}
-	setInt(&a.BatchSize, DefaultBatchSize)
-	setInt(&a.MaxInFlight, DefaultMaxInFlight)
-	setInt(&a.MaxPendingSamples, DefaultMaxPendingSamples)
-	setInt(&a.MaxCopiesPerTenant, DefaultMaxCopiesPerTenant)
-	setInt(&a.Shards, 1)
-	if a.Retries == nil {
-		r := DefaultRetries
-		a.Retries = &r
-	}
-	if a.ServiceAddress == "" {
-		a.ServiceAddress = DefaultServiceAddress
+// setDefault sets *v to def if it is the zero value, which the fields'
+// docs and the Caddyfile take as "the default".
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 
 // Validate checks the configuration. Caddy runs it after Provision, which
-// sets the defaults; a zero value means the default.
+// applied the defaults.
 func (a *App) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -306,7 +273,7 @@ func (a *App) Validate() error {
 	} else if u, err := url.Parse(a.Source); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("source %q must be an http or https URL", a.Source)
 	}
-	if a.Interval != 0 && time.Duration(a.Interval) < tenancy.MinRemoteWriteInterval {
+	if time.Duration(a.Interval) < tenancy.MinRemoteWriteInterval {
 		bad("interval must be at least %s, got %s", tenancy.MinRemoteWriteInterval, time.Duration(a.Interval))
 	}
 	for name, d := range map[string]caddy.Duration{"read_delay": a.ReadDelay, "initial_lookback": a.InitialLookback, "max_window": a.MaxWindow, "timeout": a.Timeout, "source_timeout": a.SourceTimeout} {
@@ -314,7 +281,7 @@ func (a *App) Validate() error {
 			bad("%s must not be negative, got %s", name, time.Duration(d))
 		}
 	}
-	if a.MaxWindow != 0 && time.Duration(a.MaxWindow) < time.Second {
+	if time.Duration(a.MaxWindow) < time.Second {
 		bad("max_window must be at least 1s, got %s", time.Duration(a.MaxWindow))
 	}
 	for name, n := range map[string]int{"batch_size": a.BatchSize, "max_in_flight": a.MaxInFlight, "max_pending_samples": a.MaxPendingSamples, "max_copies_per_tenant": a.MaxCopiesPerTenant, "shards": a.Shards} {
@@ -369,150 +336,6 @@ func (a *App) settingsFingerprint() (string, error) {
 	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8]), nil
-}
-
-// Start starts a copier for every enabled remote write of the tenants this
-// replica owns, then follows the registry. The first sync happens before
-// Start returns, so that a reload takes over the running copiers before the
-// old config lets go of them. It does no I/O and does not block.
-func (a *App) Start() error {
-	passes.resize(a.MaxInFlight)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cancel != nil {
-		return nil
-	}
-	a.held = map[string]*copier{}
-	changed := a.registry.Changed()
-	a.syncLocked()
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel, a.done = cancel, make(chan struct{})
-	go a.follow(ctx, changed, a.done)
-	return nil
-}
-
-// Stop lets go of the app's copiers; each stops unless the next config holds it.
-func (a *App) Stop() error {
-	a.mu.Lock()
-	cancel, done := a.cancel, a.done
-	a.cancel, a.done = nil, nil
-	a.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	<-done
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for key := range a.held {
-		if _, err := copiers.Delete(key); err != nil {
-			a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
-		}
-	}
-	a.held = nil
-	return nil
-}
-
-func (a *App) follow(ctx context.Context, changed <-chan struct{}, done chan struct{}) {
-	defer close(done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
-		changed = a.registry.Changed()
-		a.mu.Lock()
-		if ctx.Err() == nil {
-			a.syncLocked()
-		}
-		a.mu.Unlock()
-	}
-}
-
-// owns reports whether this replica copies the tenant.
-func (a *App) owns(namespace string) bool {
-	if a.Shards <= 1 {
-		return true
-	}
-	h := fnv.New32a()
-	h.Write([]byte(namespace))
-	return int(h.Sum32()%uint32(a.Shards)) == a.Shard
-}
-
-// syncLocked makes the held copiers those of the registry's current
-// remote writes. The caller holds a.mu.
-func (a *App) syncLocked() {
-	type wanted struct {
-		rw      *tenancy.RemoteWrite
-		refused error // set: the copier only reports it
-	}
-	want := map[string]wanted{}
-	for _, t := range a.registry.Tenants() {
-		if !a.owns(t.Namespace) {
-			continue
-		}
-		for i, rw := range t.RemoteWrites { // by object name
-			if i < a.MaxCopiesPerTenant {
-				want[a.copierKey(rw)] = wanted{rw: rw}
-				continue
-			}
-			err := fmt.Errorf("not copied: the tenant has %d copying MetricAccess objects, and max_copies_per_tenant is %d (the first by name are copied)",
-				len(t.RemoteWrites), a.MaxCopiesPerTenant)
-			want[a.copierKey(rw)+"#refused"] = wanted{rw: rw, refused: err}
-		}
-	}
-	for key, wc := range want {
-		if _, ok := a.held[key]; ok {
-			continue
-		}
-		rw := wc.rw
-		v, loaded, err := copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
-			var c *copier
-			if wc.refused != nil {
-				c = newRefusedCopier(rw, a.copyInterval(rw), a.set, wc.refused)
-			} else {
-				c = newCopier(rw, a.copyInterval(rw), a.set)
-			}
-			c.start()
-			return c, nil
-		})
-		if err != nil {
-			a.logger.Error("starting copier", zap.String("copier", key), zap.Error(err))
-			continue
-		}
-		if !loaded {
-			a.logger.Info("remote write started", zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name))
-		}
-		a.held[key] = v.(*copier)
-	}
-	// Replaced copiers stop after their successors exist, so that the
-	// object's cursor (progress, counters) passes from one to the other.
-	for key := range a.held {
-		if _, ok := want[key]; !ok {
-			delete(a.held, key)
-			if _, err := copiers.Delete(key); err != nil {
-				a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
-			}
-		}
-	}
-}
-
-// copyInterval is the object's interval, or the app's default.
-func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
-	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
-		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
-	}
-	return time.Duration(a.Interval)
-}
-
-// copierKey identifies a copier by its object, what the object says (spec
-// and compiled selectors) and the app settings it runs with.
-func (a *App) copierKey(rw *tenancy.RemoteWrite) string {
-	spec, _ := json.Marshal(rw.Spec) // plain data: cannot fail
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", spec, rw.Policy, a.fingerprint, a.copyInterval(rw))
-	return rw.Key() + "@" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Interface guards.

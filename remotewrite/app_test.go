@@ -54,14 +54,14 @@ spec:
 	a := &App{
 		MaxCopiesPerTenant: 2, Interval: caddy.Duration(time.Minute), Shards: 1,
 		registry: ten.Registry(),
-		set:      &settings{targets: testSettings(t), logger: zap.NewNop()},
+		cfg:      &settings{targets: testSettings(t), logger: zap.NewNop()},
 		logger:   zap.NewNop(),
 		held:     map[string]*copier{},
 	}
 	a.syncLocked()
 	defer func() {
 		for key := range a.held {
-			_, _ = copiers.Delete(key)
+			_, _ = process.copiers.Delete(key)
 		}
 	}()
 	errs := map[string]string{}

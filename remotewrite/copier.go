@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -34,28 +32,41 @@ type settings struct {
 	src      *source
 	targets  *targetSettings
 	stateDir string        // "" keeps no progress on disk
-	limiter  *limiter      // max_in_flight
+	passes   *limiter      // max_in_flight
 	kube     *statusWriter // nil: statuses are not written
 	logger   *zap.Logger
 }
 
+// delivery is how a copier hands a window to its kind of target: the one
+// place where the kinds differ.
+type delivery interface {
+	// lookback is how far before the present (less read_delay) a copy
+	// without saved progress starts.
+	lookback(cfg *settings) time.Duration
+	// keepsProgress reports whether the copy's progress is saved, to resume
+	// after a restart.
+	keepsProgress() bool
+	// deliver hands w to the target, moving c's copy state as the target
+	// takes it. It stops between batches when ctx is done; a write in
+	// flight runs on c.writes.
+	deliver(ctx context.Context, c *copier, w *window) error
+}
+
 // copier copies one MetricAccess's series to its target: every pass reads
-// the samples after its progress from the source by remote read, sends them
-// series by series, and moves its progress with each acknowledged batch. Nothing is queued in memory beyond one window: while the target is
-// down the copier stays where it is and reads the same window again later.
+// the samples after its progress from the source by remote read and hands
+// them to the target (delivery), which moves the progress as the target
+// takes them. Nothing is queued in memory beyond one window: while the
+// target is down the copier stays where it is and reads the same window
+// again later. The steps of a pass are in pass; the states in progress.go.
 type copier struct {
 	rw        *tenancy.RemoteWrite
-	set       *settings
+	cfg       *settings
 	interval  time.Duration
 	target    *resolvedTarget
 	targetErr error // the target could not be built, or the copy is refused: reported, never retried
 	rule      labelRule
-	group     labelRule // a Pushgateway's grouping labels, which it overwrites
-	cur       *cursor   // nil when targetErr is set
+	cur       *cursor // nil when targetErr is set
 	logger    *zap.Logger
-	// fit is the window length, in milliseconds, that last held at most
-	// max_pending_samples; 0 is max_window. Owned by the run goroutine.
-	fit int64
 
 	// Owned by the run goroutine: what reportStatus last wrote.
 	reported     time.Time
@@ -66,25 +77,25 @@ type copier struct {
 	status Status
 
 	// Stopping cancels the run's context: a pass stops between batches. A
-	// write in flight runs on hard, cancelled only after stopGrace, so that
-	// its acknowledgement is saved.
-	cancel     context.CancelFunc
-	hard       context.Context
-	hardCancel context.CancelFunc
-	stopped    chan struct{}
+	// write in flight runs on writes, cancelled only after stopGrace, so
+	// that its acknowledgement is saved.
+	cancel       context.CancelFunc
+	writes       context.Context
+	cancelWrites context.CancelFunc
+	stopped      chan struct{}
 }
 
 // stopGrace is how long stopping waits for a write in flight.
 const stopGrace = 5 * time.Second
 
-func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *copier {
+func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *copier {
 	c := &copier{
-		rw: rw, set: set, interval: interval,
+		rw: rw, cfg: cfg, interval: interval,
 		rule:   newLabelRule(rw.Spec.ExtraLabels, rw.Spec.HonorLabels),
-		logger: set.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
+		logger: cfg.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
 	}
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
-	c.target, c.targetErr = set.targets.newTarget(rw, func(reason string) {
+	c.target, c.targetErr = cfg.targets.newTarget(rw, func(reason string) {
 		// Samples count as failed once the write gives up, not per attempt.
 		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
 	})
@@ -93,29 +104,21 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *
 	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
-		if t := rw.Spec.Target; t.Type == tenancy.TargetPushgateway { // newTarget checked its block
-			pg := t.Pushgateway
-			key := map[string]string{"job": pg.JobName}
-			for k, v := range pg.GroupingKey {
-				key[k] = v
-			}
-			c.group = newLabelRule(key, false)
+		var file stateFile
+		if cfg.stateDir != "" && c.target.delivery.keepsProgress() {
+			file = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
 		}
-		var state stateFile
-		if set.stateDir != "" && c.target.snapshot == nil {
-			state = stateFile{path: filepath.Join(set.stateDir, rw.Namespace, rw.Object.Name+".json")}
-		}
-		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, state)
+		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, file)
 	}
 	return c
 }
 
 // newRefusedCopier is a copier that copies nothing and reports why: it
 // holds no target and no cursor.
-func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings, why error) *copier {
+func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, why error) *copier {
 	c := &copier{
-		rw: rw, set: set, interval: interval, targetErr: why,
-		logger: set.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
+		rw: rw, cfg: cfg, interval: interval, targetErr: why,
+		logger: cfg.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
 	}
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
 	return c
@@ -124,8 +127,8 @@ func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *sett
 func (c *copier) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.stopped = cancel, make(chan struct{})
-	c.hard, c.hardCancel = context.WithCancel(context.Background())
-	gaugesAcquire(c.rw.Namespace)
+	c.writes, c.cancelWrites = context.WithCancel(context.Background())
+	process.tenants.started(c.rw.Namespace)
 	go c.run(ctx)
 }
 
@@ -136,11 +139,11 @@ func (c *copier) Destruct() error {
 		select {
 		case <-c.stopped:
 		case <-time.After(stopGrace):
-			c.hardCancel()
+			c.cancelWrites()
 			<-c.stopped
 		}
-		c.hardCancel()
-		gaugesRelease(c.rw.Namespace)
+		c.cancelWrites()
+		process.tenants.stopped(c.rw.Namespace)
 	}
 	if c.cur != nil {
 		releaseCursor(c.rw.Key(), c.target.id)
@@ -182,18 +185,9 @@ func (c *copier) run(ctx context.Context) {
 	}
 }
 
-// startAt is where a cursor without saved progress starts: initial_lookback
-// ago. A Pushgateway holds current values only: its copier starts staleAfter
-// back, to know every live series.
-func (c *copier) startAt(now time.Time) int64 {
-	if c.target.snapshot != nil {
-		return now.Add(-c.set.readDelay - staleAfter).UnixMilli()
-	}
-	return now.Add(-c.set.readDelay - c.set.initialLookback).UnixMilli()
-}
-
-// pass copies one window. It reports whether the copier has caught up with
-// the present (less read_delay).
+// pass copies one window, in four steps: plan it from the copy state, read
+// it, deliver it, save the progress. It reports whether the copier has
+// caught up with the present (less read_delay).
 func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	// The cursor first, then the tenant's turn: a copier waiting for its
 	// predecessor, or for another object of its tenant, must not hold one
@@ -202,45 +196,37 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		return false, err
 	}
 	defer c.cur.unlock()
-	if err := perTenant.acquire(ctx, c.rw.Namespace); err != nil {
+	if err := process.tenants.takeTurn(ctx, c.rw.Namespace); err != nil {
 		return false, err
 	}
-	defer perTenant.release(c.rw.Namespace)
-	if err := c.set.limiter.acquire(ctx); err != nil {
+	defer process.tenants.giveTurn(c.rw.Namespace)
+	if err := c.cfg.passes.acquire(ctx); err != nil {
 		return false, err
 	}
-	defer c.set.limiter.release()
+	defer c.cfg.passes.release()
+	st := &c.cur.state
 	now := time.Now()
-	c.cur.load(c.target.id, c.startAt(now), c.logger)
+	c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger)
 	c.setCopiedUntil()
 
-	end := now.Add(-c.set.readDelay).UnixMilli()
-	from := c.cur.done.readFrom()
-	if from > end {
+	// 1. Plan.
+	end := now.Add(-c.cfg.readDelay).UnixMilli()
+	plan, ok := st.plan(end, c.cfg.maxWindow.Milliseconds())
+	if !ok {
 		return true, nil
 	}
-	var w *window
-	if to := c.fixedWindow(); to != 0 {
-		// A partly sent window, or one whose last batch is unsure, is read
-		// again as it was: the positions refer to the order of its samples.
-		w, err = c.readOnce(ctx, from, to, c.set.maxPending, true)
-	} else {
-		w, err = c.read(ctx, from, min(end, from+c.set.maxWindow.Milliseconds()-1))
-	}
+	// 2. Read.
+	w, err := c.read(ctx, plan)
 	if err != nil {
 		return false, err
 	}
 	defer w.release()
 	c.setPending(len(w.samples))
 	defer c.setPending(0)
-	if c.target.snapshot != nil {
-		err = c.pushWindow(c.hard, w)
-	} else {
-		err = c.sendWindow(ctx, w)
-	}
-	if err != nil {
+	// 3. Deliver (saving as it goes).
+	if err := c.target.delivery.deliver(ctx, c, w); err != nil {
 		if ctx.Err() != nil {
-			c.save() // stopping between batches: no batch is in flight
+			c.save(st.inFlight(nil)) // stopping between batches: no batch is in flight
 		}
 		return false, err
 	}
@@ -249,149 +235,48 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		c.succeeded()
 		return false, nil
 	}
-	c.cur.done = progress{T: w.to}
-	if u := c.cur.unsure; u != nil && u.Window <= w.to {
-		c.cur.unsure = nil // every sample it could cover was in this window
-	}
-	c.save()
+	// 4. Save.
+	st.windowDone(w.to)
+	c.save(nil)
 	c.succeeded()
 	return w.to == end, nil
 }
 
-// fixedWindow is the end of the window the next read must be, or 0 when
-// any window will do.
-func (c *copier) fixedWindow() int64 {
-	done := c.cur.done
-	if done.partial() {
-		return done.Window
-	}
-	if u := c.cur.unsure; u != nil {
-		if u.partial() && u.T == done.T {
-			return u.Window
-		}
-		c.cur.unsure = nil // a window after it was sent whole
-	}
-	return 0
-}
-
-// read reads [from, to], or less: it starts with the window length that
-// last fit in max_pending_samples and halves it while the window holds more;
-// a single millisecond that holds more is cut (the rest follows in the
-// next pass). The length grows back while windows hold less than half.
-func (c *copier) read(ctx context.Context, from, to int64) (*window, error) {
-	if c.fit > 0 {
-		to = min(to, from+c.fit-1)
-	}
+// read reads the planned range, or less: a range that holds more than
+// max_pending_samples is halved until it fits (copyState.tooFull), and a
+// fixed one, or a single millisecond, is cut instead (the rest follows in
+// the next pass).
+func (c *copier) read(ctx context.Context, p readPlan) (*window, error) {
+	st := &c.cur.state
 	for {
-		w, err := c.readOnce(ctx, from, to, c.set.maxPending, to == from)
+		w, err := c.readOnce(ctx, p)
 		if errors.Is(err, errWindowFull) {
-			to = from + (to-from)/2
-			c.fit = to - from + 1
+			p.to = st.tooFull(p.from, p.to)
 			continue
 		}
-		if err == nil && c.fit > 0 && to-from+1 == c.fit && len(w.samples) < c.set.maxPending/2 {
-			c.fit *= 2
-			if c.fit >= c.set.maxWindow.Milliseconds() {
-				c.fit = 0
-			}
+		if err == nil && !p.fixed {
+			st.fitted(p.from, p.to, len(w.samples), c.cfg.maxPending, c.cfg.maxWindow.Milliseconds())
 		}
 		return w, err
 	}
 }
 
-func (c *copier) readOnce(ctx context.Context, from, to int64, limit int, truncate bool) (*window, error) {
+func (c *copier) readOnce(ctx context.Context, p readPlan) (*window, error) {
 	// Cancelling ends the streamed answers a full window leaves unread.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ss, err := c.set.src.read(ctx, c.rw.Policy, from, to)
+	ss, err := c.cfg.src.read(ctx, c.rw.Policy, p.from, p.to)
 	if err != nil {
 		return nil, err
 	}
-	return collect(ss, c.rw.Policy, c.cur.done, from, to, limit, truncate)
+	return collect(ss, c.rw.Policy, c.cur.state.acked, p.from, p.to, c.cfg.maxPending, p.truncates())
 }
 
-// sendWindow sends w in batches, moving the progress with each one the
-// target acknowledges (or refuses for good), then, if w is whole, ends the
-// series that stopped without a staleness marker. A window goes series by
-// series, so a series' labels are sent once per batch, not once per sample.
-//
-// Before each batch the cursor notes on disk how far the batch goes (with
-// the previous batch's acknowledgement, in one write). If the process dies
-// before the acknowledgement is saved, the next run resends exactly that
-// batch, on its own: a receiver that had stored it refuses it as out of
-// order, and mixing new samples into it would lose them with it.
-func (c *copier) sendWindow(ctx context.Context, w *window) error {
-	b := labels.NewBuilder(labels.EmptyLabels())
-	out := make([]labels.Labels, len(w.series))
-	for i, s := range w.series {
-		out[i] = c.rule.apply(b, s)
-	}
-	// next plans the batch from sample i: its length, and whether it is
-	// (part of) the unsure batch, resent alone.
-	next := func(i int) (n int, resend bool) {
-		n = min(c.set.batchSize, len(w.samples)-i)
-		if u := c.cur.unsure; u != nil {
-			k := 0 // samples are in progress order, so the covered ones come first
-			for k < n && u.covers(w.samples[i+k].t, w.series[w.samples[i+k].series]) {
-				k++
-			}
-			if k > 0 {
-				return k, true
-			}
-			c.cur.unsure = nil
-		}
-		return n, false
-	}
-	endOf := func(i, n int) progress {
-		last := w.samples[i+n-1]
-		return progress{T: c.cur.done.T, Window: w.to, Series: w.series[last.series], SeriesT: last.t}
-	}
-	if len(w.samples) > 0 {
-		if n, resend := next(0); !resend {
-			c.saveInFlight(endOf(0, n))
-		}
-	}
-	for i := 0; i < len(w.samples); {
-		if err := ctx.Err(); err != nil {
-			return err // stopping: between batches, nothing is half sent
-		}
-		n, resend := next(i)
-		chunk := w.samples[i : i+n]
-		end := endOf(i, n)
-		if err := c.write(c.hard, &batch{series: out, samples: chunk, hists: w.hists}, resend); err != nil {
-			// A failed request may still have been stored (a timeout after
-			// the receiver committed): the next try sends this batch alone.
-			if !resend {
-				c.cur.unsure = &end
-			}
-			return err
-		}
-		// A resent part may end before the unsure batch did (a smaller
-		// batch_size since): unsure stays until a sample past it comes.
-		c.cur.done = end
-		c.trackLast(w, chunk)
-		i += n
-		c.setPending(len(w.samples) - i)
-		var inFlight *progress
-		if i < len(w.samples) {
-			if n, resend := next(i); !resend {
-				e := endOf(i, n)
-				inFlight = &e
-			}
-		}
-		c.saveWith(inFlight)
-	}
-	if w.truncated {
-		return nil
-	}
-	return c.endVanished(c.hard, w.to)
-}
-
-// write sends one batch. A refusal for good is counted and logged, and
+// write sends one batch to t. A refusal for good is counted and logged, and
 // copying goes on; any other failure is returned, to be retried. resend
-// says the batch may have been stored already (see sendWindow).
-func (c *copier) write(ctx context.Context, b *batch, resend bool) error {
-	err := c.target.batch.send(ctx, b)
+// says the batch may have been stored already (see batchDelivery.deliver).
+func (c *copier) write(ctx context.Context, t batchTarget, b *batch, resend bool) error {
+	err := t.send(ctx, b)
 	var te *targetError
 	var pw *partialWrite
 	switch {
@@ -438,110 +323,10 @@ func (c *copier) trackLast(w *window, samples []sample) {
 	}
 }
 
-// endVanished sends a staleness marker at `at` for every series that had no
-// sample for staleAfter and no marker of its own, so that the target stops
-// showing it at once, as the source does.
-func (c *copier) endVanished(ctx context.Context, at int64) error {
-	var ended []*seriesState
-	for _, st := range c.cur.live.all() {
-		if st.lastT <= at-staleAfter.Milliseconds() {
-			ended = append(ended, st)
-		}
-	}
-	if len(ended) == 0 {
-		return nil
-	}
-	slices.SortFunc(ended, func(a, b *seriesState) int { return labels.Compare(a.lset, b.lset) })
-	b := labels.NewBuilder(labels.EmptyLabels())
-	m := &batch{}
-	for i, st := range ended {
-		m.series = append(m.series, c.rule.apply(b, st.lset))
-		m.samples = append(m.samples, sample{t: at, v: math.Float64frombits(value.StaleNaN), series: int32(i)})
-	}
-	if err := c.write(ctx, m, false); err != nil {
-		return err
-	}
-	for _, st := range ended {
-		c.cur.live.remove(st.lset)
-	}
-	return nil
-}
-
-// pushWindow updates the current value of every series from w and pushes
-// all live series to the Pushgateway, replacing its group.
-func (c *copier) pushWindow(ctx context.Context, w *window) error {
-	histograms := 0
-	for _, s := range w.samples {
-		if s.hist != 0 {
-			histograms++ // the Pushgateway takes no native histograms without types
-			continue
-		}
-		c.track(w.series[s.series], s)
-	}
-	if w.truncated {
-		// The group is pushed once the window is whole: a push replaces it,
-		// and the series of the rest are not known yet.
-		if n := len(w.samples); n > 0 {
-			last := w.samples[n-1]
-			c.cur.done = progress{T: c.cur.done.T, Window: w.to, Series: w.series[last.series], SeriesT: last.t}
-		}
-		if histograms > 0 {
-			c.countDropped("native_histogram", histograms)
-		}
-		return nil
-	}
-	states := c.cur.live.all()
-	states = slices.DeleteFunc(states, func(st *seriesState) bool {
-		if st.lastT <= w.to-staleAfter.Milliseconds() {
-			c.cur.live.remove(st.lset)
-			return true
-		}
-		return false
-	})
-	slices.SortFunc(states, func(a, b *seriesState) int { return labels.Compare(a.lset, b.lset) })
-	b := labels.NewBuilder(labels.EmptyLabels())
-	series := make([]labels.Labels, len(states))
-	values := make([]float64, len(states))
-	for i, st := range states {
-		series[i] = c.group.apply(b, c.rule.apply(b, st.lset))
-		values[i] = st.lastV
-	}
-	if err := c.target.snapshot.push(ctx, series, values); err != nil {
-		var te *targetError
-		if errors.As(err, &te) {
-			c.countFailed(te.reason, len(series))
-		}
-		return err
-	}
-	c.countSent(len(series))
-	if histograms > 0 {
-		c.countDropped("native_histogram", histograms)
-	}
-	return nil
-}
-
-// save writes the progress; a Pushgateway's is not kept (it holds current
-// values only).
-func (c *copier) save() { c.saveWith(nil) }
-
-// saveWith writes the progress and where the next batch, about to be sent,
-// ends (nil: none, or the unsure batch still).
-func (c *copier) saveWith(inFlight *progress) {
+// save writes the copy state, noting inFlight as the batch in flight.
+func (c *copier) save(inFlight *progress) {
 	c.setCopiedUntil()
-	if c.target.snapshot != nil {
-		return
-	}
-	if inFlight == nil {
-		inFlight = c.cur.unsure
-	}
 	if err := c.cur.save(c.target.id, inFlight); err != nil {
-		c.logger.Error("saving remote write state", zap.Error(err))
-	}
-}
-
-// saveInFlight notes that a batch ending at end is about to be sent.
-func (c *copier) saveInFlight(end progress) {
-	if err := c.cur.save(c.target.id, &end); err != nil {
 		c.logger.Error("saving remote write state", zap.Error(err))
 	}
 }
@@ -550,14 +335,14 @@ func (c *copier) saveInFlight(end progress) {
 // from the Kubernetes API: at once when the error changes, else at most
 // every statusEvery.
 func (c *copier) reportStatus(ctx context.Context) {
-	if c.set.kube == nil || c.rw.Object.Source != tenancy.SourceKubernetes {
+	if c.cfg.kube == nil || c.rw.Object.Source != tenancy.SourceKubernetes {
 		return
 	}
 	s := c.Status()
 	if s.LastError == c.reportedErr && !c.reported.IsZero() && time.Since(c.reported) < statusEvery {
 		return
 	}
-	if err := c.set.kube.write(ctx, c.rw.Namespace, c.rw.Object.Name, s); err != nil {
+	if err := c.cfg.kube.write(ctx, c.rw.Namespace, c.rw.Object.Name, s); err != nil {
 		if !c.reportFailed {
 			c.logger.Warn("writing the MetricAccess's remote-write status", zap.Error(err))
 		}

@@ -52,7 +52,7 @@ func (c *copier) succeeded() {
 func (c *copier) setCopiedUntil() {
 	c.mu.Lock()
 	// In a partly sent window only some series are further.
-	c.status.CopiedUntil = time.UnixMilli(c.cur.done.T)
+	c.status.CopiedUntil = time.UnixMilli(c.cur.state.acked.T)
 	c.mu.Unlock()
 }
 

@@ -125,7 +125,7 @@ func (r *testStrictReceiver) send(_ context.Context, b *batch) error {
 func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, base int64, batchSize, maxPending int, maxWindow time.Duration) *copier {
 	t.Helper()
 	rw := &tenancy.RemoteWrite{Namespace: "copier-window-test", Object: tenancy.ObjectRef{Name: "obj"}, Spec: &tenancy.RemoteWriteSpec{}, Policy: testPolicy(t, `{namespace="a"}`)}
-	set := &settings{
+	cfg := &settings{
 		// The present is 100ms after base; the tests start from a state
 		// file, so initial_lookback does not matter.
 		readDelay:       time.Since(time.UnixMilli(base + 100)),
@@ -134,17 +134,17 @@ func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, 
 		batchSize:       batchSize,
 		maxPending:      maxPending,
 		src:             src,
-		limiter:         newLimiter(1),
+		passes:          newLimiter(1),
 		logger:          zap.NewNop(),
 	}
 	c := &copier{
-		rw: rw, set: set, interval: time.Second,
-		target: &resolvedTarget{id: "remote_write test", protocol: "test", batch: rcv},
+		rw: rw, cfg: cfg, interval: time.Second,
+		target: &resolvedTarget{id: "remote_write test", protocol: "test", delivery: batchDelivery{target: rcv}},
 		logger: zap.NewNop(),
-		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), state: stateFile{path: filepath.Join(dir, "state.json")}},
+		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), file: stateFile{path: filepath.Join(dir, "state.json")}},
 	}
-	c.hard, c.hardCancel = context.WithCancel(context.Background())
-	t.Cleanup(c.hardCancel)
+	c.writes, c.cancelWrites = context.WithCancel(context.Background())
+	t.Cleanup(c.cancelWrites)
 	return c
 }
 
@@ -161,11 +161,11 @@ func testCopyAll(t *testing.T, newCopier func() *copier, until int64, restart fu
 			c = newCopier()
 			continue
 		}
-		if err == nil && (caughtUp || c.cur.done.T >= until && !c.cur.done.partial() && c.cur.unsure == nil) {
+		if st := c.cur.state; err == nil && (caughtUp || st.acked.T >= until && !st.acked.partial() && st.unsure == nil) {
 			return c
 		}
 	}
-	t.Fatalf("not caught up after 10000 passes: progress %+v, in flight %v", c.cur.done, c.cur.unsure)
+	t.Fatalf("not caught up after 10000 passes: progress %+v, in flight %v", c.cur.state.acked, c.cur.state.unsure)
 	return nil
 }
 
@@ -300,12 +300,12 @@ func (p partialTarget) send(context.Context, *batch) error { return &partialWrit
 func TestCopierCountsPartialWrite(t *testing.T) {
 	c := &copier{
 		rw:     &tenancy.RemoteWrite{Namespace: "partial-write-test", Object: tenancy.ObjectRef{Name: "obj"}},
-		target: &resolvedTarget{id: "remote_write test", batch: partialTarget{written: 1}},
+		target: &resolvedTarget{id: "remote_write test", delivery: batchDelivery{target: partialTarget{written: 1}}},
 		logger: zap.NewNop(),
 		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries()},
 	}
 	b := &batch{series: []labels.Labels{labels.FromStrings("__name__", "m")}, samples: []sample{{t: 1}, {t: 2}, {t: 3}}}
-	if err := c.write(context.Background(), b, false); err != nil {
+	if err := c.write(context.Background(), partialTarget{written: 1}, b, false); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 	if sent, dropped, failed := c.cur.sent.Load(), c.cur.dropped.Load(), c.cur.failed.Load(); sent != 1 || dropped != 2 || failed != 0 {

@@ -107,3 +107,14 @@ func (s *testSet[T]) Warnings() annotations.Annotations { return nil }
 func testSeriesSet(series ...storage.Series) storage.SeriesSet {
 	return &testSet[storage.Series]{items: series}
 }
+
+// testBatchTarget is the batch target of a resolved target that takes
+// batches.
+func testBatchTarget(t testing.TB, rt *resolvedTarget) batchTarget {
+	t.Helper()
+	d, ok := rt.delivery.(batchDelivery)
+	if !ok {
+		t.Fatalf("target %s delivers by %T, not in batches", rt.id, rt.delivery)
+	}
+	return d.target
+}

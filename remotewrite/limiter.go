@@ -6,7 +6,8 @@ import (
 )
 
 // limiter bounds the copy passes running at once (max_in_flight). Its size
-// follows the newest config; copiers kept across a reload share it.
+// follows the newest config; copiers kept across a reload share it
+// (process.passes).
 type limiter struct {
 	mu      sync.Mutex
 	size    int
@@ -48,37 +49,4 @@ func (l *limiter) release() {
 	l.running--
 	close(l.wake)
 	l.wake = make(chan struct{})
-}
-
-// tenantTurns lets each tenant run one copy pass at a time, so that the
-// objects of one tenant (whose target may hang) cannot take every
-// max_in_flight slot from the others.
-type tenantTurns struct {
-	mu    sync.Mutex
-	turns map[string]chan struct{} // one slot per namespace; kept, a few bytes each
-}
-
-var perTenant = &tenantTurns{turns: map[string]chan struct{}{}}
-
-func (t *tenantTurns) acquire(ctx context.Context, namespace string) error {
-	t.mu.Lock()
-	turn, ok := t.turns[namespace]
-	if !ok {
-		turn = make(chan struct{}, 1)
-		t.turns[namespace] = turn
-	}
-	t.mu.Unlock()
-	select {
-	case turn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (t *tenantTurns) release(namespace string) {
-	t.mu.Lock()
-	turn := t.turns[namespace]
-	t.mu.Unlock()
-	<-turn
 }

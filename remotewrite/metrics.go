@@ -1,17 +1,19 @@
 package remotewrite
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are created once per process and registered into each config's
-// registry (a new one per config load), so their values survive reloads.
-var metrics = struct {
+// copyMetrics are the copiers' metrics, by tenant; process.tenants deletes
+// a tenant's gauges when its last copier stops.
+type copyMetrics struct {
 	sent, failed, dropped *prometheus.CounterVec
 	pending, lastSuccess  *prometheus.GaugeVec
-}{
+}
+
+// metrics are created once per process and registered into each config's
+// registry (a new one per config load), so their values survive reloads.
+var metrics = &copyMetrics{
 	sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "prometheus_proxy_remote_write_samples_sent_total",
 		Help: "Samples the targets acknowledged, by tenant (for a Pushgateway: series values pushed).",
@@ -34,29 +36,7 @@ var metrics = struct {
 	}, []string{"tenant"}),
 }
 
-var collectors = []prometheus.Collector{metrics.sent, metrics.failed, metrics.dropped, metrics.pending, metrics.lastSuccess}
-
-// tenantGauges counts the copiers of each tenant, so that a tenant's gauges
-// are deleted when its last copier stops (cardinality stays with the tenants
-// that copy).
-var tenantGauges = struct {
-	sync.Mutex
-	copiers map[string]int
-}{copiers: map[string]int{}}
-
-func gaugesAcquire(tenant string) {
-	tenantGauges.Lock()
-	defer tenantGauges.Unlock()
-	tenantGauges.copiers[tenant]++
-}
-
-func gaugesRelease(tenant string) {
-	tenantGauges.Lock()
-	defer tenantGauges.Unlock()
-	tenantGauges.copiers[tenant]--
-	if tenantGauges.copiers[tenant] <= 0 {
-		delete(tenantGauges.copiers, tenant)
-		metrics.pending.DeleteLabelValues(tenant)
-		metrics.lastSuccess.DeleteLabelValues(tenant)
-	}
+// collectors are the metrics, for registering.
+func (m *copyMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.sent, m.failed, m.dropped, m.pending, m.lastSuccess}
 }

@@ -1,10 +1,7 @@
 package remotewrite
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
-	"strings"
+	"reflect"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -116,232 +113,145 @@ func testProgressEqual(a, b progress) bool {
 	return a.T == b.T && a.Window == b.Window && a.SeriesT == b.SeriesT && labels.Equal(a.Series, b.Series)
 }
 
-func TestStateFileRoundTrip(t *testing.T) {
+func TestCopyStatePlan(t *testing.T) {
+	a := labels.FromStrings("__name__", "m", "pod", "a")
+	mid := progress{T: 100, Window: 400, Series: a, SeriesT: 150}
 	for _, tc := range []struct {
-		name string
-		s    savedState
+		name     string
+		st       copyState
+		end      int64
+		want     readPlan
+		caughtUp bool
 	}{
-		{
-			name: "with series",
-			s: savedState{
-				Target: "remote_write https://rw.example.com/api/v1/write",
-				Progress: progress{
-					T: 1700000000123,
-					Series: labels.FromStrings(
-						"__name__", "http_requests_total",
-						"path", `/a "quoted"\ value`,
-						"unicode", "Grüße, 世界",
-						"eq", "a=b,c",
-					),
-				},
-			},
-		},
-		{
-			name: "without series",
-			s:    savedState{Target: "prometheus http://p:9090/api/v1/write", Progress: progress{T: -42}},
-		},
-		{
-			name: "partly sent window, batch in flight",
-			s: savedState{
-				Target:   "remote_write https://rw.example.com/api/v1/write",
-				Progress: progress{T: 1000, Window: 2000, Series: labels.FromStrings("__name__", "up", "pod", "a"), SeriesT: 1500},
-				InFlight: &progress{T: 1000, Window: 2000, Series: labels.FromStrings("__name__", "up", "pod", "b"), SeriesT: 1001},
-			},
-		},
-		{
-			// Zero is a timestamp like any other.
-			name: "partly sent window at time zero",
-			s: savedState{
-				Target:   "x",
-				Progress: progress{T: -10, Window: 10, Series: labels.FromStrings("a", "1"), SeriesT: 0},
-				InFlight: &progress{T: -10, Window: 10, Series: labels.FromStrings("a", "2"), SeriesT: 0},
-			},
-		},
+		{"between: max_window", copyState{acked: progress{T: 100}}, 1000, readPlan{from: 101, to: 400}, false},
+		{"between: up to end", copyState{acked: progress{T: 100}}, 200, readPlan{from: 101, to: 200}, false},
+		{"between: the length that fit", copyState{acked: progress{T: 100}, fit: 50}, 1000, readPlan{from: 101, to: 150}, false},
+		{"caught up", copyState{acked: progress{T: 1000}}, 1000, readPlan{}, true},
+		{"mid-window: the same window, whatever fit says", copyState{acked: mid, fit: 10}, 1000, readPlan{from: 101, to: 400, fixed: true}, false},
+		{"unsure: its window", copyState{acked: progress{T: 100}, unsure: &mid}, 1000, readPlan{from: 101, to: 400, fixed: true}, false},
+		{"mid-window, end moved back (read_delay grew)", copyState{acked: mid}, 50, readPlan{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := stateFile{path: filepath.Join(t.TempDir(), "ns", "sub", "obj.json")}
-			if err := f.save(tc.s); err != nil {
-				t.Fatal(err)
+			before := tc.st
+			got, ok := tc.st.plan(tc.end, 300)
+			if got != tc.want || ok == tc.caughtUp {
+				t.Errorf("plan = %+v, %v; want %+v, %v", got, ok, tc.want, !tc.caughtUp)
 			}
-			got, ok, err := f.load()
-			if err != nil || !ok {
-				t.Fatalf("load = %v, %v", ok, err)
-			}
-			if got.Target != tc.s.Target || !testProgressEqual(got.Progress, tc.s.Progress) {
-				t.Errorf("loaded %+v, want %+v", got, tc.s)
-			}
-			switch {
-			case (got.InFlight == nil) != (tc.s.InFlight == nil):
-				t.Errorf("loaded in flight %v, want %v", got.InFlight, tc.s.InFlight)
-			case got.InFlight != nil && !testProgressEqual(*got.InFlight, *tc.s.InFlight):
-				t.Errorf("loaded in flight %+v, want %+v", *got.InFlight, *tc.s.InFlight)
-			}
-			if got.Version != stateVersion {
-				t.Errorf("loaded version %d, want %d", got.Version, stateVersion)
-			}
-			// The loaded position means the same as the saved one.
-			probe := labels.FromStrings("__name__", "http_requests_total", "path", "/b")
-			if got.Progress.covers(tc.s.Progress.T, probe) != tc.s.Progress.covers(tc.s.Progress.T, probe) {
-				t.Errorf("loaded progress covers differently")
-			}
-
-			info, err := os.Stat(f.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if perm := info.Mode().Perm(); perm != 0o600 {
-				t.Errorf("state file mode %v, want 0600", perm)
-			}
-			if _, err := os.Stat(f.path + ".tmp"); !os.IsNotExist(err) {
-				t.Errorf("temporary file left behind: %v", err)
+			if tc.st.acked.T != before.acked.T || tc.st.unsure != before.unsure || tc.st.fit != before.fit {
+				t.Errorf("plan changed the state: %+v, was %+v", tc.st, before)
 			}
 		})
 	}
 }
 
-func TestStateFileJSON(t *testing.T) {
-	f := stateFile{path: filepath.Join(t.TempDir(), "s.json")}
-	if err := f.save(savedState{Target: "x", Progress: progress{T: 7}}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw struct {
-		Version  any            `json:"version"`
-		Target   string         `json:"target"`
-		Progress map[string]any `json:"progress"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatalf("state is not JSON: %v: %s", err, b)
-	}
-	for _, key := range []string{"series", "window", "series_t"} {
-		if _, ok := raw.Progress[key]; ok {
-			t.Errorf("empty %s is written: %s", key, b)
-		}
-	}
-	if raw.Target != "x" || raw.Progress["t"] != float64(7) {
-		t.Errorf("state written as %s", b)
-	}
-	// Every state is written with its version, whatever the caller set.
-	if raw.Version != float64(stateVersion) {
-		t.Errorf("version written as %v, want %d: %s", raw.Version, stateVersion, b)
-	}
-
-	// A partly sent window's position.
-	if err := f.save(savedState{Target: "x", Progress: progress{T: 7, Window: 20, Series: labels.FromStrings("a", "1"), SeriesT: 12}}); err != nil {
-		t.Fatal(err)
-	}
-	b, _ = os.ReadFile(f.path)
-	raw.Progress = nil
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
-	}
-	if raw.Progress["t"] != float64(7) || raw.Progress["window"] != float64(20) || raw.Progress["series_t"] != float64(12) {
-		t.Errorf("partly sent window stored as %s", b)
-	}
-
-	// Series are stored as a JSON object of labels.
-	if err := f.save(savedState{Target: "x", Progress: progress{T: 7, Series: labels.FromStrings("a", "1", "b", "2")}}); err != nil {
-		t.Fatal(err)
-	}
-	b, _ = os.ReadFile(f.path)
-	var series struct {
-		Progress struct {
-			Series map[string]string `json:"series"`
-		} `json:"progress"`
-	}
-	if err := json.Unmarshal(b, &series); err != nil {
-		t.Fatal(err)
-	}
-	if len(series.Progress.Series) != 2 || series.Progress.Series["a"] != "1" || series.Progress.Series["b"] != "2" {
-		t.Errorf("series stored as %s", b)
-	}
-}
-
-func TestStateFileOverwrites(t *testing.T) {
-	f := stateFile{path: filepath.Join(t.TempDir(), "s.json")}
-	for i, s := range []savedState{
-		{Target: "one", Progress: progress{T: 1, Series: labels.FromStrings("a", "a-long-value-that-makes-the-file-longer")}},
-		{Target: "two", Progress: progress{T: 2}},
+// load resumes the saved state of the same target, drops an in-flight
+// position outside the acked window (which no run saves), and starts a
+// copy without saved state at start.
+func TestCopyStateLoad(t *testing.T) {
+	a := labels.FromStrings("__name__", "m", "pod", "a")
+	acked := progress{T: 100, Window: 400, Series: a, SeriesT: 120}
+	inWindow := progress{T: 100, Window: 400, Series: a, SeriesT: 150}
+	for _, tc := range []struct {
+		name       string
+		saved      savedState
+		ok         bool
+		wantAcked  progress
+		wantUnsure *progress
+	}{
+		{"nothing saved", savedState{}, false, progress{T: 7}, nil},
+		{"resumed", savedState{Progress: acked, InFlight: &inWindow}, true, acked, &inWindow},
+		{"in flight at a window's start", savedState{Progress: progress{T: 100}, InFlight: &inWindow}, true, progress{T: 100}, &inWindow},
+		{"in flight in an earlier window", savedState{Progress: progress{T: 400}, InFlight: &inWindow}, true, progress{T: 400}, nil},
+		{"in flight in another window", savedState{Progress: acked, InFlight: &progress{T: 100, Window: 300, Series: a, SeriesT: 150}}, true, acked, nil},
+		{"in flight not in a window", savedState{Progress: progress{T: 100}, InFlight: &progress{T: 100}}, true, progress{T: 100}, nil},
 	} {
-		if err := f.save(s); err != nil {
-			t.Fatalf("save %d: %v", i, err)
-		}
-	}
-	got, ok, err := f.load()
-	if err != nil || !ok {
-		t.Fatalf("load = %v, %v", ok, err)
-	}
-	if got.Target != "two" || got.Progress.T != 2 || !got.Progress.Series.IsEmpty() {
-		t.Errorf("loaded %+v, want the second state", got)
+		t.Run(tc.name, func(t *testing.T) {
+			var st copyState
+			st.load(tc.saved, tc.ok, 7)
+			if !st.loaded || !reflect.DeepEqual(st.acked, tc.wantAcked) || !reflect.DeepEqual(st.unsure, tc.wantUnsure) {
+				t.Errorf("loaded %v, acked %+v, unsure %+v; want acked %+v, unsure %+v", st.loaded, st.acked, st.unsure, tc.wantAcked, tc.wantUnsure)
+			}
+		})
 	}
 }
 
-func TestStateFileMissing(t *testing.T) {
-	for _, path := range []string{
-		filepath.Join(t.TempDir(), "none.json"),
-		filepath.Join(t.TempDir(), "no", "such", "dir", "none.json"),
-	} {
-		s, ok, err := stateFile{path: path}.load()
-		if err != nil || ok {
-			t.Errorf("load(%s) = %+v, %v, %v; want nothing, no error", path, s, ok, err)
-		}
+// A window with an unsure batch: its samples go first, alone, then the
+// rest in batches; the state moves as each is acknowledged or lost.
+func TestCopyStateBatches(t *testing.T) {
+	a := labels.FromStrings("__name__", "m", "pod", "a")
+	b := labels.FromStrings("__name__", "m", "pod", "b")
+	w := &window{from: 101, to: 400, series: []labels.Labels{a, b}, samples: []sample{
+		{t: 110, series: 0}, {t: 120, series: 0}, {t: 130, series: 0},
+		{t: 110, series: 1}, {t: 120, series: 1}, {t: 130, series: 1},
+	}}
+	unsure := progress{T: 100, Window: 400, Series: a, SeriesT: 120}
+	st := copyState{loaded: true, acked: progress{T: 100}, unsure: &unsure}
+
+	first := st.planBatch(w, 0, 4)
+	if first.n != 2 || !first.resend || !reflect.DeepEqual(first.end, unsure) {
+		t.Fatalf("first batch %+v, want the 2 unsure samples, resent, ending at %+v", first, unsure)
+	}
+	if st.unsure == nil || st.inFlight(&first) != st.unsure {
+		t.Fatalf("planning the resend changed unsure (%v) or noted another batch in flight", st.unsure)
+	}
+	st.lost(first) // a resend that fails leaves the unsure batch as it was
+	if !reflect.DeepEqual(st.unsure, &unsure) {
+		t.Fatalf("a lost resend moved unsure to %+v", st.unsure)
+	}
+	st.acknowledged(first)
+	if !reflect.DeepEqual(st.acked, unsure) {
+		t.Fatalf("acked %+v, want %+v", st.acked, unsure)
+	}
+
+	second := st.planBatch(w, 2, 4)
+	wantEnd := progress{T: 100, Window: 400, Series: b, SeriesT: 130}
+	if second.n != 4 || second.resend || !reflect.DeepEqual(second.end, wantEnd) {
+		t.Fatalf("second batch %+v, want 4 new samples ending at %+v", second, wantEnd)
+	}
+	if st.unsure != nil {
+		t.Fatalf("a batch past the unsure one left unsure %+v", st.unsure)
+	}
+	if got := st.inFlight(&second); got == nil || !reflect.DeepEqual(*got, wantEnd) {
+		t.Fatalf("in flight %+v, want %+v", got, wantEnd)
+	}
+	st.lost(second)
+	if !reflect.DeepEqual(st.unsure, &wantEnd) {
+		t.Fatalf("a lost batch left unsure %+v, want %+v", st.unsure, wantEnd)
+	}
+	// The next pass reads the same window and resends the lost batch alone.
+	if p, ok := st.plan(1000, 1000); !ok || p != (readPlan{from: 101, to: 400, fixed: true}) {
+		t.Fatalf("plan after a lost batch %+v, %v; want the window again", p, ok)
+	}
+	if again := st.batchAt(w, 2, 2); again.n != 2 || !again.resend {
+		t.Fatalf("resend %+v, want the first 2 samples of the lost batch, resent", again)
+	}
+	st.windowDone(w.to)
+	if st.unsure != nil || !reflect.DeepEqual(st.acked, progress{T: 400}) {
+		t.Fatalf("after the window: acked %+v, unsure %+v", st.acked, st.unsure)
 	}
 }
 
-func TestStateFileOff(t *testing.T) {
-	var f stateFile // no path: state is not kept
-	if err := f.save(savedState{Target: "x", Progress: progress{T: 1}}); err != nil {
-		t.Errorf("save without a path: %v", err)
+// fit halves while a range is too full and doubles back to max_window
+// while ranges of its length hold less than half of max_pending_samples.
+func TestCopyStateFit(t *testing.T) {
+	var st copyState
+	if to := st.tooFull(1, 100); to != 50 || st.fit != 50 {
+		t.Fatalf("tooFull(1, 100) = %d, fit %d; want 50, 50", to, st.fit)
 	}
-	if _, ok, err := f.load(); ok || err != nil {
-		t.Errorf("load without a path = %v, %v", ok, err)
+	st.fitted(1, 50, 60, 100, 200) // more than half: stays
+	if st.fit != 50 {
+		t.Fatalf("fit %d after a range held more than half, want 50", st.fit)
 	}
-}
-
-func TestStateFileCorrupt(t *testing.T) {
-	for _, content := range []string{"{not json", `{"target": 5}`, `{"progress": {"series": ["a"]}}`} {
-		path := filepath.Join(t.TempDir(), "corrupt.json")
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_, ok, err := stateFile{path: path}.load()
-		if err == nil {
-			t.Errorf("%q: no error", content)
-			continue
-		}
-		if ok {
-			t.Errorf("%q: ok with an error", content)
-		}
-		if !strings.Contains(err.Error(), path) {
-			t.Errorf("%q: error %q does not name the file", content, err)
-		}
+	st.fitted(1, 20, 10, 100, 200) // a shorter range (the end was near): stays
+	if st.fit != 50 {
+		t.Fatalf("fit %d after a shorter range, want 50", st.fit)
 	}
-}
-
-func TestStateFileUnreadable(t *testing.T) {
-	// A directory where the file should be: an error, not "no state".
-	path := t.TempDir()
-	if _, ok, err := (stateFile{path: path}).load(); err == nil || ok {
-		t.Errorf("load of a directory = %v, %v; want an error", ok, err)
+	st.fitted(1, 50, 10, 100, 200)
+	if st.fit != 100 {
+		t.Fatalf("fit %d, want 100", st.fit)
 	}
-}
-
-// A state of another version (version 1, never released, had no version
-// field) is not resumed: its positions meant another order.
-func TestStateFileOtherVersion(t *testing.T) {
-	for _, body := range []string{
-		`{"target":"x","progress":{"t":100,"series":{"__name__":"m"}}}`,
-		`{"version":3,"target":"x","progress":{"t":100}}`,
-	} {
-		f := stateFile{path: filepath.Join(t.TempDir(), "s.json")}
-		if err := os.WriteFile(f.path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok, err := f.load(); ok || err == nil || !strings.Contains(err.Error(), "version") {
-			t.Errorf("load(%s) = %v, %v; want an error naming the version", body, ok, err)
-		}
+	st.fitted(1, 100, 10, 100, 200)
+	if st.fit != 0 {
+		t.Fatalf("fit %d at max_window, want 0 (max_window)", st.fit)
 	}
 }

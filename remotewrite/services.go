@@ -39,6 +39,8 @@ type kubeServices struct {
 
 	mu    sync.Mutex
 	cache map[serviceKey]cachedAddresses
+
+	dialTurn atomic.Uint64 // moves the first Pod dialed on with each connection
 }
 
 type serviceKey struct {
@@ -193,7 +195,7 @@ func (e *serviceEndpoint) dial(ctx context.Context, network, _ string) (net.Conn
 		return nil, err
 	}
 	var errs []error
-	for _, i := range rotate(len(addrs)) {
+	for _, i := range e.services.rotate(len(addrs)) {
 		conn, err := e.dialer.DialContext(ctx, network, addrs[i])
 		if err == nil {
 			return conn, nil
@@ -204,13 +206,10 @@ func (e *serviceEndpoint) dial(ctx context.Context, network, _ string) (net.Conn
 	return nil, errors.Join(errs...)
 }
 
-// dialTurn moves the first Pod dialed on with each connection.
-var dialTurn atomic.Uint64
-
 // rotate returns 0..n-1 starting at a position that moves on with each call,
 // so that connections spread over the Pods.
-func rotate(n int) []int {
-	start := int(dialTurn.Add(1) % uint64(n))
+func (s *kubeServices) rotate(n int) []int {
+	start := int(s.dialTurn.Add(1) % uint64(n))
 	out := make([]int, n)
 	for i := range out {
 		out[i] = (start + i) % n

@@ -145,7 +145,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 		if want := "prometheus http://" + service + ".team-a.svc:9090/api/v1/write"; tg.id != want {
 			t.Errorf("target id %q, want %q", tg.id, want)
 		}
-		return tg.batch.send(context.Background(), testBatch())
+		return testBatchTarget(t, tg).send(context.Background(), testBatch())
 	}
 	if err := write("prom"); err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 // service_address.
 func TestServiceTargetWithoutKubernetes(t *testing.T) {
 	s := testSettings(t)
-	s.serviceAddress = DefaultServiceAddress
+	s.serviceAddress = "{service}.{namespace}.svc:{port}"
 	spec := &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pgw", ServicePort: 9091, JobName: "copy"}}}
 	_, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Object: tenancy.ObjectRef{Name: "copy", Source: tenancy.SourceKubernetes}, Spec: spec}, nil)
 	if !errors.Is(err, errServiceNeedsKubernetes) {

@@ -1,5 +1,10 @@
 package remotewrite
 
+// Tests of the remote-write target (target_remotewrite.go) against
+// client_golang's own receiver: encoding in both protocols, retries, status
+// classification and partial writes. This file is over 500 lines because
+// those cases share one recording receiver and its fixtures.
+
 import (
 	"bytes"
 	"context"

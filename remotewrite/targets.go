@@ -115,12 +115,11 @@ func (s *targetSettings) credentialFile(namespace, field, name string) (string, 
 }
 
 // resolvedTarget is a target built from a spec, with the identity its
-// progress is saved under.
+// progress is saved under and the way a copier delivers to it.
 type resolvedTarget struct {
 	id       string // kind and URL, without credentials
 	protocol string
-	batch    batchTarget
-	snapshot snapshotTarget
+	delivery delivery
 }
 
 // newTarget builds the target of rw. onRetry counts retried attempts.
@@ -150,7 +149,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if ep != nil {
 			bt = serviceBatchTarget{endpoint: ep, next: t}
 		}
-		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, batch: bt}, nil
+		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, delivery: batchDelivery{target: bt}}, nil
 	case spec.Type == tenancy.TargetPushgateway && spec.Pushgateway != nil:
 		p := spec.Pushgateway
 		var base string
@@ -176,7 +175,11 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if ep != nil {
 			st = serviceSnapshotTarget{endpoint: ep, next: st}
 		}
-		return &resolvedTarget{id: "pushgateway " + u, snapshot: st}, nil
+		key := map[string]string{"job": p.JobName}
+		for k, v := range p.GroupingKey {
+			key[k] = v
+		}
+		return &resolvedTarget{id: "pushgateway " + u, delivery: pushgatewayDelivery{target: st, group: newLabelRule(key, false)}}, nil
 	case spec.Type == tenancy.TargetRemoteWrite && spec.RemoteWrite != nil:
 		r := spec.RemoteWrite
 		u, err := s.externalURL(r.URL)
@@ -195,7 +198,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if err != nil {
 			return nil, err
 		}
-		return &resolvedTarget{id: "remote_write " + u.String(), protocol: r.Protocol(), batch: t}, nil
+		return &resolvedTarget{id: "remote_write " + u.String(), protocol: r.Protocol(), delivery: batchDelivery{target: t}}, nil
 	}
 	return nil, fmt.Errorf("target type %q without its block", spec.Type)
 }

@@ -120,7 +120,7 @@ func TestAllowedDotSegments(t *testing.T) {
 	if err != nil {
 		return // refused: good
 	}
-	_ = tg.batch.send(context.Background(), testBatch())
+	_ = testBatchTarget(t, tg).send(context.Background(), testBatch())
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range paths {
@@ -321,8 +321,10 @@ func TestNewTarget(t *testing.T) {
 			if rt.id != tc.id || rt.protocol != tc.protocol {
 				t.Errorf("target %q protocol %q, want %q %q", rt.id, rt.protocol, tc.id, tc.protocol)
 			}
-			if (rt.snapshot != nil) != tc.snapshot || (rt.batch != nil) == tc.snapshot {
-				t.Errorf("snapshot %v batch %v, want snapshot %v", rt.snapshot, rt.batch, tc.snapshot)
+			_, push := rt.delivery.(pushgatewayDelivery)
+			_, batches := rt.delivery.(batchDelivery)
+			if push != tc.snapshot || batches == tc.snapshot {
+				t.Errorf("delivery %T, want a Pushgateway's %v", rt.delivery, tc.snapshot)
 			}
 		})
 	}
@@ -361,7 +363,7 @@ func TestTargetNoRedirects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = rt.batch.send(context.Background(), testBatch())
+	err = testBatchTarget(t, rt).send(context.Background(), testBatch())
 	var te *targetError
 	if !errors.As(err, &te) || te.reason != "http_3xx" || te.drop {
 		t.Errorf("send to a redirect = %v, want a targetError http_3xx, not dropped", err)

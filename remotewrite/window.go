@@ -52,8 +52,16 @@ type window struct {
 	truncated bool
 }
 
+// position is the progress just past sample i of w, whose window lies
+// after t: where acked moves once the target has every sample up to i.
+func (w *window) position(t int64, i int) progress {
+	s := w.samples[i]
+	return progress{T: t, Window: w.to, Series: w.series[s.series], SeriesT: s.t}
+}
+
 // sampleBuffers keeps the sample slices of finished windows: a window of
-// max_pending_samples grown by appends costs more than its copy.
+// max_pending_samples grown by appends costs more than its copy. A cache,
+// not state: what it holds is never read.
 var sampleBuffers bufferPool
 
 type bufferPool struct{ p sync.Pool }

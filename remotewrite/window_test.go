@@ -1,5 +1,10 @@
 package remotewrite
 
+// Tests of collect (window.go), the one function that turns a remote-read
+// answer into a window. This file is over 500 lines because every way a
+// window is cut, resumed or refused is a case of that one function, and the
+// property tests share its fixtures.
+
 import (
 	"errors"
 	"fmt"

@@ -1,0 +1,160 @@
+package remotewrite
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+)
+
+// Start starts a copier for every enabled remote write of the tenants this
+// replica owns, then follows the registry. The first sync happens before
+// Start returns, so that a reload takes over the running copiers before the
+// old config lets go of them. It does no I/O and does not block.
+func (a *App) Start() error {
+	process.passes.resize(a.MaxInFlight)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cancel != nil {
+		return nil
+	}
+	a.held = map[string]*copier{}
+	changed := a.registry.Changed()
+	a.syncLocked()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan struct{})
+	go a.follow(ctx, changed, a.done)
+	return nil
+}
+
+// Stop lets go of the app's copiers; each stops unless the next config holds it.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.cancel, a.done = nil, nil
+	a.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key := range a.held {
+		if _, err := process.copiers.Delete(key); err != nil {
+			a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
+		}
+	}
+	a.held = nil
+	return nil
+}
+
+func (a *App) follow(ctx context.Context, changed <-chan struct{}, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		changed = a.registry.Changed()
+		a.mu.Lock()
+		if ctx.Err() == nil {
+			a.syncLocked()
+		}
+		a.mu.Unlock()
+	}
+}
+
+// owns reports whether this replica copies the tenant.
+func (a *App) owns(namespace string) bool {
+	if a.Shards <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(namespace))
+	return int(h.Sum32()%uint32(a.Shards)) == a.Shard
+}
+
+// syncLocked makes the held copiers those of the registry's current
+// remote writes. The caller holds a.mu.
+func (a *App) syncLocked() {
+	type wanted struct {
+		rw      *tenancy.RemoteWrite
+		refused error // set: the copier only reports it
+	}
+	want := map[string]wanted{}
+	for _, t := range a.registry.Tenants() {
+		if !a.owns(t.Namespace) {
+			continue
+		}
+		for i, rw := range t.RemoteWrites { // by object name
+			if i < a.MaxCopiesPerTenant {
+				want[a.copierKey(rw)] = wanted{rw: rw}
+				continue
+			}
+			err := fmt.Errorf("not copied: the tenant has %d copying MetricAccess objects, and max_copies_per_tenant is %d (the first by name are copied)",
+				len(t.RemoteWrites), a.MaxCopiesPerTenant)
+			want[a.copierKey(rw)+"#refused"] = wanted{rw: rw, refused: err}
+		}
+	}
+	for key, wc := range want {
+		if _, ok := a.held[key]; ok {
+			continue
+		}
+		rw := wc.rw
+		v, loaded, err := process.copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
+			var c *copier
+			if wc.refused != nil {
+				c = newRefusedCopier(rw, a.copyInterval(rw), a.cfg, wc.refused)
+			} else {
+				c = newCopier(rw, a.copyInterval(rw), a.cfg)
+			}
+			c.start()
+			return c, nil
+		})
+		if err != nil {
+			a.logger.Error("starting copier", zap.String("copier", key), zap.Error(err))
+			continue
+		}
+		if !loaded {
+			a.logger.Info("remote write started", zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name))
+		}
+		a.held[key] = v.(*copier)
+	}
+	// Replaced copiers stop after their successors exist, so that the
+	// object's cursor (progress, counters) passes from one to the other.
+	for key := range a.held {
+		if _, ok := want[key]; !ok {
+			delete(a.held, key)
+			if _, err := process.copiers.Delete(key); err != nil {
+				a.logger.Error("stopping copier", zap.String("copier", key), zap.Error(err))
+			}
+		}
+	}
+}
+
+// copyInterval is the object's interval, or the app's default.
+func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
+	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
+		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
+	}
+	return time.Duration(a.Interval)
+}
+
+// copierKey identifies a copier by its object, what the object says (spec
+// and compiled selectors) and the app settings it runs with.
+func (a *App) copierKey(rw *tenancy.RemoteWrite) string {
+	spec, _ := json.Marshal(rw.Spec) // plain data: cannot fail
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", spec, rw.Policy, a.fingerprint, a.copyInterval(rw))
+	return rw.Key() + "@" + hex.EncodeToString(h.Sum(nil)[:8])
+}
