@@ -21,6 +21,7 @@ import (
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 func init() {
@@ -306,8 +307,8 @@ func (a *App) Validate() error {
 	} else if u, err := url.Parse(a.Source); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("source %q must be an http or https URL", a.Source)
 	}
-	if a.Interval != 0 && time.Duration(a.Interval) < tenancy.MinRemoteWriteInterval {
-		bad("interval must be at least %s, got %s", tenancy.MinRemoteWriteInterval, time.Duration(a.Interval))
+	if a.Interval != 0 && time.Duration(a.Interval) < v1alpha1.MinRemoteWriteInterval {
+		bad("interval must be at least %s, got %s", v1alpha1.MinRemoteWriteInterval, time.Duration(a.Interval))
 	}
 	for name, d := range map[string]caddy.Duration{"read_delay": a.ReadDelay, "initial_lookback": a.InitialLookback, "max_window": a.MaxWindow, "timeout": a.Timeout, "source_timeout": a.SourceTimeout} {
 		if d < 0 {
@@ -501,7 +502,7 @@ func (a *App) syncLocked() {
 // copyInterval is the object's interval, or the app's default.
 func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
 	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
-		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
+		return max(rw.Spec.Interval.Duration, v1alpha1.MinRemoteWriteInterval)
 	}
 	return time.Duration(a.Interval)
 }

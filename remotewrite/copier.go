@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // staleAfter is when a series without samples has ended: Prometheus's
@@ -93,7 +94,7 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, set *settings) *
 	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
-		if t := rw.Spec.Target; t.Type == tenancy.TargetPushgateway { // newTarget checked its block
+		if t := rw.Spec.Target; t.Type == v1alpha1.TargetPushgateway { // newTarget checked its block
 			pg := t.Pushgateway
 			key := map[string]string{"job": pg.JobName}
 			for k, v := range pg.GroupingKey {

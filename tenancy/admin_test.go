@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // startTestApp runs an app over a directory with team-a (two objects, one
@@ -91,7 +92,7 @@ func TestAdminTenants(t *testing.T) {
 	}
 	a := filepath.Join(dir, "a.yaml")
 	want := TenantsView{
-		EqualityMatchers: EqualityReading,
+		EqualityMatchers: v1alpha1.EqualityReading,
 		Tenants: []TenantView{
 			{Namespace: "team-a", InForce: true,
 				Selectors: []string{`{__name__="http_requests_total",namespace="team-a"}`, `{__name__="up"}`},
