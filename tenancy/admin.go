@@ -85,7 +85,7 @@ type ObjectView struct {
 }
 
 func (adminAPI) tenants(r *http.Request) (any, error) {
-	a := Running()
+	a := serving()
 	if a == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no %s app is running", AppID)}
 	}

@@ -165,14 +165,7 @@ func TestReloadSharesCompiles(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "a.yaml", manifest("team-a", "app", "up"))
 	writeFile(t, dir, "b.yaml", manifest("team-b", "app", "b"))
-	first := &App{Directory: &DirectorySource{Path: dir}}
-	if err := first.Provision(newTestContext(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Stop(); _ = first.Cleanup() })
+	serveDirectory(t, dir)
 
 	// Any compile of team-b now would hang: the reload must not need one.
 	_, release := holdCompiles(t, "team-b")
