@@ -30,18 +30,18 @@ test:
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzOracle$$' -fuzztime 60s ./rewrite/
 
-# The MetricAccess CRD and deepcopy code, generated from tenancy/types.go.
+# The MetricAccess CRD and deepcopy code, generated from the API package tenancy/v1alpha1.
 CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 generate:
-	$(CONTROLLER_GEN) object paths=./tenancy/
-	$(CONTROLLER_GEN) crd paths=./tenancy/ output:crd:dir=deploy/kubernetes/crd
+	$(CONTROLLER_GEN) object paths=./tenancy/v1alpha1/
+	$(CONTROLLER_GEN) crd paths=./tenancy/v1alpha1/ output:crd:dir=deploy/kubernetes/crd
 
-# Fails when the generated files do not match tenancy/types.go (run make generate).
+# Fails when the generated files do not match tenancy/v1alpha1 (run make generate).
 verify-generate:
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(CONTROLLER_GEN) object paths=./tenancy/ output:object:dir="$$d" && \
-	$(CONTROLLER_GEN) crd paths=./tenancy/ output:crd:dir="$$d/crd" && \
-	diff -u tenancy/zz_generated.deepcopy.go "$$d/zz_generated.deepcopy.go" && \
+	$(CONTROLLER_GEN) object paths=./tenancy/v1alpha1/ output:object:dir="$$d" && \
+	$(CONTROLLER_GEN) crd paths=./tenancy/v1alpha1/ output:crd:dir="$$d/crd" && \
+	diff -u tenancy/v1alpha1/zz_generated.deepcopy.go "$$d/zz_generated.deepcopy.go" && \
 	diff -ru deploy/kubernetes/crd "$$d/crd" && echo "generated files are up to date" || \
 	{ echo "generated files are stale: run make generate" >&2; exit 1; }
 

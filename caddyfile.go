@@ -3,14 +3,10 @@ package promtenant
 import (
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
-
-	"github.com/prom-tenant/caddy-prom-tenant/remotewrite"
-	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
 func init() {
@@ -18,8 +14,6 @@ func init() {
 	// Enforcement must happen before the request is proxied; users need no
 	// `order` line.
 	httpcaddyfile.RegisterDirectiveOrder("prom_tenant", httpcaddyfile.Before, "reverse_proxy")
-	httpcaddyfile.RegisterGlobalOption("prom_tenancy", parseTenancyOption)
-	httpcaddyfile.RegisterGlobalOption("prom_remote_write", parseRemoteWriteOption)
 }
 
 // Interface guard.
@@ -139,28 +133,4 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	var handler Handler
 	err := handler.UnmarshalCaddyfile(h.Dispenser)
 	return &handler, err
-}
-
-// parseTenancyOption parses the prom_tenancy global option into the app.
-func parseTenancyOption(d *caddyfile.Dispenser, existing any) (any, error) {
-	if existing != nil {
-		return nil, d.Err("prom_tenancy is already set: give it once, with every source inside")
-	}
-	app := new(tenancy.App)
-	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
-	}
-	return httpcaddyfile.App{Name: tenancy.AppID, Value: caddyconfig.JSON(app, nil)}, nil
-}
-
-// parseRemoteWriteOption parses the prom_remote_write global option into the app.
-func parseRemoteWriteOption(d *caddyfile.Dispenser, existing any) (any, error) {
-	if existing != nil {
-		return nil, d.Err("prom_remote_write is already set: give it once")
-	}
-	app := new(remotewrite.App)
-	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
-	}
-	return httpcaddyfile.App{Name: remotewrite.AppID, Value: caddyconfig.JSON(app, nil)}, nil
 }

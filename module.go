@@ -1,7 +1,8 @@
 // Package promtenant is the prom_tenant Caddy HTTP handler: it identifies the
 // tenant of a request to the Prometheus HTTP API, rewrites the request so it
 // can only select the series the tenant's MetricAccess resources allow, and
-// hands it on to reverse_proxy. Importing it registers every prom-tenant module.
+// hands it on to reverse_proxy. Importing it registers every prom-tenant
+// module (imports.go).
 package promtenant
 
 import (
@@ -19,9 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	_ "github.com/prom-tenant/caddy-prom-tenant/discovery" // registers http.reverse_proxy.upstreams.kubernetes
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
-	_ "github.com/prom-tenant/caddy-prom-tenant/kubeauth" // registers authenticate_kubernetes
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )

@@ -25,6 +25,7 @@ import (
 
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 const troubleshootingFile = "docs/TROUBLESHOOTING.md"
@@ -192,37 +193,37 @@ func httpLine(code int) string {
 // validation messages of MetricAccess objects as Validate writes them.
 func TestTroubleshootingValidation(t *testing.T) {
 	doc := readTroubleshooting(t)
-	obj := func(spec tenancy.MetricAccessSpec) *tenancy.MetricAccess {
-		return &tenancy.MetricAccess{
-			TypeMeta:   metav1.TypeMeta{APIVersion: tenancy.APIVersion, Kind: tenancy.Kind},
+	obj := func(spec v1alpha1.MetricAccessSpec) *v1alpha1.MetricAccess {
+		return &v1alpha1.MetricAccess{
+			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind},
 			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
 			Spec:       spec,
 		}
 	}
-	obj0 := func(p string) *tenancy.MetricAccess { return obj(tenancy.MetricAccessSpec{Metrics: []string{p}}) }
-	rw := func(t *tenancy.RemoteWriteTargetSpec) *tenancy.MetricAccess {
-		return obj(tenancy.MetricAccessSpec{Metrics: []string{"up"}, RemoteWrite: &tenancy.RemoteWriteSpec{Enabled: true, Target: t}})
+	obj0 := func(p string) *v1alpha1.MetricAccess { return obj(v1alpha1.MetricAccessSpec{Metrics: []string{p}}) }
+	rw := func(t *v1alpha1.RemoteWriteTargetSpec) *v1alpha1.MetricAccess {
+		return obj(v1alpha1.MetricAccessSpec{Metrics: []string{"up"}, RemoteWrite: &v1alpha1.RemoteWriteSpec{Enabled: true, Target: t}})
 	}
-	prom := &tenancy.PrometheusTarget{ServiceName: "prometheus", ServicePort: 9090}
-	pgw := &tenancy.PushgatewayTarget{ServiceName: "pushgateway", ServicePort: 9091, JobName: "copy"}
+	prom := &v1alpha1.PrometheusTarget{ServiceName: "prometheus", ServicePort: 9090}
+	pgw := &v1alpha1.PushgatewayTarget{ServiceName: "pushgateway", ServicePort: 9091, JobName: "copy"}
 	for _, tc := range []struct {
 		name string
-		obj  *tenancy.MetricAccess
+		obj  *v1alpha1.MetricAccess
 		vars []placeholder
 	}{
-		{"no patterns", obj(tenancy.MetricAccessSpec{}), nil},
-		{"too many patterns", obj(tenancy.MetricAccessSpec{Metrics: slices.Repeat([]string{"up"}, tenancy.MaxPatternsPerObject+1)}),
+		{"no patterns", obj(v1alpha1.MetricAccessSpec{}), nil},
+		{"too many patterns", obj(v1alpha1.MetricAccessSpec{Metrics: slices.Repeat([]string{"up"}, v1alpha1.MaxPatternsPerObject+1)}),
 			[]placeholder{{`257 patterns`, `<n> patterns`}}},
 		{"bad regex", obj0("http_(.*"), []placeholder{{`"http_\(\.\*": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
 		{"bad selector", obj0(`{job="api"`), []placeholder{{`"\{job=\\"api\\"": .*`, `"<pattern>": <reason>`}, {`\[0\]`, `[<i>]`}}},
 		{"whitespace", obj0("up "), []placeholder{{`"up "`, `"<pattern>"`}, {`\[0\]`, `[<i>]`}}},
-		{"bad label name", obj(tenancy.MetricAccessSpec{Metrics: []string{"up"}, LabelSelectors: map[string]string{"app.kubernetes.io/name": "x"}}),
+		{"bad label name", obj(v1alpha1.MetricAccessSpec{Metrics: []string{"up"}, LabelSelectors: map[string]string{"app.kubernetes.io/name": "x"}}),
 			[]placeholder{{`"app.kubernetes.io/name"`, `"<name>"`}}},
 		{"no target", rw(nil), nil},
-		{"no target type", rw(&tenancy.RemoteWriteTargetSpec{Prometheus: prom}), nil},
-		{"unknown target type", rw(&tenancy.RemoteWriteTargetSpec{Type: "remoteWrite", RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://x/"}}), nil},
-		{"another type's block", rw(&tenancy.RemoteWriteTargetSpec{Type: "prometheus", Prometheus: prom, Pushgateway: pgw}), nil},
-		{"no block of the type", rw(&tenancy.RemoteWriteTargetSpec{Type: "pushgateway"}), nil},
+		{"no target type", rw(&v1alpha1.RemoteWriteTargetSpec{Prometheus: prom}), nil},
+		{"unknown target type", rw(&v1alpha1.RemoteWriteTargetSpec{Type: "remoteWrite", RemoteWrite: &v1alpha1.RemoteWriteTarget{URL: "https://x/"}}), nil},
+		{"another type's block", rw(&v1alpha1.RemoteWriteTargetSpec{Type: "prometheus", Prometheus: prom, Pushgateway: pgw}), nil},
+		{"no block of the type", rw(&v1alpha1.RemoteWriteTargetSpec{Type: "pushgateway"}), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.obj.Validate()
@@ -243,7 +244,7 @@ func TestTroubleshootingValidation(t *testing.T) {
 func TestTroubleshootingNamespaceCap(t *testing.T) {
 	doc := readTroubleshooting(t)
 	dir := t.TempDir()
-	manifest := "apiVersion: " + tenancy.APIVersion + "\nkind: " + tenancy.Kind +
+	manifest := "apiVersion: " + v1alpha1.APIVersion + "\nkind: " + v1alpha1.Kind +
 		"\nmetadata: {name: app, namespace: team-a}\nspec: {metrics: [a, b, c]}\n"
 	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
@@ -335,7 +336,7 @@ func TestTroubleshootingMessagesInCode(t *testing.T) {
 // proxy's own example pattern.
 func TestTroubleshootingEqualityWarning(t *testing.T) {
 	doc := readTroubleshooting(t)
-	m := &tenancy.MetricAccess{Spec: tenancy.MetricAccessSpec{
+	m := &v1alpha1.MetricAccess{Spec: v1alpha1.MetricAccessSpec{
 		Metrics: []string{"http_requests_total", "http_.*", `{job="my-app"}`, `{__name__="up",instance=".*"}`}}}
 	w := m.EqualityWarnings()
 	if len(w) != 1 {

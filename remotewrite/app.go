@@ -20,6 +20,7 @@ import (
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 func init() {
@@ -273,8 +274,8 @@ func (a *App) Validate() error {
 	} else if u, err := url.Parse(a.Source); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("source %q must be an http or https URL", a.Source)
 	}
-	if time.Duration(a.Interval) < tenancy.MinRemoteWriteInterval {
-		bad("interval must be at least %s, got %s", tenancy.MinRemoteWriteInterval, time.Duration(a.Interval))
+	if time.Duration(a.Interval) < v1alpha1.MinRemoteWriteInterval {
+		bad("interval must be at least %s, got %s", v1alpha1.MinRemoteWriteInterval, time.Duration(a.Interval))
 	}
 	for name, d := range map[string]caddy.Duration{"read_delay": a.ReadDelay, "initial_lookback": a.InitialLookback, "max_window": a.MaxWindow, "timeout": a.Timeout, "source_timeout": a.SourceTimeout} {
 		if d < 0 {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // Start starts a copier for every enabled remote write of the tenants this
@@ -145,7 +146,7 @@ func (a *App) syncLocked() {
 // copyInterval is the object's interval, or the app's default.
 func (a *App) copyInterval(rw *tenancy.RemoteWrite) time.Duration {
 	if rw.Spec.Interval != nil && rw.Spec.Interval.Duration > 0 {
-		return max(rw.Spec.Interval.Duration, tenancy.MinRemoteWriteInterval)
+		return max(rw.Spec.Interval.Duration, v1alpha1.MinRemoteWriteInterval)
 	}
 	return time.Duration(a.Interval)
 }

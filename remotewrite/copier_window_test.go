@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // testQueryable serves series from memory, for remote read of chunks.
@@ -124,7 +125,7 @@ func (r *testStrictReceiver) send(_ context.Context, b *batch) error {
 // state in dir.
 func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, base int64, batchSize, maxPending int, maxWindow time.Duration) *copier {
 	t.Helper()
-	rw := &tenancy.RemoteWrite{Namespace: "copier-window-test", Object: tenancy.ObjectRef{Name: "obj"}, Spec: &tenancy.RemoteWriteSpec{}, Policy: testPolicy(t, `{namespace="a"}`)}
+	rw := &tenancy.RemoteWrite{Namespace: "copier-window-test", Object: tenancy.ObjectRef{Name: "obj"}, Spec: &v1alpha1.RemoteWriteSpec{}, Policy: testPolicy(t, `{namespace="a"}`)}
 	cfg := &settings{
 		// The present is 100ms after base; the tests start from a state
 		// file, so initial_lookback does not matter.

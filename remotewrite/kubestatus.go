@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // statusEvery bounds how often a copier writes its MetricAccess's status
@@ -28,7 +28,7 @@ type statusWriter struct {
 // write merge-patches the status subresource: only status.remoteWrite is
 // touched, so the tenancy source's Ready condition stays as it is.
 func (w *statusWriter) write(ctx context.Context, namespace, name string, s Status) error {
-	rs := tenancy.RemoteWriteStatus{
+	rs := v1alpha1.RemoteWriteStatus{
 		Target:         s.Target,
 		LastError:      s.LastError,
 		SamplesSent:    int64(s.SamplesSent),
@@ -48,7 +48,7 @@ func (w *statusWriter) write(ctx context.Context, namespace, name string, s Stat
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = w.client.Resource(tenancy.Resource).Namespace(namespace).Patch(ctx, name, types.MergePatchType, body,
+	_, err = w.client.Resource(v1alpha1.Resource).Namespace(namespace).Patch(ctx, name, types.MergePatchType, body,
 		metav1.PatchOptions{FieldManager: "prom-tenant-remote-write"}, "status")
 	return err
 }

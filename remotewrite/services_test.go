@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 func testService(ns, name string, selector map[string]string, port int32, target intstr.IntOrString) *corev1.Service {
@@ -137,7 +138,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 	write := func(service string) error {
 		t.Helper()
 		rw := &tenancy.RemoteWrite{Namespace: "team-a", Object: tenancy.ObjectRef{Name: "copy", Source: tenancy.SourceKubernetes},
-			Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: service, ServicePort: 9090}}}}
+			Spec: &v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPrometheus, Prometheus: &v1alpha1.PrometheusTarget{ServiceName: service, ServicePort: 9090}}}}
 		tg, err := s.newTarget(rw, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +169,7 @@ func TestServiceTargetDialsPods(t *testing.T) {
 func TestServiceTargetWithoutKubernetes(t *testing.T) {
 	s := testSettings(t)
 	s.serviceAddress = "{service}.{namespace}.svc:{port}"
-	spec := &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pgw", ServicePort: 9091, JobName: "copy"}}}
+	spec := &v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPushgateway, Pushgateway: &v1alpha1.PushgatewayTarget{ServiceName: "pgw", ServicePort: 9091, JobName: "copy"}}}
 	_, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Object: tenancy.ObjectRef{Name: "copy", Source: tenancy.SourceKubernetes}, Spec: spec}, nil)
 	if !errors.Is(err, errServiceNeedsKubernetes) {
 		t.Errorf("object from Kubernetes without kubernetes access: err = %v, want errServiceNeedsKubernetes", err)

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
-	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // remoteWriteTarget sends batches by Prometheus remote write, 1.0 or 2.0,
@@ -25,7 +25,7 @@ type remoteWriteTarget struct {
 
 func newRemoteWriteTarget(url, protocol string, client *http.Client, retries int, onRetry func(reason string)) (*remoteWriteTarget, error) {
 	msgType := remote.WriteV1MessageType
-	if protocol == tenancy.RemoteWriteProtocol2 {
+	if protocol == v1alpha1.RemoteWriteProtocol2 {
 		msgType = remote.WriteV2MessageType
 	}
 	maxRetries := retries

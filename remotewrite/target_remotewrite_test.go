@@ -28,7 +28,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
 
-	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // The test batch: series A and B take floats (A ends with a staleness
@@ -388,8 +388,8 @@ func TestRemoteWriteSend(t *testing.T) {
 		contentType string
 		version     string
 	}{
-		{tenancy.RemoteWriteProtocol1, "application/x-protobuf", "0.1.0"},
-		{tenancy.RemoteWriteProtocol2, "application/x-protobuf;proto=io.prometheus.write.v2.Request", "2.0.0"},
+		{v1alpha1.RemoteWriteProtocol1, "application/x-protobuf", "0.1.0"},
+		{v1alpha1.RemoteWriteProtocol2, "application/x-protobuf;proto=io.prometheus.write.v2.Request", "2.0.0"},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV1MessageType, remote.WriteV2MessageType}, nil)
@@ -466,7 +466,7 @@ func TestRemoteWriteRetried(t *testing.T) {
 			t.Parallel()
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV1MessageType}, tc.status)
 			var log retryLog
-			tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol1, 1, &log)
+			tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol1, 1, &log)
 			err := tg.send(context.Background(), testBatch())
 			if tc.wantErr == "" {
 				if err != nil {
@@ -521,7 +521,7 @@ func TestRemoteWriteNotRetried(t *testing.T) {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV1MessageType}, func(int) int { return tc.status })
 			var log retryLog
-			tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol1, 3, &log)
+			tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol1, 3, &log)
 			err := tg.send(context.Background(), testBatch())
 			var te *targetError
 			if !errors.As(err, &te) {
@@ -551,7 +551,7 @@ func TestRemoteWriteV2Unconfirmed(t *testing.T) {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV2MessageType}, func(int) int { return status })
 			var log retryLog
-			tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol2, 3, &log)
+			tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol2, 3, &log)
 			err := tg.send(context.Background(), testBatch())
 			var te *targetError
 			if !errors.As(err, &te) {
@@ -571,7 +571,7 @@ func TestRemoteWriteV2Unconfirmed(t *testing.T) {
 
 	// The same request to a 1.0 target is a success: 1.0 has no headers.
 	rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV1MessageType}, func(int) int { return 204 })
-	tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol1, 3, &retryLog{})
+	tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol1, 3, &retryLog{})
 	if err := tg.send(context.Background(), testBatch()); err != nil {
 		t.Errorf("1.0 send to a 204 without headers: %v", err)
 	}
@@ -594,7 +594,7 @@ func TestRemoteWriteV2ConfirmedCounts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV2MessageType}, nil)
 			rc.written = tc.written
-			tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol2, 3, &retryLog{})
+			tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol2, 3, &retryLog{})
 			err := tg.send(context.Background(), testBatch())
 			var pw *partialWrite
 			switch {
@@ -613,7 +613,7 @@ func TestRemoteWriteV2ConfirmedCounts(t *testing.T) {
 // (protocolVersion), not the data, just as a 2xx without headers is.
 func TestRemoteWriteV2ToV1Receiver(t *testing.T) {
 	rc := newTestReceiver(t, remote.MessageTypes{remote.WriteV1MessageType}, nil)
-	tg := newTestRWTarget(t, rc.url(), tenancy.RemoteWriteProtocol2, 3, &retryLog{})
+	tg := newTestRWTarget(t, rc.url(), v1alpha1.RemoteWriteProtocol2, 3, &retryLog{})
 	err := tg.send(context.Background(), testBatch())
 	var te *targetError
 	if !errors.As(err, &te) {
@@ -629,7 +629,7 @@ func TestRemoteWriteNetworkError(t *testing.T) {
 	url := srv.URL + "/api/v1/write"
 	srv.Close() // nothing listens any more
 	var log retryLog
-	tg := newTestRWTarget(t, url, tenancy.RemoteWriteProtocol1, 1, &log)
+	tg := newTestRWTarget(t, url, v1alpha1.RemoteWriteProtocol1, 1, &log)
 	err := tg.send(context.Background(), testBatch())
 	var te *targetError
 	if !errors.As(err, &te) {
@@ -660,7 +660,7 @@ func TestRemoteWriteZeroRetries(t *testing.T) {
 		http.Error(w, "down", http.StatusInternalServerError)
 	}))
 	defer srv.Close()
-	tg := newTestRWTarget(t, srv.URL, tenancy.RemoteWriteProtocol1, 0, &retryLog{})
+	tg := newTestRWTarget(t, srv.URL, v1alpha1.RemoteWriteProtocol1, 0, &retryLog{})
 	err := tg.send(ctx, testBatch())
 	mu.Lock()
 	defer mu.Unlock()
@@ -690,7 +690,7 @@ func TestRemoteWriteCanceled(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	ctx, cancel := context.WithCancel(context.Background())
-	tg := newTestRWTarget(t, srv.URL, tenancy.RemoteWriteProtocol1, 3, &retryLog{})
+	tg := newTestRWTarget(t, srv.URL, v1alpha1.RemoteWriteProtocol1, 3, &retryLog{})
 	go func() {
 		<-arrived
 		cancel()
@@ -718,7 +718,7 @@ func TestRemoteWriteCanceledBeforeSend(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	tg := newTestRWTarget(t, srv.URL, tenancy.RemoteWriteProtocol1, 3, &retryLog{})
+	tg := newTestRWTarget(t, srv.URL, v1alpha1.RemoteWriteProtocol1, 3, &retryLog{})
 	err := tg.send(ctx, testBatch())
 	if err == nil {
 		t.Fatal("send with a cancelled context succeeded")
@@ -742,7 +742,7 @@ func TestRemoteWriteErrorBodyBounded(t *testing.T) {
 		_, _ = w.Write(big)
 	}))
 	defer srv.Close()
-	tg := newTestRWTarget(t, srv.URL, tenancy.RemoteWriteProtocol1, 1, &retryLog{})
+	tg := newTestRWTarget(t, srv.URL, v1alpha1.RemoteWriteProtocol1, 1, &retryLog{})
 	err := tg.send(context.Background(), testBatch())
 	if err == nil {
 		t.Fatal("send succeeded")

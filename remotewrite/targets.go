@@ -14,6 +14,7 @@ import (
 	config_util "github.com/prometheus/common/config"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // targetSettings are the admin's rules for the targets tenants may name.
@@ -130,7 +131,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 	}
 	// Validation let exactly the block of the type through.
 	switch {
-	case spec.Type == tenancy.TargetPrometheus && spec.Prometheus != nil:
+	case spec.Type == v1alpha1.TargetPrometheus && spec.Prometheus != nil:
 		p := spec.Prometheus
 		base, ep, err := s.service(rw, p.ServiceName, p.ServicePort)
 		if err != nil {
@@ -141,7 +142,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if err != nil {
 			return nil, err
 		}
-		t, err := newRemoteWriteTarget(u, tenancy.RemoteWriteProtocol1, client, s.retries, onRetry)
+		t, err := newRemoteWriteTarget(u, v1alpha1.RemoteWriteProtocol1, client, s.retries, onRetry)
 		if err != nil {
 			return nil, err
 		}
@@ -149,8 +150,8 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 		if ep != nil {
 			bt = serviceBatchTarget{endpoint: ep, next: t}
 		}
-		return &resolvedTarget{id: "prometheus " + u, protocol: tenancy.RemoteWriteProtocol1, delivery: batchDelivery{target: bt}}, nil
-	case spec.Type == tenancy.TargetPushgateway && spec.Pushgateway != nil:
+		return &resolvedTarget{id: "prometheus " + u, protocol: v1alpha1.RemoteWriteProtocol1, delivery: batchDelivery{target: bt}}, nil
+	case spec.Type == v1alpha1.TargetPushgateway && spec.Pushgateway != nil:
 		p := spec.Pushgateway
 		var base string
 		var ep *serviceEndpoint
@@ -180,7 +181,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 			key[k] = v
 		}
 		return &resolvedTarget{id: "pushgateway " + u, delivery: pushgatewayDelivery{target: st, group: newLabelRule(key, false)}}, nil
-	case spec.Type == tenancy.TargetRemoteWrite && spec.RemoteWrite != nil:
+	case spec.Type == v1alpha1.TargetRemoteWrite && spec.RemoteWrite != nil:
 		r := spec.RemoteWrite
 		u, err := s.externalURL(r.URL)
 		if err != nil {
@@ -206,7 +207,7 @@ func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason 
 // clientConfig is Prometheus's HTTP client configuration for a remoteWrite
 // target: basic auth with the password from a Secret of the tenant's
 // namespace or a file under the credentials directory, TLS, extra headers.
-func (s *targetSettings) clientConfig(namespace string, r *tenancy.RemoteWriteTarget) (config_util.HTTPClientConfig, error) {
+func (s *targetSettings) clientConfig(namespace string, r *v1alpha1.RemoteWriteTarget) (config_util.HTTPClientConfig, error) {
 	cfg := config_util.DefaultHTTPClientConfig
 	if b := r.BasicAuth; b != nil {
 		cfg.BasicAuth = &config_util.BasicAuth{Username: b.Username}

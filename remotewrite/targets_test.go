@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 func testSettings(t *testing.T, allow ...string) *targetSettings {
@@ -113,8 +114,8 @@ func TestAllowedDotSegments(t *testing.T) {
 	}))
 	defer srv.Close()
 	s = testSettings(t, srv.URL+"/api/v1/write")
-	rw := &tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{
-		Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: srv.URL + "/api/v1/write/../../admin"},
+	rw := &tenancy.RemoteWrite{Namespace: "t", Spec: &v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{
+		Type: v1alpha1.TargetRemoteWrite, RemoteWrite: &v1alpha1.RemoteWriteTarget{URL: srv.URL + "/api/v1/write/../../admin"},
 	}}}
 	tg, err := s.newTarget(rw, nil)
 	if err != nil {
@@ -209,10 +210,10 @@ func TestServiceURL(t *testing.T) {
 
 func TestClientConfig(t *testing.T) {
 	s := &targetSettings{credentialsDir: "/creds"}
-	cfg, err := s.clientConfig("team-a", &tenancy.RemoteWriteTarget{
+	cfg, err := s.clientConfig("team-a", &v1alpha1.RemoteWriteTarget{
 		URL:       "https://rw.example.com/api/v1/write",
-		BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordFile: "pw"},
-		TLS:       &tenancy.TLSConfig{CAFile: "ca.pem", ServerName: "rw"},
+		BasicAuth: &v1alpha1.BasicAuth{Username: "u", PasswordFile: "pw"},
+		TLS:       &v1alpha1.TLSConfig{CAFile: "ca.pem", ServerName: "rw"},
 		Headers:   map[string]string{"X-Scope-OrgID": "team-a"},
 	})
 	if err != nil {
@@ -228,13 +229,13 @@ func TestClientConfig(t *testing.T) {
 		t.Errorf("headers = %+v", cfg.HTTPHeaders)
 	}
 
-	for name, r := range map[string]*tenancy.RemoteWriteTarget{
-		"absolute password file": {BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordFile: "/var/run/secrets/token"}},
-		"escaping key file":      {TLS: &tenancy.TLSConfig{CertFile: "c.pem", KeyFile: "../k.pem"}},
+	for name, r := range map[string]*v1alpha1.RemoteWriteTarget{
+		"absolute password file": {BasicAuth: &v1alpha1.BasicAuth{Username: "u", PasswordFile: "/var/run/secrets/token"}},
+		"escaping key file":      {TLS: &v1alpha1.TLSConfig{CertFile: "c.pem", KeyFile: "../k.pem"}},
 		"reserved header":        {Headers: map[string]string{"Authorization": "Bearer x"}},
 		"host header":            {Headers: map[string]string{"host": "internal"}},
-		"secret without kubernetes": {BasicAuth: &tenancy.BasicAuth{Username: "u",
-			PasswordSecret: &tenancy.SecretKeyRef{Name: "s", Key: "k"}}},
+		"secret without kubernetes": {BasicAuth: &v1alpha1.BasicAuth{Username: "u",
+			PasswordSecret: &v1alpha1.SecretKeyRef{Name: "s", Key: "k"}}},
 	} {
 		if _, err := s.clientConfig("team-a", r); err == nil {
 			t.Errorf("%s: no error", name)
@@ -243,8 +244,8 @@ func TestClientConfig(t *testing.T) {
 
 	// A Secret is read in the object's namespace, never another.
 	withK8s := &targetSettings{secrets: newKubeSecrets(nil)}
-	cfg, err = withK8s.clientConfig("team-a", &tenancy.RemoteWriteTarget{
-		BasicAuth: &tenancy.BasicAuth{Username: "u", PasswordSecret: &tenancy.SecretKeyRef{Name: "s", Key: "k"}},
+	cfg, err = withK8s.clientConfig("team-a", &v1alpha1.RemoteWriteTarget{
+		BasicAuth: &v1alpha1.BasicAuth{Username: "u", PasswordSecret: &v1alpha1.SecretKeyRef{Name: "s", Key: "k"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ func TestNewTarget(t *testing.T) {
 	s.serviceAddress = "{service}.{namespace}.svc:{port}"
 	for _, tc := range []struct {
 		name     string
-		spec     tenancy.RemoteWriteSpec
+		spec     v1alpha1.RemoteWriteSpec
 		id       string
 		protocol string
 		snapshot bool
@@ -267,42 +268,42 @@ func TestNewTarget(t *testing.T) {
 	}{
 		{
 			name:     "prometheus service of the namespace",
-			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}},
+			spec:     v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPrometheus, Prometheus: &v1alpha1.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}},
 			id:       "prometheus http://prom.team-a.svc:9090/api/v1/write",
-			protocol: tenancy.RemoteWriteProtocol1,
+			protocol: v1alpha1.RemoteWriteProtocol1,
 		},
 		{
 			name:     "prometheus with a path",
-			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPrometheus, Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090, Path: "/rw"}}},
+			spec:     v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPrometheus, Prometheus: &v1alpha1.PrometheusTarget{ServiceName: "prom", ServicePort: 9090, Path: "/rw"}}},
 			id:       "prometheus http://prom.team-a.svc:9090/rw",
-			protocol: tenancy.RemoteWriteProtocol1,
+			protocol: v1alpha1.RemoteWriteProtocol1,
 		},
 		{
 			name:     "pushgateway service",
-			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{ServiceName: "pg", ServicePort: 9091, JobName: "j"}}},
+			spec:     v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPushgateway, Pushgateway: &v1alpha1.PushgatewayTarget{ServiceName: "pg", ServicePort: 9091, JobName: "j"}}},
 			id:       "pushgateway http://pg.team-a.svc:9091/metrics/job@base64/ag==",
 			snapshot: true,
 		},
 		{
 			name:     "pushgateway url",
-			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{URL: "http://gw.example.com:9091", JobName: "j"}}},
+			spec:     v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPushgateway, Pushgateway: &v1alpha1.PushgatewayTarget{URL: "http://gw.example.com:9091", JobName: "j"}}},
 			id:       "pushgateway http://gw.example.com:9091/metrics/job@base64/ag==",
 			snapshot: true,
 		},
 		{
 			name: "pushgateway url not allowed",
-			spec: tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway, Pushgateway: &tenancy.PushgatewayTarget{URL: "http://evil.example:9091", JobName: "j"}}},
+			spec: v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPushgateway, Pushgateway: &v1alpha1.PushgatewayTarget{URL: "http://evil.example:9091", JobName: "j"}}},
 			err:  errNotAllowed,
 		},
 		{
 			name:     "remote write 2.0",
-			spec:     tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/write", ProtocolVersion: "2.0"}}},
+			spec:     v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetRemoteWrite, RemoteWrite: &v1alpha1.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/write", ProtocolVersion: "2.0"}}},
 			id:       "remote_write https://rw.example.com/api/v1/write",
-			protocol: tenancy.RemoteWriteProtocol2,
+			protocol: v1alpha1.RemoteWriteProtocol2,
 		},
 		{
 			name: "remote write not allowed",
-			spec: tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/other"}}},
+			spec: v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetRemoteWrite, RemoteWrite: &v1alpha1.RemoteWriteTarget{URL: "https://rw.example.com/api/v1/other"}}},
 			err:  errNotAllowed,
 		},
 	} {
@@ -328,12 +329,12 @@ func TestNewTarget(t *testing.T) {
 			}
 		})
 	}
-	if _, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Spec: &tenancy.RemoteWriteSpec{}}, nil); err == nil {
+	if _, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Spec: &v1alpha1.RemoteWriteSpec{}}, nil); err == nil {
 		t.Errorf("a spec without a target gave no error")
 	}
 	// The type decides; a block of another type is never used.
-	other := &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{Type: tenancy.TargetPushgateway,
-		Prometheus: &tenancy.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}}
+	other := &v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{Type: v1alpha1.TargetPushgateway,
+		Prometheus: &v1alpha1.PrometheusTarget{ServiceName: "prom", ServicePort: 9090}}}
 	if rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "team-a", Spec: other}, nil); err == nil {
 		t.Errorf("type pushgateway with a prometheus block gave target %q", rt.id)
 	}
@@ -357,8 +358,8 @@ func TestTargetNoRedirects(t *testing.T) {
 	defer redirector.Close()
 
 	s := testSettings(t, redirector.URL)
-	rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "t", Spec: &tenancy.RemoteWriteSpec{Target: &tenancy.RemoteWriteTargetSpec{
-		Type: tenancy.TargetRemoteWrite, RemoteWrite: &tenancy.RemoteWriteTarget{URL: redirector.URL + "/api/v1/write"},
+	rt, err := s.newTarget(&tenancy.RemoteWrite{Namespace: "t", Spec: &v1alpha1.RemoteWriteSpec{Target: &v1alpha1.RemoteWriteTargetSpec{
+		Type: v1alpha1.TargetRemoteWrite, RemoteWrite: &v1alpha1.RemoteWriteTarget{URL: redirector.URL + "/api/v1/write"},
 	}}}, nil)
 	if err != nil {
 		t.Fatal(err)

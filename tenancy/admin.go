@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/adminjson"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 func init() {
@@ -84,7 +85,7 @@ type ObjectView struct {
 }
 
 func (adminAPI) tenants(r *http.Request) (any, error) {
-	a := Running()
+	a := serving()
 	if a == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no %s app is running", AppID)}
 	}
@@ -124,7 +125,7 @@ func (a *App) View(namespace string) TenantsView {
 			}
 		}
 	}
-	out := TenantsView{EqualityMatchers: EqualityReading, Tenants: []TenantView{}, Files: []Rejection{}}
+	out := TenantsView{EqualityMatchers: v1alpha1.EqualityReading, Tenants: []TenantView{}, Files: []Rejection{}}
 	for _, rej := range a.Rejections() {
 		switch {
 		case rej.Namespace == "":

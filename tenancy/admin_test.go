@@ -14,11 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // startTestApp runs an app over a directory with team-a (two objects, one
-// copying its series), team-b (a regex-like = value), and a broken file; it is the running app
-// until the test ends.
+// copying its series), team-b (a regex-like = value), and a broken file, in
+// the config Caddy serves until the test ends.
 func startTestApp(t *testing.T) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -26,15 +27,7 @@ func startTestApp(t *testing.T) (*App, string) {
 		"  metricIsolation: true\n  remoteWrite:\n    enabled: true\n    target: {type: prometheus, prometheus: {serviceName: prometheus, servicePort: 9090}}\n")
 	writeFile(t, dir, "b.yaml", manifest("team-b", "api", `'{job="api",instance=".*"}'`))
 	writeFile(t, dir, "broken.yaml", "spec: [")
-	app := &App{Directory: &DirectorySource{Path: dir}}
-	if err := app.Provision(newTestContext(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = app.Stop() })
-	return app, dir
+	return serveDirectory(t, dir), dir
 }
 
 func getTenants(t *testing.T, target string) (int, TenantsView) {
@@ -91,7 +84,7 @@ func TestAdminTenants(t *testing.T) {
 	}
 	a := filepath.Join(dir, "a.yaml")
 	want := TenantsView{
-		EqualityMatchers: EqualityReading,
+		EqualityMatchers: v1alpha1.EqualityReading,
 		Tenants: []TenantView{
 			{Namespace: "team-a", InForce: true,
 				Selectors: []string{`{__name__="http_requests_total",namespace="team-a"}`, `{__name__="up"}`},
@@ -140,6 +133,7 @@ func TestAdminTenantsKubernetesRejections(t *testing.T) {
 		{Namespace: "team-x", Name: "dup", Source: SourceKubernetes, Reason: ReasonConflict, Error: "also defined by a.yaml"},
 	})
 	app.Kubernetes = k
+	t.Cleanup(func() { app.Kubernetes = nil }) // the fake watcher has nothing to stop
 	_, got := getTenants(t, "/prom_tenant/tenants")
 	if len(got.Tenants) != 3 {
 		t.Fatalf("tenants %+v, want team-a, team-b, team-x", got.Tenants)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -47,9 +46,6 @@ type App struct {
 	mu     sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
 	done   chan struct{}
-
-	// previous is the app that was running when a started, until it stops.
-	previous atomic.Pointer[App]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -93,17 +89,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// servedTenant returns the tenant of ns that the running config (the one a
+// servedTenant returns the tenant of ns that the serving config (the one a
 // is replacing) serves.
 func (a *App) servedTenant(ns string) (*Tenant, bool) {
-	r := Running()
-	if r == a {
-		r = a.previous.Load()
-	}
-	if r == nil || r.registry == nil {
+	r := serving()
+	if r == nil || r == a || r.registry == nil {
 		return nil, false
 	}
 	return r.registry.Lookup(ns)
+}
+
+// serving returns the prom_tenancy app of the config Caddy serves, or nil:
+// for the admin API and the metrics, which outlive configs, and for a new
+// config's Provision. Caddy makes a config the active one only once all its
+// apps have started, so during a reload this is the old config's app, and it
+// stays so when the new config fails to start.
+func serving() *App {
+	app, err := caddy.ActiveContext().AppIfConfigured(AppID)
+	if err != nil {
+		return nil
+	}
+	a, _ := app.(*App)
+	return a
 }
 
 // Cleanup releases the shared Kubernetes watch, if any, and the compiles.
@@ -135,7 +142,6 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.previous.Store(running.Swap(a))
 	if a.Kubernetes != nil {
 		a.Kubernetes.start()
 	}
@@ -154,15 +160,6 @@ func (a *App) Start() error {
 // Stop stops watching the sources and waits until it has stopped. The
 // registry keeps its last state.
 func (a *App) Stop() error {
-	// A config whose start failed is stopped while the one before it keeps
-	// running: that one is the running app again. Once the app that
-	// replaced a stops a, it need not fall back to a.
-	if !running.CompareAndSwap(a, a.previous.Load()) {
-		if cur := running.Load(); cur != nil {
-			cur.previous.CompareAndSwap(a, nil)
-		}
-	}
-	a.previous.Store(nil)
 	a.mu.Lock()
 	cancel, done := a.cancel, a.done
 	a.cancel, a.done = nil, nil

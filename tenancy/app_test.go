@@ -2,7 +2,12 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,39 +116,150 @@ func TestAppPolls(t *testing.T) {
 	}
 }
 
-// Running follows the config that serves: the new app after a reload, the
-// old one again when the new config's start failed and it was stopped.
-func TestRunningAcrossReloads(t *testing.T) {
-	dir := t.TempDir()
-	start := func() *App {
+// runConfig makes a Caddy config of apps (module ID → app) the one Caddy
+// serves, as a reload does, with the admin endpoint at admin ("" for none),
+// and returns Load's error. Caddy stops when the test ends.
+func runConfig(t *testing.T, admin string, apps map[string]any) error {
+	t.Helper()
+	adminCfg := map[string]any{"config": map[string]any{"persist": false}}
+	if admin == "" {
+		adminCfg["disabled"] = true
+	} else {
+		adminCfg["listen"] = admin
+	}
+	cfg, err := json.Marshal(map[string]any{"admin": adminCfg, "apps": apps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return caddy.Load(cfg, true)
+}
+
+// serveDirectory makes a config with a prom_tenancy app over dir the one
+// Caddy serves, and returns that app.
+func serveDirectory(t *testing.T, dir string) *App {
+	t.Helper()
+	if err := runConfig(t, "", map[string]any{AppID: &App{Directory: &DirectorySource{Path: dir}}}); err != nil {
+		t.Fatal(err)
+	}
+	a := serving()
+	if a == nil {
+		t.Fatal("no prom_tenancy app is serving after the config loaded")
+	}
+	return a
+}
+
+// failingApp is an app whose Start fails: a config holding it is provisioned
+// and started, then refused by Caddy, which keeps serving the config before it.
+type failingApp struct{}
+
+// duringFailingStart, if set, runs in failingApp.Start: while the refused
+// config is starting.
+var duringFailingStart func()
+
+func init() { caddy.RegisterModule(failingApp{}) }
+
+func (failingApp) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "prom_tenancy_test_failing", New: func() caddy.Module { return failingApp{} }}
+}
+
+func (failingApp) Start() error {
+	if duringFailingStart != nil {
+		duringFailingStart()
+	}
+	return errors.New("this app never starts")
+}
+
+func (failingApp) Stop() error { return nil }
+
+// adminTenants returns the status of GET /prom_tenant/tenants on Caddy's
+// admin endpoint at admin, and the namespaces in force it lists.
+func adminTenants(t *testing.T, admin string) (int, []string) {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/prom_tenant/tenants")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v TenantsView
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []string
+	for _, ten := range v.Tenants {
+		if ten.InForce {
+			out = append(out, ten.Namespace)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// The app that serves, for the admin route, the metrics and a new config's
+// Provision, is the app of the config Caddy serves: the old one while a
+// reload starts and after it failed, the new one once it has started.
+func TestServingAcrossReloads(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := ln.Addr().String()
+	ln.Close()
+	dirA, dirB := t.TempDir(), t.TempDir()
+	writeFile(t, dirA, "a.yaml", manifest("team-a", "app", "up"))
+	writeFile(t, dirB, "b.yaml", manifest("team-b", "app", "up"))
+	tenancyOver := func(dir string) *App { return &App{Directory: &DirectorySource{Path: dir}} }
+	wantAdmin := func(when string, status int, namespaces ...string) {
 		t.Helper()
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		t.Cleanup(cancel)
-		a := &App{Directory: &DirectorySource{Path: dir}}
-		if err := a.Provision(ctx); err != nil {
-			t.Fatal(err)
+		if s, got := adminTenants(t, admin); s != status || !slices.Equal(got, namespaces) {
+			t.Errorf("%s: admin route answers %d with tenants %v, want %d with %v", when, s, got, status, namespaces)
 		}
-		if err := a.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return a
 	}
-	old := start()
-	failed := start()
-	if Running() != failed {
-		t.Fatal("the app started last is not running")
+
+	if err := runConfig(t, admin, map[string]any{AppID: tenancyOver(dirA)}); err != nil {
+		t.Fatal(err)
 	}
-	_ = failed.Stop() // its config did not start: the old one serves on
-	if Running() != old {
-		t.Fatalf("after the failed reload: Running() = %p, want the old app %p", Running(), old)
+	old := serving()
+	if old == nil {
+		t.Fatal("no app is serving after the first config")
 	}
-	next := start()
-	_ = old.Stop() // a reload that worked
-	if Running() != next || next.previous.Load() != nil {
-		t.Fatalf("after a reload: Running() = %p (want %p), previous %p (want none)", Running(), next, next.previous.Load())
+	wantAdmin("first config", http.StatusOK, "team-a")
+
+	// A reload whose start fails: the old config serves on, and the admin
+	// route says so while the new config starts and after it failed.
+	starting := false
+	duringFailingStart = func() {
+		starting = true
+		wantAdmin("while a reload starts", http.StatusOK, "team-a")
 	}
-	_ = next.Stop()
-	if Running() != nil {
-		t.Errorf("all stopped: Running() = %p", Running())
+	t.Cleanup(func() { duringFailingStart = nil })
+	if err := runConfig(t, admin, map[string]any{AppID: tenancyOver(dirB), "prom_tenancy_test_failing": struct{}{}}); err == nil {
+		t.Fatal("a config with an app that does not start loaded")
+	}
+	if !starting {
+		t.Fatal("the failing app was not started")
+	}
+	if serving() != old {
+		t.Errorf("after the failed reload: serving %p, want the old app %p", serving(), old)
+	}
+	wantAdmin("after a failed reload", http.StatusOK, "team-a")
+
+	if err := runConfig(t, admin, map[string]any{AppID: tenancyOver(dirB)}); err != nil {
+		t.Fatal(err)
+	}
+	if next := serving(); next == nil || next == old {
+		t.Errorf("after a reload: serving %p, want the new app (not the old %p)", next, old)
+	}
+	wantAdmin("after a reload", http.StatusOK, "team-b")
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if serving() != nil {
+		t.Errorf("Caddy stopped: serving %p, want none", serving())
+	}
+	if status, _ := getTenants(t, "/prom_tenant/tenants"); status != http.StatusNotFound {
+		t.Errorf("Caddy stopped: admin route answers %d, want 404", status)
 	}
 }

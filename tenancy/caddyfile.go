@@ -4,8 +4,26 @@ import (
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption(AppID, parseGlobalOption)
+}
+
+// parseGlobalOption parses the prom_tenancy global option into the app.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("prom_tenancy is already set: give it once, with every source inside")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: AppID, Value: caddyconfig.JSON(app, nil)}, nil
+}
 
 // UnmarshalCaddyfile sets up the app from the prom_tenancy global option:
 //

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 )
 
@@ -157,5 +158,14 @@ func TestUnmarshalCaddyfileMaxPatterns(t *testing.T) {
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", input, err, want)
 		}
+	}
+}
+
+// TestGlobalOption: this package registers its own global option, so a
+// Caddyfile adapts to the prom_tenancy app with no other prom-tenant package.
+func TestGlobalOption(t *testing.T) {
+	out, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte("{\n\tprom_tenancy {\n\t\tdirectory /etc/tenants\n\t}\n}\n"), nil)
+	if want := `"apps":{"prom_tenancy":{"directory":{"path":"/etc/tenants"}}}`; err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("adapted to %s, %v; want it to hold %s", out, err, want)
 	}
 }

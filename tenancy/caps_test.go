@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // jobPatterns returns n patterns {job="j<i>"}, quoted for a manifest.
@@ -21,8 +22,8 @@ func jobPatterns(n int) []string {
 
 func TestPatternsPerObjectCap(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "a.yaml", manifest("team-a", "at-cap", jobPatterns(MaxPatternsPerObject)...))
-	writeFile(t, dir, "b.yaml", manifest("team-b", "over-cap", jobPatterns(MaxPatternsPerObject+1)...))
+	writeFile(t, dir, "a.yaml", manifest("team-a", "at-cap", jobPatterns(v1alpha1.MaxPatternsPerObject)...))
+	writeFile(t, dir, "b.yaml", manifest("team-b", "over-cap", jobPatterns(v1alpha1.MaxPatternsPerObject+1)...))
 	s := newTestSource(t, dir)
 	if _, ok := s.reg.Lookup("team-a"); !ok {
 		t.Errorf("team-a, at the cap, is not a tenant: %v", s.Errors())
@@ -39,7 +40,7 @@ func TestPatternsPerNamespaceCap(t *testing.T) {
 	// Four objects at the per-object cap: 1024, the default per-namespace cap.
 	var docs []string
 	for i := range 4 {
-		docs = append(docs, manifest("team-a", fmt.Sprintf("part-%d", i), jobPatterns(MaxPatternsPerObject)...))
+		docs = append(docs, manifest("team-a", fmt.Sprintf("part-%d", i), jobPatterns(v1alpha1.MaxPatternsPerObject)...))
 	}
 	writeFile(t, dir, "a.yaml", strings.Join(docs, "---\n"))
 	writeFile(t, dir, "b.yaml", manifest("team-b", "app", "up"))
@@ -89,7 +90,7 @@ func holdCompiles(t *testing.T, ns string) (started <-chan struct{}, release fun
 	t.Helper()
 	gate, start := make(chan struct{}), make(chan struct{}, 16)
 	orig := compileNamespace
-	compileNamespace = func(n string, objs []*MetricAccess) (*rewrite.Policy, error) {
+	compileNamespace = func(n string, objs []*v1alpha1.MetricAccess) (*rewrite.Policy, error) {
 		if n == ns {
 			start <- struct{}{}
 			<-gate
@@ -120,7 +121,7 @@ func TestEditWhileOtherNamespaceCompiles(t *testing.T) {
 	started, release := holdCompiles(t, "team-a")
 	var docs []string
 	for i := range 4 {
-		docs = append(docs, manifest("team-a", fmt.Sprintf("part-%d", i), jobPatterns(MaxPatternsPerObject)...))
+		docs = append(docs, manifest("team-a", fmt.Sprintf("part-%d", i), jobPatterns(v1alpha1.MaxPatternsPerObject)...))
 	}
 	writeFile(t, dir, "a.yaml", strings.Join(docs, "---\n"))
 	scanned := make(chan bool)
@@ -164,14 +165,7 @@ func TestReloadSharesCompiles(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "a.yaml", manifest("team-a", "app", "up"))
 	writeFile(t, dir, "b.yaml", manifest("team-b", "app", "b"))
-	first := &App{Directory: &DirectorySource{Path: dir}}
-	if err := first.Provision(newTestContext(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Stop(); _ = first.Cleanup() })
+	serveDirectory(t, dir)
 
 	// Any compile of team-b now would hang: the reload must not need one.
 	_, release := holdCompiles(t, "team-b")
@@ -209,13 +203,13 @@ func TestReloadSharesCompiles(t *testing.T) {
 // raises it).
 func BenchmarkCompileNamespace(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
-		var objs []*MetricAccess
-		for i := 0; i < n; i += MaxPatternsPerObject {
-			pats := make([]string, 0, MaxPatternsPerObject)
-			for j := i; j < min(n, i+MaxPatternsPerObject); j++ {
+		var objs []*v1alpha1.MetricAccess
+		for i := 0; i < n; i += v1alpha1.MaxPatternsPerObject {
+			pats := make([]string, 0, v1alpha1.MaxPatternsPerObject)
+			for j := i; j < min(n, i+v1alpha1.MaxPatternsPerObject); j++ {
 				pats = append(pats, fmt.Sprintf(`{job="j%d"}`, j))
 			}
-			objs = append(objs, newMA("a", fmt.Sprintf("part-%03d", i/MaxPatternsPerObject), pats...))
+			objs = append(objs, newMA("a", fmt.Sprintf("part-%03d", i/v1alpha1.MaxPatternsPerObject), pats...))
 		}
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {

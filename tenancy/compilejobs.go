@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // compileJobs holds the compiles of namespaces, process-wide and keyed by
@@ -47,7 +48,7 @@ func (j *compileJob) finished() bool {
 // sorted by name, starting it unless one with the same key exists. Every
 // call must be matched by a releaseCompile of the key. objs must not be
 // modified afterwards.
-func acquireCompile(key, ns string, objs []*MetricAccess) *compileJob {
+func acquireCompile(key, ns string, objs []*v1alpha1.MetricAccess) *compileJob {
 	v, _, _ := compileJobs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		j := &compileJob{done: make(chan struct{})}
 		go j.run(ns, objs)
@@ -56,7 +57,7 @@ func acquireCompile(key, ns string, objs []*MetricAccess) *compileJob {
 	return v.(*compileJob)
 }
 
-func (j *compileJob) run(ns string, objs []*MetricAccess) {
+func (j *compileJob) run(ns string, objs []*v1alpha1.MetricAccess) {
 	defer close(j.done)
 	defer func() {
 		// A bug in one namespace's compile must not take the process down.
@@ -76,7 +77,7 @@ func releaseCompile(key string) {
 
 // compileKey identifies what CompileNamespace reads of a namespace's
 // objects: equal keys compile to the same policy.
-func compileKey(ns string, objs []*MetricAccess) string {
+func compileKey(ns string, objs []*v1alpha1.MetricAccess) string {
 	type input struct {
 		Namespace string            `json:"n"`
 		Metrics   []string          `json:"m"`

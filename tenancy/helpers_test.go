@@ -5,14 +5,16 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // newMA returns a valid MetricAccess with the given patterns.
-func newMA(ns, name string, metrics ...string) *MetricAccess {
-	return &MetricAccess{
-		TypeMeta:   metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
+func newMA(ns, name string, metrics ...string) *v1alpha1.MetricAccess {
+	return &v1alpha1.MetricAccess{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind},
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       MetricAccessSpec{Metrics: metrics},
+		Spec:       v1alpha1.MetricAccessSpec{Metrics: metrics},
 	}
 }
 
@@ -27,17 +29,6 @@ func wantErrContains(t *testing.T, err error, subs ...string) {
 			t.Errorf("error %q does not contain %q", err, s)
 		}
 	}
-}
-
-// joined returns the errors joined in err (or err itself).
-func joined(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }
 
 // publishAndWait publishes objs, waits for every compile, and returns the

@@ -11,6 +11,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
+
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -19,10 +21,10 @@ import (
 // validates it. Empty documents are skipped. Any problem fails the whole
 // file; all problems found are returned joined, each prefixed with name and
 // the document number (1-based).
-func parseManifests(name string, data []byte) ([]*MetricAccess, error) {
+func parseManifests(name string, data []byte) ([]*v1alpha1.MetricAccess, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var (
-		objs  []*MetricAccess
+		objs  []*v1alpha1.MetricAccess
 		errs  []error
 		where = map[string]int{} // object key -> document number
 	)
@@ -59,7 +61,7 @@ func parseManifests(name string, data []byte) ([]*MetricAccess, error) {
 
 // parseDocument decodes and validates one YAML document. It returns nil, nil
 // for a document without content (only comments or whitespace).
-func parseDocument(doc []byte) (*MetricAccess, error) {
+func parseDocument(doc []byte) (*v1alpha1.MetricAccess, error) {
 	j, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
@@ -67,7 +69,7 @@ func parseDocument(doc []byte) (*MetricAccess, error) {
 	if s := string(bytes.TrimSpace(j)); s == "null" || s == "" {
 		return nil, nil
 	}
-	m := new(MetricAccess)
+	m := new(v1alpha1.MetricAccess)
 	if err := yaml.UnmarshalStrict(doc, m); err != nil {
 		return nil, explainDecodeError(doc, j, err)
 	}
@@ -83,7 +85,7 @@ func explainDecodeError(doc, j []byte, err error) error {
 	var errs []error
 	var generic any
 	if json.Unmarshal(j, &generic) == nil {
-		for _, f := range unknownFields(generic, reflect.TypeFor[MetricAccess](), "") {
+		for _, f := range unknownFields(generic, reflect.TypeFor[v1alpha1.MetricAccess](), "") {
 			errs = append(errs, fmt.Errorf("unknown field %q", f))
 		}
 	}
@@ -97,7 +99,7 @@ func explainDecodeError(doc, j []byte, err error) error {
 		} `json:"metadata"`
 	}
 	if yaml.Unmarshal(doc, &meta) == nil && (meta.Metadata.Name != "" || meta.Metadata.Namespace != "") {
-		ref := objectRef(&MetricAccess{ObjectMeta: metav1.ObjectMeta{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace}})
+		ref := (&v1alpha1.MetricAccess{ObjectMeta: metav1.ObjectMeta{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace}}).ErrorName()
 		for i, e := range errs {
 			errs[i] = fmt.Errorf("%s: %w", ref, e)
 		}

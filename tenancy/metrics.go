@@ -28,7 +28,7 @@ func (c *tenancyCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *tenancyCollector) Collect(ch chan<- prometheus.Metric) {
-	a := Running()
+	a := serving()
 	if a == nil {
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // The original proxy's objects (testdata/original, copied from its README
@@ -29,13 +31,13 @@ func TestOriginalSchemaLoads(t *testing.T) {
 		interval    time.Duration
 	}
 	want := map[string]copy{
-		"debug-tenant":       {"debug-tenant-metrics", TargetPrometheus, 30 * time.Second},
-		"external-tenant":    {"external-metrics", TargetRemoteWrite, 15 * time.Second},
-		"my-app-namespace":   {"my-app-metrics", TargetPrometheus, 30 * time.Second},
+		"debug-tenant":       {"debug-tenant-metrics", v1alpha1.TargetPrometheus, 30 * time.Second},
+		"external-tenant":    {"external-metrics", v1alpha1.TargetRemoteWrite, 15 * time.Second},
+		"my-app-namespace":   {"my-app-metrics", v1alpha1.TargetPrometheus, 30 * time.Second},
 		"pattern-tenant":     {},
-		"pushgateway-tenant": {"pushgateway-metrics", TargetPushgateway, 60 * time.Second},
-		"secure-tenant":      {"secure-tenant-metrics", TargetPrometheus, 30 * time.Second},
-		"tenant-namespace":   {"tenant-metrics-access", TargetPrometheus, 30 * time.Second},
+		"pushgateway-tenant": {"pushgateway-metrics", v1alpha1.TargetPushgateway, 60 * time.Second},
+		"secure-tenant":      {"secure-tenant-metrics", v1alpha1.TargetPrometheus, 30 * time.Second},
+		"tenant-namespace":   {"tenant-metrics-access", v1alpha1.TargetPrometheus, 30 * time.Second},
 	}
 	var got []string
 	for _, tn := range s.reg.Tenants() {
@@ -82,7 +84,7 @@ func TestOriginalSchemaLoads(t *testing.T) {
 	}
 	r := tenant("external-tenant").RemoteWrites[0].Spec.Target.RemoteWrite
 	if r.URL != "https://external-prometheus.example.com/api/v1/write" || r.Headers["X-Tenant"] != "my-team" ||
-		r.BasicAuth.Username != "monitoring-user" || *r.BasicAuth.PasswordSecret != (SecretKeyRef{Name: "prometheus-auth", Key: "password"}) {
+		r.BasicAuth.Username != "monitoring-user" || *r.BasicAuth.PasswordSecret != (v1alpha1.SecretKeyRef{Name: "prometheus-auth", Key: "password"}) {
 		t.Errorf("external-tenant: target %+v, basic auth %+v", r, r.BasicAuth)
 	}
 }

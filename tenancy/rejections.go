@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync/atomic"
 )
 
 // Rejection is a MetricAccess object, or a manifest file, that is not in
@@ -48,11 +47,3 @@ func (a *App) Rejections() []Rejection {
 	}
 	return out
 }
-
-// running is the app of the running config, for the admin API and the
-// metrics, which outlive configs. A reload starts the new config's app
-// before it stops the old one's.
-var running atomic.Pointer[App]
-
-// Running returns the prom_tenancy app of the running config, or nil.
-func Running() *App { return running.Load() }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // DefaultReloadInterval is how often a DirectorySource polls by default.
@@ -76,7 +78,7 @@ type fileState struct {
 	readAt  time.Time // when the content was last read, before reading
 	hash    [sha256.Size]byte
 
-	good    []*MetricAccess // last good version
+	good    []*v1alpha1.MetricAccess // last good version
 	hasGood bool
 	err     error // error of the current content; nil if it is good
 }

@@ -11,12 +11,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // manifest returns one MetricAccess document.
 func manifest(ns, name string, metrics ...string) string {
 	return fmt.Sprintf("apiVersion: %s\nkind: %s\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  metrics: [%s]\n",
-		APIVersion, Kind, name, ns, strings.Join(metrics, ", "))
+		v1alpha1.APIVersion, v1alpha1.Kind, name, ns, strings.Join(metrics, ", "))
 }
 
 func writeFile(t *testing.T, dir, name, content string) {

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubewatch"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // sourceKubernetes names the Kubernetes source among the sources of a tenantSet.
@@ -30,12 +30,6 @@ const sourceKubernetes = SourceKubernetes
 // SourceKubernetes is ObjectRef.Source of an object read from the Kubernetes
 // API: the objects whose status can be written.
 const SourceKubernetes = "kubernetes"
-
-// metricAccessResource is the MetricAccess resource of the CRD in deploy/kubernetes/crd.
-var metricAccessResource = Resource
-
-// Resource is the MetricAccess API resource.
-var Resource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "metricaccesses"}
 
 // Condition of a MetricAccess's status, so that `kubectl get metricaccess`
 // tells a tenant whether its object is in force and, if not, why.
@@ -162,7 +156,7 @@ func newKubeWatcher(cfg *rest.Config, namespaces []string, logger *zap.Logger) (
 	}
 	for _, ns := range namespaces {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 0, ns, nil)
-		if err := w.loop.Add(f.ForResource(metricAccessResource).Informer()); err != nil {
+		if err := w.loop.Add(f.ForResource(v1alpha1.Resource).Informer()); err != nil {
 			w.loop.Stop()
 			return nil, err
 		}
@@ -207,7 +201,7 @@ func (w *kubeWatcher) unsubscribe(k *KubernetesSource) {
 // watchedObject is an object from the informers' caches, decoded and validated.
 type watchedObject struct {
 	u        *unstructured.Unstructured
-	obj      *MetricAccess
+	obj      *v1alpha1.MetricAccess
 	err      error    // why it is invalid, if it is
 	warnings []string // EqualityWarnings of a valid object
 }
@@ -229,7 +223,7 @@ func (w *kubeWatcher) collect() (all []watchedObject, valid []sourcedObject) {
 			}
 			o, ok := w.decoded[u.GetUID()]
 			if !ok || !sameSpec(o.u, u) {
-				var m MetricAccess
+				var m v1alpha1.MetricAccess
 				err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &m)
 				if err == nil {
 					err = m.Validate()
@@ -367,7 +361,7 @@ func warningMessage(warnings []string) string {
 // further write.
 func (w *kubeWatcher) setConditions(d desiredStatus) {
 	u := d.u
-	var status MetricAccessStatus
+	var status v1alpha1.MetricAccessStatus
 	if raw, ok := u.Object["status"].(map[string]any); ok {
 		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status)
 	}
@@ -387,7 +381,7 @@ func (w *kubeWatcher) setConditions(d desiredStatus) {
 	}
 	obj := u.DeepCopy()
 	obj.Object["status"] = raw
-	_, err = w.client.Resource(metricAccessResource).Namespace(u.GetNamespace()).
+	_, err = w.client.Resource(v1alpha1.Resource).Namespace(u.GetNamespace()).
 		UpdateStatus(w.loop.Context(), obj, metav1.UpdateOptions{FieldManager: "prom-tenant"})
 	if err != nil {
 		// A conflict means the object changed: its update event brings

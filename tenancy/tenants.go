@@ -8,11 +8,13 @@ import (
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
 
 // sourcedObject is a valid MetricAccess and where it came from.
 type sourcedObject struct {
-	obj *MetricAccess
+	obj *v1alpha1.MetricAccess
 	ref ObjectRef
 }
 
@@ -42,9 +44,9 @@ type tenantSet struct {
 // nsState is one namespace: its current objects, the compile of them, and
 // the tenant in force.
 type nsState struct {
-	objs []*MetricAccess // sorted by name
-	refs []ObjectRef     // sorted by name
-	key  string          // of job; "" when the objects are not compiled (over the cap)
+	objs []*v1alpha1.MetricAccess // sorted by name
+	refs []ObjectRef              // sorted by name
+	key  string                   // of job; "" when the objects are not compiled (over the cap)
 	job  *compileJob
 	// tenant is in force: the compiled current objects, or, while job
 	// runs, the namespace's previous tenant; nil for none.
@@ -109,7 +111,7 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) publishResult {
 	s.sources[source] = objs
 
 	owner := map[string]ObjectRef{} // object key -> first definition
-	byNS := map[string][]*MetricAccess{}
+	byNS := map[string][]*v1alpha1.MetricAccess{}
 	refs := map[string][]ObjectRef{}
 	// Sources in name order ("directory" before "kubernetes"): the first
 	// definition of an object wins, deterministically.
@@ -137,7 +139,7 @@ func (s *tenantSet) publish(source string, objs []sourcedObject) publishResult {
 	for ns, objs := range byNS {
 		r := refs[ns]
 		slices.SortFunc(r, func(a, b ObjectRef) int { return strings.Compare(a.Name, b.Name) })
-		slices.SortFunc(objs, func(a, b *MetricAccess) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(objs, func(a, b *v1alpha1.MetricAccess) int { return strings.Compare(a.Name, b.Name) })
 		st := s.nss[ns]
 		if st == nil {
 			st = &nsState{}
@@ -323,7 +325,7 @@ func (s *tenantSet) close() {
 }
 
 // countPatterns returns the number of patterns of objs together.
-func countPatterns(objs []*MetricAccess) int {
+func countPatterns(objs []*v1alpha1.MetricAccess) int {
 	n := 0
 	for _, o := range objs {
 		n += len(o.Spec.Metrics)
@@ -333,7 +335,7 @@ func countPatterns(objs []*MetricAccess) int {
 
 // warnings returns the equality warnings of objs by object name, and logs
 // them: a file's objects have no status to carry them.
-func (s *tenantSet) warnings(objs []*MetricAccess) map[string][]string {
+func (s *tenantSet) warnings(objs []*v1alpha1.MetricAccess) map[string][]string {
 	var out map[string][]string
 	for _, o := range objs {
 		if w := o.EqualityWarnings(); len(w) > 0 {

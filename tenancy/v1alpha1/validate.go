@@ -1,4 +1,4 @@
-package tenancy
+package v1alpha1
 
 import (
 	"errors"
@@ -23,14 +23,15 @@ var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 // naming the object ("namespace/name") and the field path, so that all can
 // be fixed in one go. It returns nil if m is valid.
 func (m *MetricAccess) Validate() error {
-	v := &validator{obj: objectRef(m)}
+	v := &validator{obj: m.ErrorName()}
 	v.meta(m)
 	v.spec(m)
 	return errors.Join(v.errs...)
 }
 
-// objectRef names m in errors, even when its name or namespace is missing.
-func objectRef(m *MetricAccess) string {
+// ErrorName names m in errors ("namespace/name"), even when its name or
+// namespace is missing.
+func (m *MetricAccess) ErrorName() string {
 	ns, name := m.Namespace, m.Name
 	if ns == "" {
 		ns = "<no namespace>"
@@ -41,6 +42,8 @@ func objectRef(m *MetricAccess) string {
 	return ns + "/" + name
 }
 
+// validator collects the problems of one object.
+// +kubebuilder:object:generate=false
 type validator struct {
 	obj  string
 	errs []error
@@ -83,7 +86,7 @@ func (v *validator) spec(m *MetricAccess) {
 			"(a namespace holds up to max_patterns_per_namespace patterns in all)", len(s.Metrics), MaxPatternsPerObject)
 	} else {
 		for i, p := range s.Metrics {
-			if _, err := compilePattern(p); err != nil {
+			if _, err := ParsePattern(p); err != nil {
 				v.errorf(fmt.Sprintf("spec.metrics[%d]", i), "%v", err)
 			}
 		}

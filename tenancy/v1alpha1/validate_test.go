@@ -1,4 +1,4 @@
-package tenancy
+package v1alpha1
 
 import (
 	"strings"
@@ -117,8 +117,8 @@ func TestValidateErrors(t *testing.T) {
 			err := m.Validate()
 			wantErrContains(t, err, tt.want...)
 			for _, e := range joined(err) {
-				if !strings.HasPrefix(e.Error(), objectRef(m)+": ") {
-					t.Errorf("error %q does not start with the object %q", e, objectRef(m))
+				if !strings.HasPrefix(e.Error(), m.ErrorName()+": ") {
+					t.Errorf("error %q does not start with the object %q", e, m.ErrorName())
 				}
 			}
 		})

@@ -1,7 +1,8 @@
-package tenancy
+package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // API identity of the MetricAccess resource.
@@ -15,6 +16,9 @@ const (
 	// Kind is the kind every MetricAccess manifest must carry.
 	Kind = "MetricAccess"
 )
+
+// Resource is the MetricAccess API resource, of the CRD in deploy/kubernetes/crd.
+var Resource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "metricaccesses"}
 
 // MetricAccess grants the tenant of its namespace read access to the series
 // its patterns select. Several MetricAccess objects in one namespace combine:
@@ -48,7 +52,6 @@ type MetricAccessList struct {
 }
 
 // MetricAccessSpec says which series the tenant may see.
-// +kubebuilder:object:generate=true
 type MetricAccessSpec struct {
 	// Source names the upstream Prometheus the access applies to.
 	// Informational for now.
@@ -82,7 +85,6 @@ type MetricAccessSpec struct {
 }
 
 // MetricAccessStatus is the observed state of a MetricAccess.
-// +kubebuilder:object:generate=true
 type MetricAccessStatus struct {
 	// Conditions are the latest observations of the object's state.
 	// +optional
@@ -97,7 +99,6 @@ type MetricAccessStatus struct {
 }
 
 // RemoteWriteStatus is the state of a MetricAccess's copy to its target.
-// +kubebuilder:object:generate=true
 type RemoteWriteStatus struct {
 	// Target is the kind and URL of the target, without credentials.
 	// +optional
@@ -126,7 +127,6 @@ type RemoteWriteStatus struct {
 
 // RemoteWriteSpec copies the series a MetricAccess allows to one target:
 // the original proxy's spec.remoteWrite, field for field.
-// +kubebuilder:object:generate=true
 type RemoteWriteSpec struct {
 	// Enabled turns copying on. Default: false.
 	// +optional
@@ -163,7 +163,6 @@ const (
 //
 // Type is checked by the proxy, not by the CRD schema, so that an object
 // with a wrong type is stored and its Ready condition says what is wrong.
-// +kubebuilder:object:generate=true
 type RemoteWriteTargetSpec struct {
 	// Type is "prometheus", "pushgateway" or "remote_write". Required.
 	// +optional
@@ -188,7 +187,6 @@ type RemoteWriteTargetSpec struct {
 const DefaultPrometheusWritePath = "/api/v1/write"
 
 // PrometheusTarget is a Prometheus Service in the tenant's namespace.
-// +kubebuilder:object:generate=true
 type PrometheusTarget struct {
 	// ServiceName is the Kubernetes Service of the Prometheus. Required.
 	ServiceName string `json:"serviceName"`
@@ -211,7 +209,6 @@ func (p *PrometheusTarget) WritePath() string {
 
 // PushgatewayTarget is a Prometheus Pushgateway, given either by
 // ServiceName and ServicePort or by URL.
-// +kubebuilder:object:generate=true
 type PushgatewayTarget struct {
 	// ServiceName is a Pushgateway Service in the tenant's namespace.
 	// Requires ServicePort; mutually exclusive with URL.
@@ -238,7 +235,6 @@ const (
 )
 
 // RemoteWriteTarget is any Prometheus remote-write endpoint.
-// +kubebuilder:object:generate=true
 type RemoteWriteTarget struct {
 	// URL of the endpoint. Required.
 	URL string `json:"url"`
@@ -266,7 +262,6 @@ func (r *RemoteWriteTarget) Protocol() string {
 }
 
 // BasicAuth holds a username and exactly one source of the password.
-// +kubebuilder:object:generate=true
 type BasicAuth struct {
 	// Username. Required.
 	Username string `json:"username"`
@@ -280,7 +275,6 @@ type BasicAuth struct {
 }
 
 // SecretKeyRef selects a key of a Secret.
-// +kubebuilder:object:generate=true
 type SecretKeyRef struct {
 	// Name of the Secret. Required.
 	Name string `json:"name"`
@@ -289,7 +283,6 @@ type SecretKeyRef struct {
 }
 
 // TLSConfig configures the TLS client.
-// +kubebuilder:object:generate=true
 type TLSConfig struct {
 	// CAFile verifies the server. Default: the system roots.
 	// +optional
