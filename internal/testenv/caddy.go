@@ -99,6 +99,11 @@ func (c *Caddy) Reload(t testing.TB, caddyfile string) {
 	if err := c.reload(t.Context(), caddyfile); err != nil {
 		t.Fatal(err) // the log tail follows from cleanup
 	}
+	// The old config's server closes its idle connections as it stops; a
+	// pooled one picked for the next request would fail with EOF (Caddy does
+	// this to keep-alive clients on every reload). Tests are about the new
+	// config, so they start from fresh connections.
+	http.DefaultClient.CloseIdleConnections()
 }
 
 func (c *Caddy) reload(ctx context.Context, caddyfile string) error {
