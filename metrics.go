@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -57,16 +58,16 @@ var collectors = []prometheus.Collector{metrics.requests, metrics.duration, metr
 var perTenant = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
 
 // outcome returns the outcome and reason labels of what serve returned.
-func outcome(err error, ae *apiError) (string, string) {
+func outcome(err error, ae *promapi.Error) (string, string) {
 	switch {
 	case err == nil:
 		return outcomeForwarded, ""
 	case ae == nil:
-		return outcomeUpstreamError, reasonUpstream // an error Caddy answers: from the next handler
-	case ae.reason == reasonUpstream:
-		return outcomeUpstreamError, reasonUpstream
+		return outcomeUpstreamError, promapi.ReasonUpstream // an error Caddy answers: from the next handler
+	case ae.Reason() == promapi.ReasonUpstream:
+		return outcomeUpstreamError, promapi.ReasonUpstream
 	default:
-		return outcomeRefused, ae.reason
+		return outcomeRefused, ae.Reason()
 	}
 }
 
