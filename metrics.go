@@ -53,9 +53,9 @@ var metrics = struct {
 
 var collectors = []prometheus.Collector{metrics.requests, metrics.duration, metrics.backend}
 
-// perTenant are the vectors with a "tenant" label, whose series of a
+// tenantVecs are the vectors with a "tenant" label, whose series of a
 // tenant that left the registry are deleted.
-var perTenant = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
+var tenantVecs = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
 
 // outcome returns the outcome and reason labels of what serve returned.
 func outcome(err error, ae *promapi.Error) (string, string) {
@@ -134,7 +134,7 @@ func pruneTenantSeries(ctx context.Context, reg *tenancy.Registry) {
 // unknownTenant).
 func pruneStale(reg *tenancy.Registry) {
 	for _, t := range staleTenants(reg) {
-		for _, v := range perTenant {
+		for _, v := range tenantVecs {
 			v.DeletePartialMatch(prometheus.Labels{"tenant": t})
 		}
 	}
