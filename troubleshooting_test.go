@@ -1,7 +1,6 @@
 package promtenant
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,9 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -23,11 +20,10 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
-
-const troubleshootingFile = "docs/TROUBLESHOOTING.md"
 
 // placeholder turns the variable part of a message (matched by re) into the
 // <name> the documentation shows instead.
@@ -38,35 +34,9 @@ type placeholder struct {
 
 func withPlaceholders(msg string, ps []placeholder) string {
 	for _, p := range ps {
-		msg = regexp.MustCompile(p.re).ReplaceAllString(msg, p.with)
+		msg = doccheck.Generalize(msg, p.re, p.with)
 	}
 	return msg
-}
-
-// envelopeText is the envelope as the documentation shows it: the JSON body,
-// with placeholders for the variable parts (not escaped as HTML).
-func envelopeText(t *testing.T, errorType, msg string) string {
-	t.Helper()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-	}{"error", errorType, msg}); err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(b.String())
-}
-
-func readTroubleshooting(t *testing.T) string {
-	t.Helper()
-	doc, err := os.ReadFile(troubleshootingFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(doc)
 }
 
 // TestTroubleshootingRefusals triggers the handler's refusals and checks that
@@ -74,7 +44,7 @@ func readTroubleshooting(t *testing.T) string {
 // envelope, variable parts as <placeholders>): when a message changes, the
 // documentation must change with it.
 func TestTroubleshootingRefusals(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	h := newTestHandler(t)
 	experimental := newTestHandler(t)
 	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
@@ -162,31 +132,15 @@ func TestTroubleshootingRefusals(t *testing.T) {
 			if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
 				t.Fatalf("%d %s: not a refusal in the envelope", w.Code, w.Body)
 			}
-			want := envelopeText(t, env.ErrorType, withPlaceholders(env.Error, tc.vars))
-			if !strings.Contains(doc, want) {
-				t.Errorf("%s does not show the answer (HTTP %d):\n%s", troubleshootingFile, w.Code, want)
-			}
-			if line := httpLine(w.Code); !strings.Contains(doc, line+"\n"+want) {
-				t.Errorf("%s does not show %q right above:\n%s", troubleshootingFile, line, want)
-			}
+			doccheck.Shows(t, doc, doccheck.Answer(t, w.Code, env.ErrorType, withPlaceholders(env.Error, tc.vars)))
 		})
 	}
-}
-
-// httpLine is the status line curl -i prints above the body; Go writes
-// "status code <n>" for a code it has no text for (499).
-func httpLine(code int) string {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
-	}
-	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
 }
 
 // TestTroubleshootingValidation checks that the documentation shows the
 // validation messages of MetricAccess objects as Validate writes them.
 func TestTroubleshootingValidation(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	obj := func(spec tenancy.MetricAccessSpec) *tenancy.MetricAccess {
 		return &tenancy.MetricAccess{
 			TypeMeta:   metav1.TypeMeta{APIVersion: tenancy.APIVersion, Kind: tenancy.Kind},
@@ -225,9 +179,7 @@ func TestTroubleshootingValidation(t *testing.T) {
 				t.Fatal("valid")
 			}
 			want := withPlaceholders(err.Error(), append([]placeholder{{`^team-a/app: `, `<namespace>/<name>: `}}, tc.vars...))
-			if !strings.Contains(doc, want) {
-				t.Errorf("%s does not show the validation error:\n%s", troubleshootingFile, want)
-			}
+			doccheck.Shows(t, doc, want)
 		})
 	}
 }
@@ -236,7 +188,7 @@ func TestTroubleshootingValidation(t *testing.T) {
 // namespace over max_patterns_per_namespace is no tenant, as the directory
 // source reports it (the Kubernetes source's condition carries the same text).
 func TestTroubleshootingNamespaceCap(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	dir := t.TempDir()
 	manifest := "apiVersion: " + tenancy.APIVersion + "\nkind: " + tenancy.Kind +
 		"\nmetadata: {name: app, namespace: team-a}\nspec: {metrics: [a, b, c]}\n"
@@ -256,87 +208,19 @@ func TestTroubleshootingNamespaceCap(t *testing.T) {
 	}
 	want := withPlaceholders(err.Error(), []placeholder{{`namespace team-a`, `namespace <namespace>`},
 		{`hold 3 patterns`, `hold <n> patterns`}, {`than the 2 allowed`, `than the <max_patterns_per_namespace> allowed`}})
-	if !strings.Contains(doc, want) {
-		t.Errorf("%s does not show the error:\n%s", troubleshootingFile, want)
-	}
-}
-
-// TestTroubleshootingMessagesInCode checks messages that are produced in
-// packages this one cannot drive without a cluster or a copier (kubeauth,
-// remotewrite, tenancy's sources): each text must be in the named source
-// file, so the table stays true to the code, and in the documentation.
-func TestTroubleshootingMessagesInCode(t *testing.T) {
-	doc := readTroubleshooting(t)
-	for _, tc := range []struct{ file, code, shown string }{
-		{"remotewrite/targets.go", "not permitted by the prom_remote_write allow_url list", ""},
-		{"remotewrite/targets.go", "the path must be plain, without . or .. segments or percent-encoding", ""},
-		{"remotewrite/targets.go", "a query or fragment is not allowed", ""},
-		{"remotewrite/targets.go", "file credentials are off: the admin sets credentials_dir in prom_remote_write to allow them", ""},
-		{"remotewrite/targets.go", "must be a relative path inside the credentials directory", ""},
-		{"remotewrite/targets.go", "is set by the proxy (tenant_header) to the tenant's namespace", ""},
-		{"remotewrite/targets.go", "basicAuth.passwordSecret needs Kubernetes access: set kubernetes in prom_remote_write", ""},
-		{"remotewrite/copier.go", `fmt.Errorf("invalid target: %w"`, "invalid target: "},
-		{"remotewrite/source.go", "the source's external labels make a series ambiguous", ""},
-		{"remotewrite/services.go", "refused as a target", ""},
-		{"remotewrite/services.go", "it is of type ExternalName", ""},
-		{"remotewrite/services.go", "it has no selector", ""},
-		{"remotewrite/services.go", "no ready Pod of its selector", ""},
-		{"remotewrite/targets.go", "a Service target of a MetricAccess from the Kubernetes API needs kubernetes in prom_remote_write", ""},
-		{"remotewrite/source.go", "reading the source's configuration (for its external labels): ", ""},
-		{"remotewrite/source.go", `"remote read from %s: %w"`, "remote read from <source>: <cause>"},
-		{"remotewrite/window.go", "the source returned a series outside the policy", ""},
-		{"remotewrite/copier.go", "target refused samples; they are dropped", ""},
-		{"remotewrite/copier.go", "target refused a batch resent after a restart interrupted its acknowledgement; it most likely holds it already", ""},
-		{"remotewrite/copier.go", `c.countDropped("resent_"+te.reason`, "resent_http_400"},
-		{"remotewrite/target.go", `return "network"`, "`network`"},
-		{"remotewrite/target.go", `return "protocol"`, "`protocol`"},
-		{"remotewrite/target.go", `fmt.Sprintf("http_%d", status)`, "`http_<code>`"},
-		{"kubeauth/review.go", "no bearer token: send Authorization: Bearer <token>", ""},
-		{"kubeauth/review.go", "malformed Authorization header: want Bearer <token>", ""},
-		{"kubeauth/review.go", "the bearer token is not valid", ""},
-		{"kubeauth/review.go", "cannot verify the token: the Kubernetes API server is unavailable", ""},
-		{"kubeauth/review.go", "cannot authorize the request: the Kubernetes API server is unavailable", ""},
-		{"kubeauth/review.go", `"user %q may not %s in namespace %q"`, `user \"<user>\" may not <verb> <resource>.<group> in namespace \"<namespace>\"`},
-		{"tenancy/source_directory.go", "invalid MetricAccess file; keeping its last good version", ""},
-		{"tenancy/source_directory.go", "invalid MetricAccess file; it contributes nothing", ""},
-		{"tenancy/source_kubernetes.go", `ReasonEmpty           = "Empty"`, "`Empty`"},
-		{"tenancy/source_kubernetes.go", `ReasonInvalid         = "Invalid"`, "`Invalid`"},
-		{"tenancy/source_kubernetes.go", `ReasonDuplicate       = "Duplicate"`, "`Duplicate`"},
-		{"tenancy/warnings.go", `ConditionWarning       = "Warning"`, "`Warning`"},
-		{"tenancy/warnings.go", `ReasonRegexLikeLiteral = "RegexLikeEquality"`, "`RegexLikeEquality`"},
-		{"tenancy/source_kubernetes.go", `ReasonTooManyPatterns = "TooManyPatterns"`, "`TooManyPatterns`"},
-		{"tenancy/source_directory.go", "(1 MiB) allowed: split its objects over several files",
-			"file is <n> bytes, at most 1048576 (1 MiB) allowed: split its objects over several files"},
-	} {
-		src, err := os.ReadFile(tc.file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(src), tc.code) {
-			t.Errorf("%s no longer contains %q: update this table and %s", tc.file, tc.code, troubleshootingFile)
-		}
-		shown := tc.shown
-		if shown == "" {
-			shown = tc.code
-		}
-		if !strings.Contains(doc, shown) {
-			t.Errorf("%s does not show %q (%s)", troubleshootingFile, shown, tc.file)
-		}
-	}
+	doccheck.Shows(t, doc, want)
 }
 
 // TestTroubleshootingEqualityWarning checks that the documentation shows the
 // Warning condition's line as EqualityWarnings writes it, for the original
 // proxy's own example pattern.
 func TestTroubleshootingEqualityWarning(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	m := &tenancy.MetricAccess{Spec: tenancy.MetricAccessSpec{
 		Metrics: []string{"http_requests_total", "http_.*", `{job="my-app"}`, `{__name__="up",instance=".*"}`}}}
 	w := m.EqualityWarnings()
 	if len(w) != 1 {
 		t.Fatalf("warnings %q, want one, for instance", w)
 	}
-	if !strings.Contains(doc, w[0]) {
-		t.Errorf("%s does not show the warning:\n%s", troubleshootingFile, w[0])
-	}
+	doccheck.Shows(t, doc, w[0])
 }
