@@ -3,25 +3,17 @@ package promtenant
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"testing/iotest"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -115,96 +107,17 @@ func TestRequestMetricsByOutcome(t *testing.T) {
 // on them, so each refusal's reason is pinned here.
 func TestRefusalReasons(t *testing.T) {
 	h := newTestHandler(t)
-	h.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true}) // info() parses, then is refused
-	tinyUnions := newTestHandler(t)
-	tinyUnions.enforcer = tinyUnions.enforcer.WithLimits(rewrite.Limits{MaxUnionSelectors: 2})
-	small := newTestHandler(t)
-	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
-	smallCap := newTestHandler(t)
-	smallCap.MaxMetadataResponse = 1024
-	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
-	jsonBody.Header.Set("Content-Type", "application/json")
-	slowBody := post("/api/v1/query", "team-a", "")
-	slowBody.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}))
-	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
-	gone, cancel := context.WithCancel(context.Background())
-	cancel()
-	canceled := get("/api/v1/series?"+strings.Repeat("match[]=up&", 10)+"match[]=up", "team-b").WithContext(gone)
-	past, cancelPast := context.WithDeadline(context.Background(), time.Unix(0, 0))
-	defer cancelPast()
-	expired := get("/api/v1/series?"+strings.Repeat("match[]=up&", 10)+"match[]=up", "team-b").WithContext(past)
-	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
-		return caddyhttp.Error(http.StatusBadGateway, errors.New("connection refused"))
-	}}
-	noTargetMetadata := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
-		w.WriteHeader(http.StatusNotFound)
-		_, err := w.Write([]byte(`{"status":"error","errorType":"not_found","error":"not found"}`))
-		return err
-	}}
-	bigAnswer := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
-		_, err := w.Write([]byte(`{"status":"success","data":[` + strings.Repeat(" ", 4096)))
-		return err
-	}}
-	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
-	for _, tc := range []struct {
-		h                *Handler
-		next             *upstream // one that answers: the request is handed on
-		req              *http.Request
-		tenant, endpoint string
-		outcome, reason  string
-	}{
-		{req: get(q("up"), ""), tenant: unknownTenant, endpoint: "/api/v1/query", reason: "no_tenant"},
-		{req: get(q("up"), "team-c"), tenant: unknownTenant, endpoint: "/api/v1/query", reason: "unknown_tenant"},
-		{req: get(q("up"), "team-a,team-b"), tenant: unknownTenant, endpoint: "/api/v1/query", reason: "bad_tenant"},
-		{req: get(q("up"), "Team_A"), tenant: unknownTenant, endpoint: "/api/v1/query", reason: "bad_tenant"},
-		{req: get("/-/healthy", "team-a"), tenant: unknownTenant, endpoint: "other", reason: "not_found"},
-		{req: get("/api/v1/label/a-b/values", "team-a"), tenant: unknownTenant, endpoint: "other", reason: "not_found"},
-		{req: post("/federate", "team-a", "match[]=up"), tenant: unknownTenant, endpoint: "/federate", reason: "method"},
-		{req: get("/api/v1/query?query=up&query=x", "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: get("/api/v1/query", "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: get("/api/v1/series", "team-a"), tenant: "team-a", endpoint: "/api/v1/series", reason: "bad_request"},
-		{req: get(q("up")+"&dedup=false", "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: post(q("up"), "team-a", "query=db_password_len"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: get("/api/v1/query?query=up;time=1", "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: post("/api/v1/query", "team-a", "query=%zz"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: slowBody, tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_request"},
-		{req: get("/api/v1/metadata?limit=ten", "team-a"), tenant: "team-a", endpoint: "/api/v1/metadata", reason: "bad_request"},
-		{req: get(q("sum("), "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "bad_query"},
-		{req: get(q(`{namespace="team-b"}[5m]`), "team-b"), tenant: "team-b", endpoint: "/api/v1/query", reason: "irreducible_union"},
-		{req: get(q(`info(up)`), "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "unsupported"},
-		{req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), tenant: "team-a", endpoint: "/api/v1/query", reason: "body_too_large"},
-		{req: jsonBody, tenant: "team-a", endpoint: "/api/v1/query", reason: "content_type"},
-		{h: tinyUnions, req: get(q(`{namespace="team-b"} + {namespace="team-b"}`), "team-b"), tenant: "team-b", endpoint: "/api/v1/query", reason: "limit"},
-		{req: post("/api/v1/query", "team-a", "query="+strings.Repeat("up+", 30000)+"up"), tenant: "team-a", endpoint: "/api/v1/query", reason: "limit"},
-		{req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "limit"},
-		{req: get(manyMatch, "team-a"), tenant: "team-a", endpoint: "/api/v1/series", reason: "limit"},
-		{h: small, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: "/api/v1/query", reason: "limit"},
-		{req: canceled, tenant: "team-b", endpoint: "/api/v1/series", reason: "canceled"},
-		{req: expired, tenant: "team-b", endpoint: "/api/v1/series", reason: "canceled"},
-		{h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"), tenant: "team-a", endpoint: "/api/v1/metadata", reason: "too_large"},
-		{next: noTargetMetadata, req: get("/api/v1/metadata", "team-a"), tenant: "team-a", endpoint: "/api/v1/metadata", outcome: "upstream_error", reason: "upstream"},
-		{next: down, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: "/api/v1/query", outcome: "upstream_error", reason: "upstream"},
-	} {
-		if tc.outcome == "" {
-			tc.outcome = "refused"
+	for _, tc := range refusalCases(t) {
+		outcome := tc.outcome
+		if outcome == "" {
+			outcome = outcomeRefused
 		}
-		t.Run(tc.reason+" "+tc.req.URL.Path, func(t *testing.T) {
-			hh := tc.h
-			if hh == nil {
-				hh = h
-			}
-			u := tc.next
-			if u == nil {
-				u = &upstream{}
-			}
-			before := requests(tc.tenant, tc.endpoint, tc.outcome, tc.reason)
-			w := serve(t, hh, u, tc.req)
-			if (tc.next == nil && u.got != nil) || w.Code < 400 {
-				t.Fatalf("not refused: %d %s", w.Code, w.Body)
-			}
-			if got := requests(tc.tenant, tc.endpoint, tc.outcome, tc.reason) - before; got != 1 {
+		t.Run(tc.name, func(t *testing.T) {
+			before := requests(tc.tenant, tc.endpoint, outcome, tc.reason)
+			w := serveRefusal(t, h, tc)
+			if got := requests(tc.tenant, tc.endpoint, outcome, tc.reason) - before; got != 1 {
 				t.Errorf("requests_total{tenant=%q,endpoint=%q,outcome=%q,reason=%q} grew by %v, want 1 (answer %d %s)",
-					tc.tenant, tc.endpoint, tc.outcome, tc.reason, got, w.Code, w.Body)
+					tc.tenant, tc.endpoint, outcome, tc.reason, got, w.Code, w.Body)
 			}
 		})
 	}

@@ -3,25 +3,15 @@ package promtenant
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/prometheus/promql/parser"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
-	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -46,88 +36,9 @@ func withPlaceholders(msg string, ps []placeholder) string {
 func TestTroubleshootingRefusals(t *testing.T) {
 	doc := doccheck.Troubleshooting(t)
 	h := newTestHandler(t)
-	experimental := newTestHandler(t)
-	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
-	tinyUnions := newTestHandler(t)
-	tinyUnions.enforcer = tinyUnions.enforcer.WithLimits(rewrite.Limits{MaxUnionSelectors: 2})
-	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
-		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
-	}}
-	smallCap := newTestHandler(t)
-	smallCap.MaxMetadataResponse = 1024
-	bigAnswer := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-		_, err := w.Write([]byte(`{"status":"success","data":[` + strings.Repeat(" ", 4096)))
-		return err
-	})
-	noTargetMetadata := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
-		w.WriteHeader(http.StatusNotFound)
-		_, err := w.Write([]byte(`{"status":"error","errorType":"not_found","error":"not found"}`))
-		return err
-	}}
-	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
-	small := newTestHandler(t)
-	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
-	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
-	gone, cancel := context.WithCancel(context.Background())
-	cancel()
-	canceled := get(manyMatch[:len("/api/v1/series?")+len("match[]=up&")*10]+"match[]=up", "team-b").WithContext(gone)
-	overLimit := []placeholder{{`[0-9]+( bytes)? is over the limit of [0-9]+`, `<n>$1 is over the limit of <max>`}}
-	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
-	jsonBody.Header.Set("Content-Type", "application/json")
-	// What the body read returns when the server's read_body timeout expires.
-	slowBody := post("/api/v1/query", "team-a", "")
-	slowBody.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}))
-	for _, tc := range []struct {
-		name string
-		h    *Handler
-		next caddyhttp.Handler
-		req  *http.Request
-		vars []placeholder
-	}{
-		{name: "no tenant", req: get(q("up"), "")},
-		{name: "unknown tenant", req: get(q("up"), "team-c"), vars: []placeholder{{`"team-c"`, `"<namespace>"`}}},
-		{name: "more than one tenant", req: get(q("up"), "team-a,team-b"), vars: []placeholder{{`\("team-a,team-b"\)`, `("<value>")`}}},
-		{name: "not a namespace name", req: get(q("up"), "Team_A"), vars: []placeholder{{`"Team_A" is not a namespace name: .*`, `"<value>" is not a namespace name: <reason>`}}},
-		{name: "path not served", req: get("/api/v1/rules", "team-a"), vars: []placeholder{{`"/api/v1/rules"`, `"<path>"`}}},
-		{name: "method not allowed", req: post("/federate", "team-a", "match[]=up"), vars: []placeholder{{`method POST is not allowed for /federate`, `method <method> is not allowed for <path>`}}},
-		{name: "missing query", req: get("/api/v1/query", "team-a")},
-		{name: "bad PromQL", req: get(q("sum(rate(up[5m])"), "team-a"), vars: []placeholder{{`cannot parse ".*": .*`, `cannot parse "<query>": <parser error>`}}},
-		{name: "unknown parameter", req: get(q("up")+"&dedup=false", "team-a"), vars: []placeholder{{`"dedup" for /api/v1/query`, `"<name>" for <path>`}}},
-		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}}},
-		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}}},
-		{name: "bad URL query", req: get("/api/v1/query?query=up;time=1", "team-a"), vars: []placeholder{{`URL query: .*`, `URL query: <reason>`}}},
-		{name: "bad body", req: post("/api/v1/query", "team-a", "query=%zz"), vars: []placeholder{{`body: .*`, `body: <reason>`}}},
-		{name: "no match[]", req: get("/api/v1/series", "team-a")},
-		{name: "JSON body", req: jsonBody, vars: []placeholder{{`"application/json"`, `"<type>"`}}},
-		{name: "slow body", req: slowBody},
-		{name: "body too large", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), vars: []placeholder{{`[0-9]+ bytes`, `<max_request_body> bytes`}}},
-		{name: "range selector over a union", req: get(q(`{namespace="team-b"}[5m]`), "team-b"),
-			vars: []placeholder{{`selector \{namespace="team-b"\}\[5m\]`, `selector <selector>[<range>]`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
-		{name: "union too large", h: tinyUnions, req: get(q(`{namespace="team-b"} + {namespace="team-b"}`), "team-b"),
-			vars: []placeholder{{`more than [0-9]+ selectors`, `more than <max_union_selectors> selectors`}, {`selector \{namespace="team-b"\} overlaps`, `selector <selector> overlaps`}}},
-		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
-		{name: "query too long", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("up+", 30000)+"up"), vars: overLimit},
-		{name: "query too deep", req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), vars: overLimit},
-		{name: "too many match[]", req: get(manyMatch, "team-a"), vars: overLimit},
-		{name: "rewritten too large", h: small, req: get(q("up"), "team-a"), vars: overLimit},
-		{name: "client left", req: canceled},
-		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
-		{name: "bad metadata limit_per_metric", req: get("/api/v1/metadata?limit_per_metric=one", "team-a"), vars: []placeholder{{`invalid limit_per_metric "one": .*`, `invalid limit_per_metric "<value>": <reason>`}}},
-		{name: "no metadata by target", next: noTargetMetadata, req: get("/api/v1/metadata", "team-a"), vars: []placeholder{{`answered 404: not found`, `answered <status>: <upstream's error>`}}},
-		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
-			vars: []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}}},
-		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},
-	} {
+	for _, tc := range refusalCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			hh := tc.h
-			if hh == nil {
-				hh = h
-			}
-			next := tc.next
-			if next == nil {
-				next = &upstream{}
-			}
-			w := serve(t, hh, next, tc.req)
+			w := serveRefusal(t, h, tc)
 			var env struct{ Status, ErrorType, Error string }
 			if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
 				t.Fatalf("%d %s: not a refusal in the envelope", w.Code, w.Body)
