@@ -1,4 +1,4 @@
-# Build, test, demo and benchmark prom-tenant. See DESIGN.md for the contract.
+# Build, test, demo and benchmark prom-tenant. See docs/DESIGN.md for the design and the contract.
 GO ?= go
 
 .PHONY: all build test deps demo bench xcaddy generate verify-generate clean

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 // Each cap refuses with 400 in the envelope, naming the cap, the value and
@@ -68,7 +70,7 @@ func TestCanceledRequestNotForwarded(t *testing.T) {
 	next := &upstream{}
 	r := get("/api/v1/series?"+strings.Repeat("match[]=up&", 500), "team-b").WithContext(ctx)
 	w := serve(t, h, next, r)
-	if w.Code != statusClientClosedRequest || next.got != nil {
+	if w.Code != promapi.StatusClientClosedRequest || next.got != nil {
 		t.Fatalf("got %d %s (forwarded: %v), want 499 and nothing forwarded", w.Code, w.Body, next.got != nil)
 	}
 }

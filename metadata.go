@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 )
 
@@ -85,7 +86,7 @@ func intParam(form url.Values, name string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		return 0, refuse(http.StatusBadRequest, errorBadData, "invalid %s %q: %v", name, s, err)
+		return 0, promapi.Refuse(promapi.BadRequest, "invalid %s %q: %v", name, s, err)
 	}
 	return n, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 // metadataTenants: team-a's policy is a union of two branches that cannot
@@ -278,7 +280,7 @@ func TestMetadataUpstreamErrors(t *testing.T) {
 		w := serve(t, h, next, get("/api/v1/metadata", "team-a"))
 		var env struct{ ErrorType, Error string }
 		_ = json.Unmarshal(w.Body.Bytes(), &env)
-		if w.Code != http.StatusBadGateway || env.ErrorType != errorUnavailable || env.Error != tc.want {
+		if w.Code != http.StatusBadGateway || env.ErrorType != promapi.ErrorUnavailable || env.Error != tc.want {
 			t.Errorf("%s: %d %s\nwant 502 %q", tc.name, w.Code, w.Body, tc.want)
 		}
 	}

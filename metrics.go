@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
@@ -52,21 +53,21 @@ var metrics = struct {
 
 var collectors = []prometheus.Collector{metrics.requests, metrics.duration, metrics.backend}
 
-// perTenant are the vectors with a "tenant" label, whose series of a
+// tenantVecs are the vectors with a "tenant" label, whose series of a
 // tenant that left the registry are deleted.
-var perTenant = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
+var tenantVecs = []*prometheus.MetricVec{metrics.requests.MetricVec, metrics.duration.MetricVec, metrics.backend.MetricVec}
 
 // outcome returns the outcome and reason labels of what serve returned.
-func outcome(err error, ae *apiError) (string, string) {
+func outcome(err error, ae *promapi.Error) (string, string) {
 	switch {
 	case err == nil:
 		return outcomeForwarded, ""
 	case ae == nil:
-		return outcomeUpstreamError, reasonUpstream // an error Caddy answers: from the next handler
-	case ae.reason == reasonUpstream:
-		return outcomeUpstreamError, reasonUpstream
+		return outcomeUpstreamError, promapi.ReasonUpstream // an error Caddy answers: from the next handler
+	case ae.Reason() == promapi.ReasonUpstream:
+		return outcomeUpstreamError, promapi.ReasonUpstream
 	default:
-		return outcomeRefused, ae.reason
+		return outcomeRefused, ae.Reason()
 	}
 }
 
@@ -133,7 +134,7 @@ func pruneTenantSeries(ctx context.Context, reg *tenancy.Registry) {
 // unknownTenant).
 func pruneStale(reg *tenancy.Registry) {
 	for _, t := range staleTenants(reg) {
-		for _, v := range perTenant {
+		for _, v := range tenantVecs {
 			v.DeletePartialMatch(prometheus.Labels{"tenant": t})
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/metricreg"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
@@ -225,9 +226,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if c := h.logger.Check(zapcore.DebugLevel, "refused"); c != nil {
 		c.Write(zap.String("tenant", tenant), zap.String("path", r.URL.Path),
-			zap.Int("status", ae.status), zap.String("reason", reason), zap.String("error", ae.msg))
+			zap.Int("status", ae.Status), zap.String("reason", reason), zap.String("error", ae.Message))
 	}
-	writeAPIError(w, ae)
+	ae.Write(w)
 	return nil
 }
 
@@ -237,11 +238,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, endpoint string) (string, bool, error) {
 	ep, ok := lookupEndpoint(r.URL.Path)
 	if !ok {
-		return "", false, refuse(http.StatusNotFound, errorNotFound, "path %q is not served by the tenant proxy", r.URL.Path)
+		return "", false, promapi.Refuse(promapi.NotFound, "path %q is not served by the tenant proxy", r.URL.Path)
 	}
 	if !ep.allows(r.Method) {
 		w.Header().Set("Allow", allowHeader(ep))
-		return "", false, refuse(http.StatusMethodNotAllowed, errorBadData, "method %s is not allowed for %s", r.Method, r.URL.Path)
+		return "", false, promapi.Refuse(promapi.MethodNotAllowed, "method %s is not allowed for %s", r.Method, r.URL.Path)
 	}
 	tenant, err := h.tenant(r)
 	if err != nil {
@@ -249,7 +250,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	t, ok := h.registry.Lookup(tenant)
 	if !ok {
-		return tenant, false, refuse(http.StatusForbidden, errorForbidden, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
+		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody)
 	if err != nil {
@@ -286,12 +287,12 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 	tenant := strings.TrimSpace(repl.ReplaceAll(h.Tenant, ""))
 	switch {
 	case tenant == "":
-		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "no tenant: the request does not say which namespace it is for")
+		return "", promapi.Refuse(promapi.NoTenant, "no tenant: the request does not say which namespace it is for")
 	case strings.Contains(tenant, ","):
-		return "", refuse(http.StatusBadRequest, errorBadData, "more than one tenant given (%q): a request is for exactly one namespace", tenant).because(reasonBadTenant)
+		return "", promapi.Refuse(promapi.BadTenant, "more than one tenant given (%q): a request is for exactly one namespace", tenant)
 	}
 	if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
-		return "", refuse(http.StatusBadRequest, errorBadData, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; ")).because(reasonBadTenant)
+		return "", promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
 	}
 	return tenant, nil
 }
@@ -300,7 +301,7 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.Values, enforce func(context.Context, *rewrite.Policy, string) (string, error)) error {
 	q := form.Get("query")
 	if q == "" {
-		return refuse(http.StatusBadRequest, errorBadData, "parameter \"query\" is missing")
+		return promapi.Refuse(promapi.BadRequest, "parameter \"query\" is missing")
 	}
 	out, err := enforce(ctx, p, q)
 	if err != nil {
@@ -316,7 +317,7 @@ func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.
 func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, form url.Values) error {
 	match := form["match[]"]
 	if ep.matchRequired && len(match) == 0 {
-		return refuse(http.StatusBadRequest, errorBadData, "no match[] parameter provided")
+		return promapi.Refuse(promapi.BadRequest, "no match[] parameter provided")
 	}
 	out, err := h.enforcer.EnforceMatchers(ctx, p, match)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 // readForm reads the parameters of a request into one canonical form.
@@ -21,7 +23,7 @@ import (
 func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) {
 	form, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, errorBadData, "cannot parse the URL query: %v", err)
+		return nil, promapi.Refuse(promapi.BadRequest, "cannot parse the URL query: %v", err)
 	}
 	if r.Method == http.MethodPost {
 		body, err := readBody(r, maxBody)
@@ -30,7 +32,7 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) 
 		}
 		for k, vs := range body {
 			if uvs, ok := form[k]; ok && !slices.Equal(uvs, vs) {
-				return nil, refuse(http.StatusBadRequest, errorBadData,
+				return nil, promapi.Refuse(promapi.BadRequest,
 					"parameter %q is given in both the URL and the body with different values", k)
 			}
 			form[k] = vs
@@ -39,10 +41,10 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) 
 	for k, vs := range form {
 		kind, ok := ep.params[k]
 		if !ok {
-			return nil, refuse(http.StatusBadRequest, errorBadData, "unknown parameter %q for %s", k, r.URL.Path)
+			return nil, promapi.Refuse(promapi.BadRequest, "unknown parameter %q for %s", k, r.URL.Path)
 		}
 		if kind == single && len(vs) > 1 {
-			return nil, refuse(http.StatusBadRequest, errorBadData, "parameter %q is given %d times; it takes one value", k, len(vs))
+			return nil, promapi.Refuse(promapi.BadRequest, "parameter %q is given %d times; it takes one value", k, len(vs))
 		}
 	}
 	return form, nil
@@ -53,25 +55,25 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/x-www-form-urlencoded" {
-			return nil, refuse(http.StatusUnsupportedMediaType, errorBadData,
+			return nil, promapi.Refuse(promapi.ContentType,
 				"unsupported Content-Type %q: POST takes application/x-www-form-urlencoded", ct)
 		}
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, refuse(http.StatusRequestEntityTooLarge, errorBadData, "request body larger than %d bytes", maxBody)
+			return nil, promapi.Refuse(promapi.BodyTooLarge, "request body larger than %d bytes", maxBody)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The server's read_body timeout: a client too slow to send its body.
-			return nil, refuse(http.StatusRequestTimeout, errorBadData,
+			return nil, promapi.Refuse(promapi.SlowBody,
 				"the request body did not arrive within the server's read_body timeout (Caddyfile global option servers { timeouts { read_body } })")
 		}
-		return nil, refuse(http.StatusBadRequest, errorBadData, "cannot read the request body: %v", err)
+		return nil, promapi.Refuse(promapi.BadRequest, "cannot read the request body: %v", err)
 	}
 	form, err := url.ParseQuery(string(raw))
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, errorBadData, "cannot parse the request body: %v", err)
+		return nil, promapi.Refuse(promapi.BadRequest, "cannot parse the request body: %v", err)
 	}
 	return form, nil
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 // subrequest sends a request for path with form through next (so it takes
@@ -59,7 +61,7 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 	cancel()
 	nextErr := <-done
 
-	var ae *apiError
+	var ae *promapi.Error
 	switch {
 	case err == nil:
 		return nil
@@ -68,16 +70,12 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 	case nextErr != nil && !errors.Is(nextErr, errStopped):
 		return nextErr // the upstream's failure, as for a forwarded request
 	default:
-		return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s answered %d with no valid JSON: %v", path, w.status, err)
+		return promapi.Refuse(promapi.UpstreamFailed, "upstream %s answered %d with no valid JSON: %v", path, w.status, err)
 	}
 }
 
 // errStopped ends a sub-request whose answer is no longer read.
 var errStopped = errors.New("sub-request answer no longer read")
-
-// errorExecution is Prometheus's error type for a query too large to answer
-// (it answers "query processing would load too many samples" with 422).
-const errorExecution = "execution"
 
 // readAnswer reads a Prometheus API envelope from body, handing "data" to
 // decode, and fails on an error answer with the upstream's message.
@@ -111,12 +109,12 @@ func readAnswer(body io.Reader, status int, header http.Header, path string, max
 	if err != nil {
 		var de *dataError
 		if errors.As(err, &de) {
-			return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s: unexpected data: %v", path, de.err)
+			return promapi.Refuse(promapi.UpstreamFailed, "upstream %s: unexpected data: %v", path, de.err)
 		}
 		return tooLarge(err, path, max)
 	}
 	if status != http.StatusOK || env.status != "success" {
-		return refuse(http.StatusBadGateway, errorUnavailable, "upstream %s answered %d: %s", path, status, env.error)
+		return promapi.Refuse(promapi.UpstreamFailed, "upstream %s answered %d: %s", path, status, env.error)
 	}
 	return nil
 }
@@ -127,9 +125,9 @@ func tooLarge(err error, path string, max int64) error {
 	if !errors.Is(err, errCapped) {
 		return err
 	}
-	return refuse(http.StatusUnprocessableEntity, errorExecution,
+	return promapi.Refuse(promapi.TooLarge,
 		"the upstream's answer to %s is larger than max_metadata_response (%s): ask for one metric family with ?metric=<name>, or raise max_metadata_response in prom_tenant",
-		path, humanize.IBytes(uint64(max))).because(reasonTooLarge)
+		path, humanize.IBytes(uint64(max)))
 }
 
 // dataError is data of an answer that has not the expected form.

@@ -1,34 +1,20 @@
 package promtenant
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/prometheus/promql/parser"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/prom-tenant/caddy-prom-tenant/rewrite"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy/v1alpha1"
 )
-
-const troubleshootingFile = "docs/TROUBLESHOOTING.md"
 
 // placeholder turns the variable part of a message (matched by re) into the
 // <name> the documentation shows instead.
@@ -39,35 +25,9 @@ type placeholder struct {
 
 func withPlaceholders(msg string, ps []placeholder) string {
 	for _, p := range ps {
-		msg = regexp.MustCompile(p.re).ReplaceAllString(msg, p.with)
+		msg = doccheck.Generalize(msg, p.re, p.with)
 	}
 	return msg
-}
-
-// envelopeText is the envelope as the documentation shows it: the JSON body,
-// with placeholders for the variable parts (not escaped as HTML).
-func envelopeText(t *testing.T, errorType, msg string) string {
-	t.Helper()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-	}{"error", errorType, msg}); err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(b.String())
-}
-
-func readTroubleshooting(t *testing.T) string {
-	t.Helper()
-	doc, err := os.ReadFile(troubleshootingFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(doc)
 }
 
 // TestTroubleshootingRefusals triggers the handler's refusals and checks that
@@ -75,124 +35,24 @@ func readTroubleshooting(t *testing.T) string {
 // envelope, variable parts as <placeholders>): when a message changes, the
 // documentation must change with it.
 func TestTroubleshootingRefusals(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	h := newTestHandler(t)
-	experimental := newTestHandler(t)
-	experimental.enforcer = rewrite.NewEnforcer(parser.Options{EnableExperimentalFunctions: true})
-	tinyUnions := newTestHandler(t)
-	tinyUnions.enforcer = tinyUnions.enforcer.WithLimits(rewrite.Limits{MaxUnionSelectors: 2})
-	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
-		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
-	}}
-	smallCap := newTestHandler(t)
-	smallCap.MaxMetadataResponse = 1024
-	bigAnswer := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-		_, err := w.Write([]byte(`{"status":"success","data":[` + strings.Repeat(" ", 4096)))
-		return err
-	})
-	noTargetMetadata := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
-		w.WriteHeader(http.StatusNotFound)
-		_, err := w.Write([]byte(`{"status":"error","errorType":"not_found","error":"not found"}`))
-		return err
-	}}
-	q := func(query string) string { return "/api/v1/query?query=" + url.QueryEscape(query) }
-	small := newTestHandler(t)
-	small.enforcer = small.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 16})
-	// Just under team-a's up{namespace="team-a"}, 22 bytes, and over the
-	// lower bound the rewriter estimates as it goes, 20: refused once printed.
-	justUnder := newTestHandler(t)
-	justUnder.enforcer = justUnder.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 21})
-	manyMatch := "/api/v1/series?" + strings.Repeat("match[]=up&", 1001) + "match[]=up"
-	gone, cancel := context.WithCancel(context.Background())
-	cancel()
-	canceled := get(manyMatch[:len("/api/v1/series?")+len("match[]=up&")*10]+"match[]=up", "team-b").WithContext(gone)
-	overLimit := []placeholder{{`[0-9]+( bytes)? is over the limit of [0-9]+`, `<n>$1 is over the limit of <max>`}}
-	jsonBody := post("/api/v1/query", "team-a", `{"query":"up"}`)
-	jsonBody.Header.Set("Content-Type", "application/json")
-	// What the body read returns when the server's read_body timeout expires.
-	slowBody := post("/api/v1/query", "team-a", "")
-	slowBody.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}))
-	for _, tc := range []struct {
-		name string
-		h    *Handler
-		next caddyhttp.Handler
-		req  *http.Request
-		vars []placeholder
-	}{
-		{name: "no tenant", req: get(q("up"), "")},
-		{name: "unknown tenant", req: get(q("up"), "team-c"), vars: []placeholder{{`"team-c"`, `"<namespace>"`}}},
-		{name: "more than one tenant", req: get(q("up"), "team-a,team-b"), vars: []placeholder{{`\("team-a,team-b"\)`, `("<value>")`}}},
-		{name: "not a namespace name", req: get(q("up"), "Team_A"), vars: []placeholder{{`"Team_A" is not a namespace name: .*`, `"<value>" is not a namespace name: <reason>`}}},
-		{name: "path not served", req: get("/api/v1/rules", "team-a"), vars: []placeholder{{`"/api/v1/rules"`, `"<path>"`}}},
-		{name: "method not allowed", req: post("/federate", "team-a", "match[]=up"), vars: []placeholder{{`method POST is not allowed for /federate`, `method <method> is not allowed for <path>`}}},
-		{name: "missing query", req: get("/api/v1/query", "team-a")},
-		{name: "bad PromQL", req: get(q("sum(rate(up[5m])"), "team-a"), vars: []placeholder{{`cannot parse ".*": .*`, `cannot parse "<query>": <parser error>`}}},
-		{name: "unknown parameter", req: get(q("up")+"&dedup=false", "team-a"), vars: []placeholder{{`"dedup" for /api/v1/query`, `"<name>" for <path>`}}},
-		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}}},
-		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}}},
-		{name: "bad URL query", req: get("/api/v1/query?query=up;time=1", "team-a"), vars: []placeholder{{`URL query: .*`, `URL query: <reason>`}}},
-		{name: "bad body", req: post("/api/v1/query", "team-a", "query=%zz"), vars: []placeholder{{`body: .*`, `body: <reason>`}}},
-		{name: "no match[]", req: get("/api/v1/series", "team-a")},
-		{name: "JSON body", req: jsonBody, vars: []placeholder{{`"application/json"`, `"<type>"`}}},
-		{name: "slow body", req: slowBody},
-		{name: "body too large", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("a", 2<<20)), vars: []placeholder{{`[0-9]+ bytes`, `<max_request_body> bytes`}}},
-		{name: "range selector over a union", req: get(q(`{namespace="team-b"}[5m]`), "team-b"),
-			vars: []placeholder{{`selector \{namespace="team-b"\}\[5m\]`, `selector <selector>[<range>]`}, {`union of [0-9]+ selectors to be answered exactly \(.*\), one`, `union of <n> selectors to be answered exactly (<selector and policy selector 1> or <selector and policy selector 2> ...), one`}}},
-		{name: "union too large", h: tinyUnions, req: get(q(`{namespace="team-b"} + {namespace="team-b"}`), "team-b"),
-			vars: []placeholder{{`more than [0-9]+ selectors`, `more than <max_union_selectors> selectors`}, {`selector \{namespace="team-b"\} overlaps`, `selector <selector> overlaps`}}},
-		{name: "unsupported construct", h: experimental, req: get(q(`info(up)`), "team-a")},
-		{name: "query too long", req: post("/api/v1/query", "team-a", "query="+strings.Repeat("up+", 30000)+"up"), vars: overLimit},
-		{name: "query too deep", req: get(q(strings.Repeat("-", 500)+"up"), "team-a"), vars: overLimit},
-		{name: "too many match[]", req: get(manyMatch, "team-a"), vars: overLimit},
-		{name: "rewritten too large", h: small, req: get(q("up"), "team-a"), vars: overLimit},
-		{name: "rewritten too large once printed", h: justUnder, req: get(q("up"), "team-a"), vars: overLimit},
-		{name: "client left", req: canceled},
-		{name: "bad metadata limit", req: get("/api/v1/metadata?limit=ten", "team-a"), vars: []placeholder{{`invalid limit "ten": .*`, `invalid limit "<value>": <reason>`}}},
-		{name: "bad metadata limit_per_metric", req: get("/api/v1/metadata?limit_per_metric=one", "team-a"), vars: []placeholder{{`invalid limit_per_metric "one": .*`, `invalid limit_per_metric "<value>": <reason>`}}},
-		{name: "no metadata by target", next: noTargetMetadata, req: get("/api/v1/metadata", "team-a"), vars: []placeholder{{`answered 404: not found`, `answered <status>: <upstream's error>`}}},
-		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
-			vars: []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}}},
-		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}}},
-	} {
+	for _, tc := range refusalCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			hh := tc.h
-			if hh == nil {
-				hh = h
-			}
-			next := tc.next
-			if next == nil {
-				next = &upstream{}
-			}
-			w := serve(t, hh, next, tc.req)
+			w := serveRefusal(t, h, tc)
 			var env struct{ Status, ErrorType, Error string }
 			if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
 				t.Fatalf("%d %s: not a refusal in the envelope", w.Code, w.Body)
 			}
-			want := envelopeText(t, env.ErrorType, withPlaceholders(env.Error, tc.vars))
-			if !strings.Contains(doc, want) {
-				t.Errorf("%s does not show the answer (HTTP %d):\n%s", troubleshootingFile, w.Code, want)
-			}
-			if line := httpLine(w.Code); !strings.Contains(doc, line+"\n"+want) {
-				t.Errorf("%s does not show %q right above:\n%s", troubleshootingFile, line, want)
-			}
+			doccheck.Shows(t, doc, doccheck.Answer(t, w.Code, env.ErrorType, withPlaceholders(env.Error, tc.vars)))
 		})
 	}
-}
-
-// httpLine is the status line curl -i prints above the body; Go writes
-// "status code <n>" for a code it has no text for (499).
-func httpLine(code int) string {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
-	}
-	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
 }
 
 // TestTroubleshootingValidation checks that the documentation shows the
 // validation messages of MetricAccess objects as Validate writes them.
 func TestTroubleshootingValidation(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	obj := func(spec v1alpha1.MetricAccessSpec) *v1alpha1.MetricAccess {
 		return &v1alpha1.MetricAccess{
 			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind},
@@ -231,9 +91,7 @@ func TestTroubleshootingValidation(t *testing.T) {
 				t.Fatal("valid")
 			}
 			want := withPlaceholders(err.Error(), append([]placeholder{{`^team-a/app: `, `<namespace>/<name>: `}}, tc.vars...))
-			if !strings.Contains(doc, want) {
-				t.Errorf("%s does not show the validation error:\n%s", troubleshootingFile, want)
-			}
+			doccheck.Shows(t, doc, want)
 		})
 	}
 }
@@ -242,7 +100,7 @@ func TestTroubleshootingValidation(t *testing.T) {
 // namespace over max_patterns_per_namespace is no tenant, as the directory
 // source reports it (the Kubernetes source's condition carries the same text).
 func TestTroubleshootingNamespaceCap(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	dir := t.TempDir()
 	manifest := "apiVersion: " + v1alpha1.APIVersion + "\nkind: " + v1alpha1.Kind +
 		"\nmetadata: {name: app, namespace: team-a}\nspec: {metrics: [a, b, c]}\n"
@@ -262,87 +120,19 @@ func TestTroubleshootingNamespaceCap(t *testing.T) {
 	}
 	want := withPlaceholders(err.Error(), []placeholder{{`namespace team-a`, `namespace <namespace>`},
 		{`hold 3 patterns`, `hold <n> patterns`}, {`than the 2 allowed`, `than the <max_patterns_per_namespace> allowed`}})
-	if !strings.Contains(doc, want) {
-		t.Errorf("%s does not show the error:\n%s", troubleshootingFile, want)
-	}
-}
-
-// TestTroubleshootingMessagesInCode checks messages that are produced in
-// packages this one cannot drive without a cluster or a copier (kubeauth,
-// remotewrite, tenancy's sources): each text must be in the named source
-// file, so the table stays true to the code, and in the documentation.
-func TestTroubleshootingMessagesInCode(t *testing.T) {
-	doc := readTroubleshooting(t)
-	for _, tc := range []struct{ file, code, shown string }{
-		{"remotewrite/targets.go", "not permitted by the prom_remote_write allow_url list", ""},
-		{"remotewrite/targets.go", "the path must be plain, without . or .. segments or percent-encoding", ""},
-		{"remotewrite/targets.go", "a query or fragment is not allowed", ""},
-		{"remotewrite/targets.go", "file credentials are off: the admin sets credentials_dir in prom_remote_write to allow them", ""},
-		{"remotewrite/targets.go", "must be a relative path inside the credentials directory", ""},
-		{"remotewrite/targets.go", "is set by the proxy (tenant_header) to the tenant's namespace", ""},
-		{"remotewrite/targets.go", "basicAuth.passwordSecret needs Kubernetes access: set kubernetes in prom_remote_write", ""},
-		{"remotewrite/copier.go", `fmt.Errorf("invalid target: %w"`, "invalid target: "},
-		{"remotewrite/source.go", "the source's external labels make a series ambiguous", ""},
-		{"remotewrite/services.go", "refused as a target", ""},
-		{"remotewrite/services.go", "it is of type ExternalName", ""},
-		{"remotewrite/services.go", "it has no selector", ""},
-		{"remotewrite/services.go", "no ready Pod of its selector", ""},
-		{"remotewrite/targets.go", "a Service target of a MetricAccess from the Kubernetes API needs kubernetes in prom_remote_write", ""},
-		{"remotewrite/source.go", "reading the source's configuration (for its external labels): ", ""},
-		{"remotewrite/source.go", `"remote read from %s: %w"`, "remote read from <source>: <cause>"},
-		{"remotewrite/window.go", "the source returned a series outside the policy", ""},
-		{"remotewrite/copier.go", "target refused samples; they are dropped", ""},
-		{"remotewrite/copier.go", "target refused a batch resent after a restart interrupted its acknowledgement; it most likely holds it already", ""},
-		{"remotewrite/copier.go", `c.countDropped("resent_"+te.reason`, "resent_http_400"},
-		{"remotewrite/target.go", `return "network"`, "`network`"},
-		{"remotewrite/target.go", `return "protocol"`, "`protocol`"},
-		{"remotewrite/target.go", `fmt.Sprintf("http_%d", status)`, "`http_<code>`"},
-		{"kubeauth/review.go", "no bearer token: send Authorization: Bearer <token>", ""},
-		{"kubeauth/review.go", "malformed Authorization header: want Bearer <token>", ""},
-		{"kubeauth/review.go", "the bearer token is not valid", ""},
-		{"kubeauth/review.go", "cannot verify the token: the Kubernetes API server is unavailable", ""},
-		{"kubeauth/review.go", "cannot authorize the request: the Kubernetes API server is unavailable", ""},
-		{"kubeauth/review.go", `"user %q may not %s in namespace %q"`, `user \"<user>\" may not <verb> <resource>.<group> in namespace \"<namespace>\"`},
-		{"tenancy/source_directory.go", "invalid MetricAccess file; keeping its last good version", ""},
-		{"tenancy/source_directory.go", "invalid MetricAccess file; it contributes nothing", ""},
-		{"tenancy/source_kubernetes.go", `ReasonNothing  = "Empty"`, "`Empty`"},
-		{"tenancy/source_kubernetes.go", `ReasonInvalid  = "Invalid"`, "`Invalid`"},
-		{"tenancy/source_kubernetes.go", `ReasonConflict = "Duplicate"`, "`Duplicate`"},
-		{"tenancy/warnings.go", `ConditionWarning       = "Warning"`, "`Warning`"},
-		{"tenancy/warnings.go", `ReasonRegexLikeLiteral = "RegexLikeEquality"`, "`RegexLikeEquality`"},
-		{"tenancy/source_kubernetes.go", `ReasonTooMany  = "TooManyPatterns"`, "`TooManyPatterns`"},
-		{"tenancy/source_directory.go", "(1 MiB) allowed: split its objects over several files",
-			"file is <n> bytes, at most 1048576 (1 MiB) allowed: split its objects over several files"},
-	} {
-		src, err := os.ReadFile(tc.file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(src), tc.code) {
-			t.Errorf("%s no longer contains %q: update this table and %s", tc.file, tc.code, troubleshootingFile)
-		}
-		shown := tc.shown
-		if shown == "" {
-			shown = tc.code
-		}
-		if !strings.Contains(doc, shown) {
-			t.Errorf("%s does not show %q (%s)", troubleshootingFile, shown, tc.file)
-		}
-	}
+	doccheck.Shows(t, doc, want)
 }
 
 // TestTroubleshootingEqualityWarning checks that the documentation shows the
 // Warning condition's line as EqualityWarnings writes it, for the original
 // proxy's own example pattern.
 func TestTroubleshootingEqualityWarning(t *testing.T) {
-	doc := readTroubleshooting(t)
+	doc := doccheck.Troubleshooting(t)
 	m := &v1alpha1.MetricAccess{Spec: v1alpha1.MetricAccessSpec{
 		Metrics: []string{"http_requests_total", "http_.*", `{job="my-app"}`, `{__name__="up",instance=".*"}`}}}
 	w := m.EqualityWarnings()
 	if len(w) != 1 {
 		t.Fatalf("warnings %q, want one, for instance", w)
 	}
-	if !strings.Contains(doc, w[0]) {
-		t.Errorf("%s does not show the warning:\n%s", troubleshootingFile, w[0])
-	}
+	doccheck.Shows(t, doc, w[0])
 }

@@ -151,7 +151,7 @@ spec:
 // rwStatus reads the copiers' state from Caddy's admin API.
 func rwStatus(t *testing.T, c *testenv.Caddy, namespace string) []remotewrite.Status {
 	t.Helper()
-	resp, err := http.Get(c.AdminURL + "/prom_remote_write/status?namespace=" + namespace)
+	resp, err := http.Get(c.AdminURL + "/prom_tenant/copiers?namespace=" + namespace)
 	if err != nil {
 		t.Fatal(err)
 	}

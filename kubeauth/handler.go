@@ -68,11 +68,11 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP authorizes the request, then calls next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if _, err := authorizeRequest(h.rv, &h.Config, r); err != nil {
-		var re *reviewError
+		var re *promapi.Error
 		if !errors.As(err, &re) {
 			return err
 		}
-		h.logger.Debug("refused", zap.String("path", r.URL.Path), zap.Int("status", re.status), zap.String("reason", re.msg))
+		h.logger.Debug("refused", zap.String("path", r.URL.Path), zap.Int("status", re.Status), zap.String("reason", re.Message))
 		writeError(w, re)
 		return nil
 	}
@@ -118,9 +118,9 @@ func authorizeRequest(rv *reviewer, c *Config, r *http.Request) (*result, error)
 	return res, nil
 }
 
-func writeError(w http.ResponseWriter, e *reviewError) {
-	if e.status == http.StatusUnauthorized {
+func writeError(w http.ResponseWriter, e *promapi.Error) {
+	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="prom-tenant"`)
 	}
-	promapi.WriteError(w, e.status, e.errorType, e.msg)
+	e.Write(w)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 	"go.uber.org/zap"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
@@ -43,8 +44,8 @@ func TestBearerToken(t *testing.T) {
 		}
 		got, err := bearerToken(h)
 		if tc.token == "" {
-			var re *reviewError
-			if !errors.As(err, &re) || re.status != http.StatusUnauthorized {
+			var re *promapi.Error
+			if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
 				t.Errorf("%q: got %q, %v; want a 401", tc.headers, got, err)
 			}
 			continue

@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 func init() {
@@ -67,13 +69,13 @@ func (p *Provider) Cleanup() error {
 // Authenticate implements caddyauth.Authenticator.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
 	res, err := authorizeRequest(p.rv, &p.Config, r)
-	var re *reviewError
+	var re *promapi.Error
 	switch {
 	case err == nil:
 		return caddyauth.User{ID: res.user.Username, Metadata: map[string]string{"namespace": res.namespace}}, true, nil
-	case errors.As(err, &re) && re.status != http.StatusServiceUnavailable:
-		p.logger.Debug("refused", zap.Int("status", re.status), zap.String("reason", re.msg))
-		if re.status == http.StatusUnauthorized {
+	case errors.As(err, &re) && re.Refusal != promapi.AuthUnavailable:
+		p.logger.Debug("refused", zap.Int("status", re.Status), zap.String("reason", re.Message))
+		if re.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="prom-tenant"`)
 		}
 		return caddyauth.User{}, false, nil

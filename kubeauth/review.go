@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/kubeclient"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
 
 // Defaults of Config.
@@ -96,27 +97,6 @@ type Config struct {
 	// Timeout bounds each call to the API server. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
-
-// reviewError is a refusal with its HTTP status and Prometheus error type.
-type reviewError struct {
-	status    int
-	errorType string
-	msg       string
-}
-
-func (e *reviewError) Error() string { return e.msg }
-
-func refuse(status int, errorType, format string, args ...any) *reviewError {
-	return &reviewError{status: status, errorType: errorType, msg: fmt.Sprintf(format, args...)}
-}
-
-// Error types of the envelope, as prom_tenant uses them.
-const (
-	errorBadData      = "bad_data"
-	errorUnauthorized = "unauthorized"
-	errorForbidden    = "forbidden"
-	errorUnavailable  = "unavailable"
-)
 
 // user is the identity a TokenReview returned; nil in the cache means the
 // token was not authenticated.
@@ -214,14 +194,14 @@ func bearerToken(h http.Header) (string, error) {
 	values := h.Values("Authorization")
 	switch {
 	case len(values) == 0:
-		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "no bearer token: send Authorization: Bearer <token>")
+		return "", promapi.Refuse(promapi.Unauthenticated, "no bearer token: send Authorization: Bearer <token>")
 	case len(values) > 1:
-		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "more than one Authorization header")
+		return "", promapi.Refuse(promapi.Unauthenticated, "more than one Authorization header")
 	}
 	scheme, token, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return "", refuse(http.StatusUnauthorized, errorUnauthorized, "malformed Authorization header: want Bearer <token>")
+		return "", promapi.Refuse(promapi.Unauthenticated, "malformed Authorization header: want Bearer <token>")
 	}
 	return token, nil
 }
@@ -242,7 +222,7 @@ func serviceAccountNamespace(username string) string {
 
 // review authenticates token and authorizes the requested namespace
 // (requested is the resolved placeholder, possibly empty). Errors are
-// *reviewError.
+// *promapi.Error.
 func (rv *reviewer) review(ctx context.Context, token, requested string) (*result, error) {
 	tk := rv.tokenKey(token)
 	u, err := rv.authenticate(ctx, tk, token)
@@ -255,12 +235,12 @@ func (rv *reviewer) review(ctx context.Context, token, requested string) (*resul
 	}
 	switch {
 	case ns == "":
-		return nil, refuse(http.StatusUnauthorized, errorUnauthorized, "no tenant: the request does not say which namespace it is for")
+		return nil, promapi.Refuse(promapi.NoTenant, "no tenant: the request does not say which namespace it is for")
 	case strings.Contains(ns, ","):
-		return nil, refuse(http.StatusBadRequest, errorBadData, "more than one namespace given (%q): a request is for exactly one namespace", ns)
+		return nil, promapi.Refuse(promapi.BadTenant, "more than one namespace given (%q): a request is for exactly one namespace", ns)
 	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return nil, refuse(http.StatusBadRequest, errorBadData, "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		return nil, promapi.Refuse(promapi.BadTenant, "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
 	}
 	if err := rv.authorize(ctx, tk, u, ns); err != nil {
 		return nil, err
@@ -277,7 +257,7 @@ func (rv *reviewer) authenticate(ctx context.Context, key, token string) (*user,
 			&authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 		if err != nil {
 			rv.logger.Error("TokenReview failed", zap.Error(err))
-			return nil, refuse(http.StatusServiceUnavailable, errorUnavailable, "cannot verify the token: the Kubernetes API server is unavailable")
+			return nil, promapi.Refuse(promapi.AuthUnavailable, "cannot verify the token: the Kubernetes API server is unavailable")
 		}
 		if tr.Status.Authenticated && tr.Status.User.Username != "" {
 			ui := tr.Status.User
@@ -289,7 +269,7 @@ func (rv *reviewer) authenticate(ctx context.Context, key, token string) (*user,
 		}
 	}
 	if u == nil {
-		return nil, refuse(http.StatusUnauthorized, errorUnauthorized, "the bearer token is not valid")
+		return nil, promapi.Refuse(promapi.Unauthenticated, "the bearer token is not valid")
 	}
 	return u, nil
 }
@@ -315,7 +295,7 @@ func (rv *reviewer) authorize(ctx context.Context, tokenKey string, u *user, ns 
 		res, err := rv.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 		if err != nil {
 			rv.logger.Error("SubjectAccessReview failed", zap.String("user", u.Username), zap.String("namespace", ns), zap.Error(err))
-			return refuse(http.StatusServiceUnavailable, errorUnavailable, "cannot authorize the request: the Kubernetes API server is unavailable")
+			return promapi.Refuse(promapi.AuthUnavailable, "cannot authorize the request: the Kubernetes API server is unavailable")
 		}
 		allowed = res.Status.Allowed && !res.Status.Denied
 		if allowed {
@@ -326,7 +306,7 @@ func (rv *reviewer) authorize(ctx context.Context, tokenKey string, u *user, ns 
 		}
 	}
 	if !allowed {
-		return refuse(http.StatusForbidden, errorForbidden, "user %q may not %s in namespace %q", u.Username, rv.attrs, ns)
+		return promapi.Refuse(promapi.Denied, "user %q may not %s in namespace %q", u.Username, rv.attrs, ns)
 	}
 	return nil
 }

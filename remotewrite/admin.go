@@ -17,8 +17,12 @@ func init() {
 // adminAPI serves the state of every running copier on Caddy's admin
 // endpoint: metadata and counters, never series data.
 //
-//	curl localhost:2019/prom_remote_write/status
-//	curl 'localhost:2019/prom_remote_write/status?namespace=team-a'
+//	curl localhost:2019/prom_tenant/copiers
+//	curl 'localhost:2019/prom_tenant/copiers?namespace=team-a'
+//
+// Its routes sit with prom-tenant's others (/prom_tenant/tenants,
+// /prom_tenant/backends); /prom_remote_write/status, the first path, still
+// answers.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -31,7 +35,8 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/prom_remote_write/status", Handler: adminjson.Get(a.status)}}
+	h := adminjson.Get(a.status)
+	return []caddy.AdminRoute{{Pattern: "/prom_tenant/copiers", Handler: h}, {Pattern: "/prom_remote_write/status", Handler: h}}
 }
 
 func (adminAPI) status(r *http.Request) (any, error) {

@@ -198,7 +198,7 @@ run_caddy idle
 sleep 5
 idle_cpu=$(cpu_s "$caddy_pid")
 idle_hwm=$(hwm_mb "$caddy_pid")
-[[ $(curl -fsS "http://$admin/prom_remote_write/status") == "[]" ]] || die "idle caddy runs a copier"
+[[ $(curl -fsS "http://$admin/prom_tenant/copiers") == "[]" ]] || die "idle caddy runs a copier"
 stop "$caddy_pid"
 
 # 2. prom_remote_write.
@@ -219,7 +219,7 @@ profiling=0
 while :; do
 	elapsed=$(calc %.2f "$EPOCHREALTIME - $t0")
 	cpu=$(cpu_s "$caddy_pid")
-	st=$(curl -fsS "http://$admin/prom_remote_write/status") || die "status: $st"
+	st=$(curl -fsS "http://$admin/prom_tenant/copiers") || die "status: $st"
 	IFS=$'\t' read -r sent copied err < <(jq -r '.[0] | [.samples_sent,
 		((.copied_until // "1970-01-01T00:00:00Z") | capture("^(?<s>[^.Z]+)(?<f>\\.[0-9]+)?Z$") |
 			(.s + "Z" | fromdate) * 1000 + ((.f // "0") | tonumber * 1000 | round)),
@@ -384,7 +384,7 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "- **prom_remote_write** (remote read, streamed XOR chunks: every raw sample once, with its timestamp):"
 	echo "  catches up from \`initial_lookback\` ago window by window (\`max_window $max_window\`, \`batch_size $batch_size\`,"
 	echo "  other settings default); measured from the start of the caddy process until \`copied_until\`"
-	echo "  (GET /prom_remote_write/status) passes the data's end. Verified: the copier acknowledged $ours_sent"
+	echo "  (GET /prom_tenant/copiers) passes the data's end. Verified: the copier acknowledged $ours_sent"
 	echo "  samples and the receiver holds $ours_got (\`count_over_time\` per family), none of namespace \`other\`."
 	echo "- **vmagent** (cannot remote-read): scrapes \`/federate?match[]=<the same selector>\` every 5s with"
 	echo "  \`honor_labels\` and \`honor_timestamps\`, remote-writes to its receiver; measured from the start of"

@@ -130,7 +130,7 @@ func TestAdminTenantsKubernetesRejections(t *testing.T) {
 	k := &KubernetesSource{watcher: &kubeWatcher{}}
 	k.watcher.rejected.Store(&[]Rejection{
 		{Namespace: "team-a", Name: "bad", Source: SourceKubernetes, Reason: ReasonInvalid, Error: "spec.metrics[0]: invalid regex"},
-		{Namespace: "team-x", Name: "dup", Source: SourceKubernetes, Reason: ReasonConflict, Error: "also defined by a.yaml"},
+		{Namespace: "team-x", Name: "dup", Source: SourceKubernetes, Reason: ReasonDuplicate, Error: "also defined by a.yaml"},
 	})
 	app.Kubernetes = k
 	t.Cleanup(func() { app.Kubernetes = nil }) // the fake watcher has nothing to stop

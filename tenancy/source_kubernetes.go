@@ -36,11 +36,11 @@ const SourceKubernetes = "kubernetes"
 const (
 	ConditionReady = "Ready"
 
-	ReasonAccepted = "Accepted"        // valid, and part of the tenant's policy
-	ReasonInvalid  = "Invalid"         // rejected by validation; the message says why
-	ReasonNothing  = "Empty"           // the namespace's objects together allow no series
-	ReasonConflict = "Duplicate"       // the same namespace/name comes from a source that wins
-	ReasonTooMany  = "TooManyPatterns" // the namespace's objects hold more patterns than max_patterns_per_namespace
+	ReasonAccepted        = "Accepted"        // valid, and part of the tenant's policy
+	ReasonInvalid         = "Invalid"         // rejected by validation; the message says why
+	ReasonEmpty           = "Empty"           // the namespace's objects together allow no series
+	ReasonDuplicate       = "Duplicate"       // the same namespace/name comes from a source that wins
+	ReasonTooManyPatterns = "TooManyPatterns" // the namespace's objects hold more patterns than max_patterns_per_namespace
 )
 
 // KubernetesSource watches MetricAccess objects through the Kubernetes API,
@@ -280,11 +280,11 @@ func (w *kubeWatcher) pass() {
 		case e.err != nil:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonInvalid, e.err.Error()
 		case res.dupErrs[e.obj.Key()] != nil:
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonConflict, res.dupErrs[e.obj.Key()].Error()
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonDuplicate, res.dupErrs[e.obj.Key()].Error()
 		case errors.As(res.nsErrs[e.obj.Namespace], new(*tooManyPatternsError)):
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonTooMany, res.nsErrs[e.obj.Namespace].Error()
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonTooManyPatterns, res.nsErrs[e.obj.Namespace].Error()
 		case res.nsErrs[e.obj.Namespace] != nil:
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNothing, res.nsErrs[e.obj.Namespace].Error()
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonEmpty, res.nsErrs[e.obj.Namespace].Error()
 		case res.compiling[e.obj.Namespace]:
 			// Its outcome is not known yet: the status stays as it is, and
 			// the pass after the compile writes it.
