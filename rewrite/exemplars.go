@@ -17,12 +17,9 @@ import (
 //
 // The limits apply as for EnforceQuery.
 func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {
-	if err := e.limits.checkQuery(query); err != nil {
-		return "", err
-	}
-	expr, err := e.parser.ParseExpr(query)
+	expr, err := e.parse(query)
 	if err != nil {
-		return "", &ParseError{Input: query, Err: err}
+		return "", err
 	}
 	r := e.newRewriter(ctx, p)
 	var out []string

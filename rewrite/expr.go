@@ -36,12 +36,9 @@ func NewEnforcer(opts parser.Options) *Enforcer {
 // unions need more selectors than the limit, with a *UnionLimitError. It
 // returns ctx.Err() once ctx is done.
 func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
-	if err := e.limits.checkQuery(query); err != nil {
-		return "", err
-	}
-	expr, err := e.parser.ParseExpr(query)
+	expr, err := e.parse(query)
 	if err != nil {
-		return "", &ParseError{Input: query, Err: err}
+		return "", err
 	}
 	r := e.newRewriter(ctx, p)
 	if expr, err = r.enforce(expr); err != nil {
@@ -52,6 +49,18 @@ func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (s
 		return "", &LimitError{Limit: LimitRewrittenSize, Got: len(out), Max: e.limits.MaxRewrittenSize}
 	}
 	return out, nil
+}
+
+// parse checks the query's length and depth, then parses it.
+func (e *Enforcer) parse(query string) (parser.Expr, error) {
+	if err := e.limits.checkQuery(query); err != nil {
+		return nil, err
+	}
+	expr, err := e.parser.ParseExpr(query)
+	if err != nil {
+		return nil, &ParseError{Input: query, Err: err}
+	}
+	return expr, nil
 }
 
 func (e *Enforcer) newRewriter(ctx context.Context, p *Policy) *rewriter {
