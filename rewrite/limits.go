@@ -126,9 +126,10 @@ func (l Limits) checkQuery(q string) error {
 	if len(q) > l.MaxQueryLength {
 		return &LimitError{Limit: LimitQueryLength, Got: len(q), Max: l.MaxQueryLength}
 	}
-	// Every node of a tree has a token, and every token a byte: a query no
-	// longer than the cap cannot nest deeper, and needs no scan.
-	if len(q) <= l.MaxDepth {
+	// Every node of a tree has a token: a query with no more tokens than
+	// the cap cannot nest deeper, and needs no scan (most queries; the
+	// bound costs a fraction of the lexer's pass).
+	if tokenBound(q) <= l.MaxDepth {
 		return nil
 	}
 	if d := Depth(q); d > l.MaxDepth {

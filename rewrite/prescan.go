@@ -27,6 +27,32 @@ func Depth(query string) int {
 	return s.run()
 }
 
+// tokenBound is an upper bound of the number of tokens Prometheus's lexer
+// reads from q, in one pass over its bytes: every maximal run of letters,
+// digits and underscores counts once (an identifier, keyword, number or
+// duration never spans anything else), and every other byte but white
+// space once (operators, brackets, quotes, a string's contents byte by
+// byte). A token always holds one of these, and no two share one.
+func tokenBound(q string) int {
+	n, inWord := 0, false
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+			if !inWord {
+				n++
+			}
+			inWord = true
+			continue
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			n++
+		}
+		inWord = false
+	}
+	return n
+}
+
 // operand is a finished subexpression on the scanner's stack.
 type operand struct {
 	height int

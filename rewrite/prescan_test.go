@@ -108,9 +108,13 @@ func hasDurationExpr(n parser.Node) bool {
 func checkDepth(t *testing.T, p parser.Parser, q string) {
 	t.Helper()
 	d := Depth(q)
-	if d > len(q) {
-		// Limits.checkQuery skips the scan for queries no longer than the cap.
-		t.Fatalf("Depth(%q) = %d, more than its length", q, d)
+	if tb := tokenBound(q); d > tb {
+		// Limits.checkQuery skips the scan for queries whose token bound
+		// is under the cap.
+		t.Fatalf("Depth(%q) = %d, more than its token bound %d", q, d, tb)
+	}
+	if n := lexedTokens(q); n > tokenBound(q) {
+		t.Fatalf("%q has %d tokens, more than its token bound %d", q, n, tokenBound(q))
 	}
 	expr, err := p.ParseExpr(q)
 	if expr == nil || isNilNode(expr) {
@@ -258,5 +262,22 @@ func TestDepthCountsLabelPairs(t *testing.T) {
 	}
 	if err := DefaultLimits.checkQuery(q); !errors.Is(err, ErrLimit) {
 		t.Errorf("2000 labels a side: %v, want a limit refusal before parsing", err)
+	}
+}
+
+// lexedTokens counts the tokens Prometheus's lexer reads, comments excluded.
+func lexedTokens(q string) int {
+	n := 0
+	l := parser.Lex(q)
+	for {
+		var it parser.Item
+		l.NextItem(&it)
+		switch it.Typ {
+		case parser.EOF, parser.ERROR:
+			return n
+		case parser.COMMENT:
+			continue
+		}
+		n++
 	}
 }
