@@ -149,13 +149,14 @@ func (r *rewriter) enforce(x parser.Expr) (parser.Expr, error) {
 	case *parser.MatrixSelector:
 		// A range selector outside a function (the whole query, or in
 		// parentheses): its series can only be one selector.
-		pieces, err := r.matrixPieces(n)
+		vs, pieces, err := r.matrixPieces(n)
 		if err != nil {
 			return nil, err
 		}
 		if len(pieces) > 1 {
 			return nil, r.rangeUnionError(n)
 		}
+		setMatchers(vs, pieces[0].selector(false))
 		return n, nil
 	case *parser.VectorSelector:
 		return r.enforceVectorSelector(n)
@@ -242,21 +243,7 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 			if err != nil {
 				return nil, err
 			}
-			if len(pieces) == 1 {
-				setMatchers(vs, pieces[0].selector(false))
-				return c, r.enforceArgs(c, 0)
-			}
-			if err := r.enforceArgs(c, 0); err != nil {
-				return nil, err
-			}
-			if err := r.grow(copiedArgs(c, 0) * (len(pieces) - 1)); err != nil {
-				return nil, err
-			}
-			parts := make([]parser.Expr, len(pieces))
-			for i, pc := range pieces {
-				parts[i] = withArg(c, 0, pieceSelector(vs, pc))
-			}
-			return unionExpr(parts), nil
+			return r.perPart(c, 0, vs, pieces, func(piece *parser.VectorSelector) parser.Expr { return piece })
 		}
 	}
 	for i, a := range c.Args {
@@ -267,49 +254,54 @@ func (r *rewriter) enforceCall(c *parser.Call) (parser.Expr, error) {
 		// A function over a range vector is applied to each piece of a
 		// union, and the results are united: every such function computes
 		// each series on its own.
-		pieces, err := r.matrixPieces(ms)
+		vs, pieces, err := r.matrixPieces(ms)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.enforceArgs(c, i); err != nil {
-			return nil, err
-		}
-		if len(pieces) == 1 {
-			return c, nil // ms constrained in place
-		}
-		if err := r.grow(copiedArgs(c, i) * (len(pieces) - 1)); err != nil {
-			return nil, err
-		}
-		vs := ms.VectorSelector.(*parser.VectorSelector) // checked by matrixPieces
-		parts := make([]parser.Expr, len(pieces))
-		for j, pc := range pieces {
+		return r.perPart(c, i, vs, pieces, func(piece *parser.VectorSelector) parser.Expr {
 			m := *ms
-			m.VectorSelector = pieceSelector(vs, pc)
-			parts[j] = withArg(c, i, &m)
-		}
-		return unionExpr(parts), nil
+			m.VectorSelector = piece
+			return &m
+		})
 	}
 	return c, r.enforceArgs(c, -1)
 }
 
-// matrixPieces returns the disjoint pieces of a range selector's series
-// under the policy; with one piece, the selector is constrained in place.
-func (r *rewriter) matrixPieces(m *parser.MatrixSelector) ([]conjunction, error) {
-	vs, ok := m.VectorSelector.(*parser.VectorSelector)
-	if !ok {
-		return nil, unsupportedf("range selector over %T", m.VectorSelector)
-	}
-	if err := r.enforceDuration(m.RangeExpr); err != nil {
-		return nil, err
-	}
-	pieces, err := r.pieces(vs, vs.LabelMatchers)
-	if err != nil {
+// perPart writes c over the pieces of argument i, whose selector is vs:
+// with one piece, vs is constrained in place; with several, c is written
+// once for each, argument i the piece's selector (as arg builds it from a
+// copy of vs), and the results are united. The other arguments are enforced
+// once, and shared by the copies.
+func (r *rewriter) perPart(c *parser.Call, i int, vs *parser.VectorSelector, pieces []conjunction, arg func(*parser.VectorSelector) parser.Expr) (parser.Expr, error) {
+	if err := r.enforceArgs(c, i); err != nil {
 		return nil, err
 	}
 	if len(pieces) == 1 {
 		setMatchers(vs, pieces[0].selector(false))
+		return c, nil
 	}
-	return pieces, nil
+	if err := r.grow(copiedArgs(c, i) * (len(pieces) - 1)); err != nil {
+		return nil, err
+	}
+	parts := make([]parser.Expr, len(pieces))
+	for j, pc := range pieces {
+		parts[j] = withArg(c, i, arg(pieceSelector(vs, pc)))
+	}
+	return unionExpr(parts), nil
+}
+
+// matrixPieces returns a range selector's selector and the disjoint pieces
+// of its series under the policy.
+func (r *rewriter) matrixPieces(m *parser.MatrixSelector) (*parser.VectorSelector, []conjunction, error) {
+	vs, ok := m.VectorSelector.(*parser.VectorSelector)
+	if !ok {
+		return nil, nil, unsupportedf("range selector over %T", m.VectorSelector)
+	}
+	if err := r.enforceDuration(m.RangeExpr); err != nil {
+		return nil, nil, err
+	}
+	pieces, err := r.pieces(vs, vs.LabelMatchers)
+	return vs, pieces, err
 }
 
 func (r *rewriter) enforceVectorSelector(vs *parser.VectorSelector) (parser.Expr, error) {
