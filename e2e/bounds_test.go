@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
 )
 
 // TestBoundedWorkThroughCaddy sends issue 11's hostile requests through
@@ -14,18 +11,10 @@ import (
 // envelope naming its cap and option before anything reaches the upstream,
 // and what is under the caps is answered.
 func TestBoundedWorkThroughCaddy(t *testing.T) {
-	prom := testenv.StartPrometheus(t)
-	remoteWrite(t, prom.URL,
+	p := proxyOverSeries(t, `[up]`,
 		map[string]string{"__name__": "up", "namespace": "t", "job": "a"},
 		map[string]string{"__name__": "up", "namespace": "t", "job": "b"},
 	)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "t.yaml"), `apiVersion: observability.ethos.io/v1alpha1
-kind: MetricAccess
-metadata: {name: app, namespace: t}
-spec: {metricIsolation: true, metrics: [up]}
-`)
-	p := startProxyTo(t, prom, dir, "")
 	match := func(n int) string {
 		v := url.Values{}
 		for i := range n {
@@ -66,18 +55,11 @@ spec: {metricIsolation: true, metrics: [up]}
 // reads it as a tenant-only 2.x would: "." does not match a newline there,
 // and the series whose job holds one is not selected.
 func TestUserMatchAllRegexOn2x(t *testing.T) {
-	prom := testenv.StartPrometheus(t)
-	remoteWrite(t, prom.URL,
+	p := proxyOverSeries(t, `[up]`,
 		map[string]string{"__name__": "up", "namespace": "t", "job": "a\nb"},
 		map[string]string{"__name__": "up", "namespace": "t", "job": "x"},
 	)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "t.yaml"), `apiVersion: observability.ethos.io/v1alpha1
-kind: MetricAccess
-metadata: {name: app, namespace: t}
-spec: {metricIsolation: true, metrics: [up]}
-`)
-	p := startProxyTo(t, prom, dir, "")
+	prom := p.prom
 	for _, tc := range []struct{ query, tenantOnly, want string }{
 		{`count(up{job=~".*"})`, `count(up{job=~".*",namespace="t"})`, `"1"]`},
 		{`count(up{job!~".*"})`, `count(up{job!~".*",namespace="t"})`, `"1"]`},

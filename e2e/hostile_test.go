@@ -22,19 +22,12 @@ import (
 // attacks through the proxy: injection through a __name__ value, a name with
 // a newline that a careless "match nothing" selector would match.
 func TestHostileSeriesOnRealPrometheus(t *testing.T) {
-	prom := testenv.StartPrometheus(t)
-	remoteWrite(t, prom.URL,
+	p := proxyOverSeries(t, `["http_.*", up]`,
 		map[string]string{"__name__": "secret\nmetric", "namespace": "other"},
 		map[string]string{"__name__": "db_password_len", "namespace": "other"},
 		map[string]string{"__name__": "http_requests_total", "namespace": "t", "job": "my-app"},
 	)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "t.yaml"), `apiVersion: observability.ethos.io/v1alpha1
-kind: MetricAccess
-metadata: {name: app, namespace: t}
-spec: {metricIsolation: true, metrics: ["http_.*", up]}
-`)
-	p := startProxyTo(t, prom, dir, "")
+	prom := p.prom
 	for _, q := range []string{
 		`{__name__="http_x or db_password_len or http_y"}`,
 		`{__name__="http_x{namespace=~'.+'} or http_y"}`,
@@ -99,4 +92,20 @@ func remoteWrite(t *testing.T, base string, series ...map[string]string) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("remote write: %d %s", resp.StatusCode, b)
 	}
+}
+
+// proxyOverSeries starts a Prometheus holding only series (remote-written),
+// and bin/caddy in front of it for one tenant, namespace t, isolated to its
+// namespace and allowed the metric patterns metrics (a YAML list).
+func proxyOverSeries(t *testing.T, metrics string, series ...map[string]string) *proxy {
+	t.Helper()
+	prom := testenv.StartPrometheus(t)
+	remoteWrite(t, prom.URL, series...)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "t.yaml"), `apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata: {name: app, namespace: t}
+spec: {metricIsolation: true, metrics: `+metrics+`}
+`)
+	return startProxyTo(t, prom, dir, "")
 }
