@@ -97,20 +97,8 @@ func (e *kubeEnv) create(t *testing.T, manifest string) error {
 
 func (e *kubeEnv) readyCondition(t *testing.T, ns, name string) *metav1.Condition {
 	t.Helper()
-	u, err := e.dyn.Resource(metricAccesses).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		return nil
-	}
-	raw, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	var conds []metav1.Condition
-	for _, c := range raw {
-		b, _ := yaml.Marshal(c)
-		var cond metav1.Condition
-		if yaml.Unmarshal(b, &cond) == nil {
-			conds = append(conds, cond)
-		}
-	}
-	return meta.FindStatusCondition(conds, "Ready")
+	ready, _ := e.conditions(t, ns, name)
+	return ready
 }
 
 func eventually(t *testing.T, what string, within time.Duration, ok func() bool) {
