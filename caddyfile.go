@@ -48,85 +48,94 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_request_body":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(d.Val())
+			size, err := sizeArg(d, 1<<30, "1 GiB")
 			if err != nil {
-				return d.Errf("parsing max_request_body %q: %v", d.Val(), err)
-			}
-			if size == 0 || size > 1<<30 {
-				return d.Errf("max_request_body %q must be between 1 byte and 1 GiB", d.Val())
+				return err
 			}
 			h.MaxRequestBody = int64(size)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "max_metadata_response":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(d.Val())
+			size, err := sizeArg(d, 1<<40, "1 TiB")
 			if err != nil {
-				return d.Errf("parsing max_metadata_response %q: %v", d.Val(), err)
-			}
-			if size == 0 || size > 1<<40 {
-				return d.Errf("max_metadata_response %q must be between 1 byte and 1 TiB", d.Val())
+				return err
 			}
 			h.MaxMetadataResponse = int64(size)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "experimental_functions":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			h.ExperimentalFunctions = true
-		case "max_query_length", "max_rewritten_size":
-			opt := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(d.Val())
+		case "max_query_length":
+			size, err := sizeArg(d, 1<<30, "1 GiB")
 			if err != nil {
-				return d.Errf("parsing %s %q: %v", opt, d.Val(), err)
+				return err
 			}
-			if size == 0 || size > 1<<30 {
-				return d.Errf("%s %q must be between 1 byte and 1 GiB", opt, d.Val())
+			h.MaxQueryLength = int(size)
+		case "max_rewritten_size":
+			size, err := sizeArg(d, 1<<30, "1 GiB")
+			if err != nil {
+				return err
 			}
-			if opt == "max_query_length" {
-				h.MaxQueryLength = int(size)
-			} else {
-				h.MaxRewrittenSize = int(size)
+			h.MaxRewrittenSize = int(size)
+		case "max_query_depth":
+			n, err := countArg(d)
+			if err != nil {
+				return err
 			}
-			if d.NextArg() {
-				return d.ArgErr()
+			h.MaxQueryDepth = n
+		case "max_matchers":
+			n, err := countArg(d)
+			if err != nil {
+				return err
 			}
-		case "max_query_depth", "max_matchers", "max_union_selectors":
-			opt := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
+			h.MaxMatchers = n
+		case "max_union_selectors":
+			n, err := countArg(d)
+			if err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 || n > 1<<20 {
-				return d.Errf("%s %q must be a whole number between 1 and %d", opt, d.Val(), 1<<20)
-			}
-			switch opt {
-			case "max_query_depth":
-				h.MaxQueryDepth = n
-			case "max_matchers":
-				h.MaxMatchers = n
-			default:
-				h.MaxUnionSelectors = n
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			h.MaxUnionSelectors = n
 		default:
 			return d.Errf("unrecognized prom_tenant subdirective %q", d.Val())
 		}
 	}
 	return nil
+}
+
+// sizeArg reads the current option's one argument: a size in bytes
+// (64KiB, 1MiB) from 1 byte to max, which maxText names in the error.
+func sizeArg(d *caddyfile.Dispenser, max uint64, maxText string) (uint64, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	size, err := humanize.ParseBytes(d.Val())
+	if err != nil {
+		return 0, d.Errf("parsing %s %q: %v", opt, d.Val(), err)
+	}
+	if size == 0 || size > max {
+		return 0, d.Errf("%s %q must be between 1 byte and %s", opt, d.Val(), maxText)
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return size, nil
+}
+
+// countArg reads the current option's one argument: a whole number from 1
+// to 2^20.
+func countArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < 1 || n > 1<<20 {
+		return 0, d.Errf("%s %q must be a whole number between 1 and %d", opt, d.Val(), 1<<20)
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
