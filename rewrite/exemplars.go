@@ -17,6 +17,9 @@ import (
 //
 // The limits apply as for EnforceQuery.
 func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	expr, err := e.parse(query)
 	if err != nil {
 		return "", err

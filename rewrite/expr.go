@@ -36,6 +36,9 @@ func NewEnforcer(opts parser.Options) *Enforcer {
 // unions need more selectors than the limit, with a *UnionLimitError. It
 // returns ctx.Err() once ctx is done.
 func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	expr, err := e.parse(query)
 	if err != nil {
 		return "", err
@@ -106,11 +109,9 @@ func copiedArgs(c *parser.Call, skip int) int {
 // replaces x: x itself, changed in place, or a union written around it. The
 // switch is exhaustive over the parser's node types: an unknown node is
 // refused, never skipped, because skipping it could leave a selector
-// unconstrained.
+// unconstrained. The walk is linear in the query, which the limits bound;
+// the context is checked where a selector's union is reduced and split.
 func (r *rewriter) enforce(x parser.Expr) (parser.Expr, error) {
-	if err := r.ctx.Err(); err != nil {
-		return nil, err
-	}
 	var err error
 	switch n := x.(type) {
 	case nil:
