@@ -890,6 +890,11 @@ func TestEnforceAbsent(t *testing.T) {
 			{`absent(up{job="a",job=~"a|b"})`, ok(`absent(up{job=~"a",namespace=~"t"})`)},
 			{`absent(up{job=~"a|b",job="a"})`, ok(`absent(up{job="a",namespace=~"t"})`, "job", "a")},
 			{`absent(up{job="a",job="b"})`, ok(`absent(` + nothing + `)`)},
+			// Prometheus's storage reorders the matchers it selects with in
+			// place, before absent() reads them: job="y" first, then job!="x",
+			// which removes job; read as written, job="y" is kept. The
+			// upstream's answer depends on whether its storage ran.
+			{`absent(up{job!="x",job="y"})`, failsWith(ErrUnsupported)},
 			// An empty equality gives no label, before and after.
 			{`absent(up{job=""})`, ok(`absent(up{job="",namespace=~"t"})`)},
 			{`absent((up{job="x"}))`, checks(rewritesTo(`absent((up{job="x",namespace=~"t"}))`), keepsAbsentLabels())},

@@ -437,6 +437,13 @@ func isBareName(v string) bool {
 // matchers the user did not write become equivalent anchored regexes.
 func keepAbsentLabels(user, constrained []*labels.Matcher) ([]*labels.Matcher, error) {
 	want := absentLabels(user)
+	if alt := absentLabels(storageOrder(user)); !alt.Equal(want) {
+		// The upstream's own answer depends on whether its storage read
+		// the selector (and so reordered its matchers) before absent()
+		// looked at them: no rewrite can match both.
+		return nil, unsupportedf("absent() over %s reports labels %v or %v, depending on the order in which Prometheus's storage reads its matchers; "+
+			"match each label once", selectorString(user), want, alt)
+	}
 	out := make([]*labels.Matcher, 0, len(constrained)+1)
 	if len(constrained) == 1 && constrained[0] == matchNothing {
 		// Nothing matches: keep the user's labels beside the marker.
@@ -452,11 +459,55 @@ func keepAbsentLabels(user, constrained []*labels.Matcher) ([]*labels.Matcher, e
 			out = append(out, m)
 		}
 	}
-	if got := absentLabels(out); !got.Equal(want) {
+	if got := absentLabels(out); !got.Equal(want) || !absentLabels(storageOrder(out)).Equal(want) {
 		// Unreachable by construction; refuse rather than answer differently.
 		return nil, unsupportedf("absent() over %s would report labels %v instead of %v", selectorString(user), got, want)
 	}
 	return out, nil
+}
+
+// storageOrder returns the matchers in the order Prometheus's TSDB leaves
+// them in: PostingsForMatchers sorts the slice it is given in place, those
+// that select series before those that subtract (a matcher on a label no
+// matcher requires, or a negative one that matches ""), and the engine hands
+// it the selector's own matchers, which absent() reads afterwards.
+func storageOrder(ms []*labels.Matcher) []*labels.Matcher {
+	empty := make(map[*labels.Matcher]bool, len(ms))
+	mustBeSet := map[string]bool{}
+	for _, m := range ms {
+		if empty[m] = matchesEmpty(m); !empty[m] {
+			mustBeSet[m.Name] = true
+		}
+	}
+	subtracts := func(m *labels.Matcher) bool {
+		return !mustBeSet[m.Name] || (m.Type == labels.MatchNotEqual || m.Type == labels.MatchNotRegexp) && empty[m]
+	}
+	out := make([]*labels.Matcher, 0, len(ms))
+	for _, m := range ms {
+		if !subtracts(m) {
+			out = append(out, m)
+		}
+	}
+	for _, m := range ms {
+		if subtracts(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// matchesEmpty reports whether m matches the empty value. The rewriter's
+// own regex matchers may be built for printing only (not compiled), so a
+// regex is compiled here.
+func matchesEmpty(m *labels.Matcher) bool {
+	switch m.Type {
+	case labels.MatchEqual:
+		return m.Value == ""
+	case labels.MatchNotEqual:
+		return m.Value != ""
+	}
+	c, err := labels.NewMatcher(m.Type, m.Name, m.Value)
+	return err == nil && c.Matches("")
 }
 
 type labelSet []labels.Label
