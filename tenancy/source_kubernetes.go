@@ -85,6 +85,11 @@ func (k *KubernetesSource) provision(logger *zap.Logger, tenants *tenantSet) err
 	// A finished compile changes what is in force: a pass writes it to the
 	// objects' status.
 	tenants.onCompiled(k.watcher.loop.Changed)
+	// A config reload: hand the watch's current objects over now. Caddy
+	// starts a config's apps in no fixed order, so the http app may take
+	// traffic before this app's Start; every Provision runs before any
+	// Start. (The watch is already running: its cache, no network.)
+	k.watcher.handOver(k)
 	return nil
 }
 
@@ -185,8 +190,20 @@ func (w *kubeWatcher) subscribe(k *KubernetesSource) {
 		w.pass()
 	})
 	if synced {
-		// A config reload: hand the current objects over now, before the
-		// new config takes traffic, so no request finds the tenants missing.
+		// A config reload: provision handed the objects over already; hand
+		// over what changed since (publish skips unchanged namespaces).
+		w.handOver(k)
+	}
+}
+
+// handOver publishes the watch's current objects to k's tenants if the
+// watch has synced: a config reload, whose new registry must hold the
+// tenants before any of the new config's handlers serve.
+func (w *kubeWatcher) handOver(k *KubernetesSource) {
+	w.mu.Lock()
+	synced := w.synced
+	w.mu.Unlock()
+	if synced {
 		_, valid := w.collect()
 		k.tenants.publish(sourceKubernetes, valid)
 	}
