@@ -343,6 +343,7 @@ var scrapedFamilies = []omFamily{
 // series whose labels override the target's cannot be traced to its target,
 // and the proxy gives its metadata to no one.
 func TestGrafanaMetadataAndExemplars(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	reg := loadPolicies(t, tenantsDir)
 	ts := time.Now().Truncate(time.Second)
 	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

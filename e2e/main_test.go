@@ -22,6 +22,12 @@ import (
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
+// Parallel tests: a test that spends most of its time waiting (for copy
+// intervals, scrapes, a receiver outage) and starts its own processes runs in
+// parallel with the others like it (make test passes -parallel 4), after the
+// sequential tests; this keeps the package's run time near its longest test
+// rather than their sum. Parallel tests run only with each other, so two of
+// them must not share Kubernetes objects or change shared data.
 func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
 // tenantsDir holds the example MetricAccess manifests the README shows.

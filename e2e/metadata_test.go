@@ -160,6 +160,7 @@ var sharedFamilyTargets = map[string][]omFamily{
 // Prometheus scraping only team-a's targets. Upstream and oracles are
 // Debian's 2.42 and a 3.x.
 func TestMetadataOnlyOfTheTenantsTargets(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	t.Run("2.42", func(t *testing.T) { testMetadataOnlyOfTheTenantsTargets(t, "") })
 	t.Run("3.x", func(t *testing.T) { testMetadataOnlyOfTheTenantsTargets(t, testenv.Prometheus3Binary(t)) })
 }

@@ -24,6 +24,7 @@ import (
 // the directory and a Secret without Kubernetes access show up in the status
 // and the log with the reason, and copy nothing.
 func TestRemoteWriteCredentials(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	kube := testenv.SharedKubeAPIServer(t)
 	cs, err := kubernetes.NewForConfig(kube.RESTConfig())
 	if err != nil {

@@ -51,6 +51,7 @@ func (e *extExposition) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // cluster (the handler rewrites cluster="eu" to cluster="") and add both
 // external labels to every series.
 func TestRemoteWriteSourceExternalLabels(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	t.Run("prometheus 2.42", func(t *testing.T) { testExternalLabelsCopy(t, "") })
 	t.Run("prometheus 3", func(t *testing.T) { testExternalLabelsCopy(t, testenv.Prometheus3Binary(t)) })
 }

@@ -17,6 +17,7 @@ import (
 // answers 2.0 with 204 and stores nothing: that must be an error in the
 // status, never counted as sent.
 func TestRemoteWriteProtocol2(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	v3 := testenv.Prometheus3Binary(t)
 	src := startSource(t, new(exposition))
 	recv3 := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Keep: func(map[string]string) bool { return false }, Binary: v3})

@@ -332,6 +332,7 @@ func emptyPrometheus(t *testing.T, args ...string) *testenv.Prometheus {
 // up again: the copy must match the source exactly, with nothing lost and
 // nothing acknowledged twice.
 func TestRemoteWrite(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	src := startSource(t, new(exposition))
 	srcAPI := newAPI(t, src.URL, "")
 	recvA := emptyPrometheus(t)
