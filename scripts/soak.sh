@@ -143,9 +143,9 @@ now_ms() { date +%s%3N; }
 
 at 20
 echo "soak: killing the upstream for ${outage}s" >&2
+kill_ms=$(now_ms)
 kill -9 "${prom_pid[1]}"
 { wait "${prom_pid[1]}"; } 2>/dev/null || true
-kill_ms=$(now_ms)
 sleep "$outage"
 restart_ms=$(now_ms)
 start_prom 1
@@ -207,7 +207,7 @@ g0=$(col 4 start) g1=$(peak 4) g2=$(col 4 end)
 f0=$(col 5 start) f1=$(peak 5) f2=$(col 5 end)
 r0=$(col 3 start) r1=$(peak 3) r2=$(col 3 end)
 last=$(last_upstream_error "$restart_ms" "$truncate_ms")
-recovery=$(awk -v l="${last:-0}" -v r="$ready_ms" 'BEGIN {d = (l - r) / 1000; if (d < 0) d = 0; printf "%.2f s", d}')
+recovery=$(awk -v l="${last:-0}" -v r="$ready_ms" 'BEGIN {d = (l - r) / 1000; if (d <= 0) printf "%.2f s before", -d; else printf "%.2f s after", d}')
 refused=$(awk -F'\t' -v a="$truncate_ms" -v b="$((rewritten_ms + 3000))" '$1 >= a && $1 <= b && $2 ~ /^403 / {n++} END {print n + 0}' "$tmp/events.tsv" 2>/dev/null || echo 0)
 
 {
@@ -217,7 +217,7 @@ refused=$(awk -F'\t' -v a="$truncate_ms" -v b="$((rewritten_ms + 3000))" '$1 >= 
 	jq -r '.by_kind | to_entries | sort_by(-.value)[] | "      \(.value | tostring | (" " * (6 - length)) + .)  \(.key)"' "$s"
 	echo "  upstream killed for ${outage}s: failures from the kill to 5 s after it was ready:"
 	events_between "$kill_ms" "$((ready_ms + 5000))"
-	echo "    restart took $(((ready_ms - restart_ms)))ms to ready; last failure $recovery after ready"
+	echo "    restart took $((ready_ms - restart_ms)) ms to ready; the last failure came $recovery it was ready"
 	echo "  tenant file truncated and rewritten 2 s later: $refused refused (403) from the truncation to 3 s after the rewrite"
 	echo "  caddy reload ($((reloaded_ms - reload_ms)) ms): failures from the reload to 2 s after it:"
 	events_between "$reload_ms" "$((reloaded_ms + 2000))"

@@ -120,7 +120,9 @@ func (f *fileState) unchanged(fi fs.FileInfo) bool {
 }
 
 // provision checks the directory, applies defaults and loads it once.
-func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) error {
+// prev is the directory source of the config being replaced, if any: the
+// files it holds empty stay held (a reload must not end the grace early).
+func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet, prev *DirectorySource) error {
 	if d.Path == "" {
 		return errors.New("directory: path is required")
 	}
@@ -145,6 +147,17 @@ func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) erro
 	}
 	d.logger, d.tenants = logger, tenants
 	d.files = map[string]*fileState{}
+	if prev != nil && prev != d && prev.Path == d.Path {
+		prev.mu.Lock()
+		for path, st := range prev.files {
+			if !st.emptySince.IsZero() {
+				held := *st
+				d.files[path] = &held
+			}
+		}
+		prev.mu.Unlock()
+	}
+	carried := len(d.files) > 0
 	// A namespace's compile finishing may reject its files (it allows
 	// nothing); they say so once it has.
 	tenants.onCompiled(func() {
@@ -152,7 +165,13 @@ func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) erro
 		defer d.mu.Unlock()
 		d.publishErrors()
 	})
-	d.scan()
+	if !d.scan() && carried {
+		// Only held files, unchanged: their objects are this config's too.
+		d.mu.Lock()
+		d.rebuild()
+		d.publishErrors()
+		d.mu.Unlock()
+	}
 	return nil
 }
 

@@ -153,3 +153,33 @@ func TestDirectoryEmptyFileGraceDefault(t *testing.T) {
 		t.Errorf("empty_file_grace = %v, want %v", time.Duration(s.EmptyFileGrace), DefaultEmptyFileGrace)
 	}
 }
+
+// TestDirectoryHoldOutlivesReload: a config reload while a file is held
+// empty keeps it held (the new config's first read sees it empty, with no
+// objects of its own to keep), and ends the hold when the grace would have.
+func TestDirectoryHoldOutlivesReload(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "team-a.yaml", manifest("team-a", "app", "up"))
+	old := serveDirectory(t, dir)
+	writeFile(t, dir, "team-a.yaml", "")
+	old.Directory.scan()
+	if old.Directory.Held() != 1 {
+		t.Fatalf("held %d before the reload, want 1", old.Directory.Held())
+	}
+
+	next := serveDirectory(t, dir)
+	if next == old {
+		t.Fatal("the reload did not replace the app")
+	}
+	if _, ok := next.Registry().Lookup("team-a"); !ok || next.Directory.Held() != 1 {
+		t.Errorf("after the reload: team-a in force %v, held %d; want the objects kept, held", ok, next.Directory.Held())
+	}
+	next.Directory.now = func() time.Time { return time.Now().Add(time.Duration(DefaultEmptyFileGrace)) }
+	if !next.Directory.scan() {
+		t.Fatal("the grace ended and nothing changed")
+	}
+	next.tenants.wait(false)
+	if _, ok := next.Registry().Lookup("team-a"); ok {
+		t.Error("team-a still in force after the grace")
+	}
+}
