@@ -34,7 +34,7 @@ const (
 // Prometheus's envelope, with the upstream's status and text. JSON answers,
 // the upstream's own envelopes among them, are untouched.
 type envelopeWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	wroteHeader bool
 	held        bool // the answer is a non-JSON error, held for finish
 	status      int
@@ -42,7 +42,7 @@ type envelopeWriter struct {
 }
 
 func newEnvelopeWriter(w http.ResponseWriter) *envelopeWriter {
-	return &envelopeWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	return &envelopeWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 }
 
 func (w *envelopeWriter) WriteHeader(status int) {
@@ -87,7 +87,7 @@ func (w *envelopeWriter) FlushError() error {
 	if !w.wroteHeader || w.held {
 		return nil
 	}
-	return http.NewResponseController(w.ResponseWriterWrapper).Flush()
+	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
 }
 
 // finish writes a held answer in the envelope, and reports whether it did.
@@ -100,7 +100,7 @@ func (w *envelopeWriter) finish() bool {
 		msg += ": " + text
 	}
 	w.Header().Del("Content-Length") // the upstream's, for its own body
-	promapi.WriteError(w.ResponseWriterWrapper, w.status, upstreamErrorType(w.status), msg)
+	promapi.WriteError(&w.ResponseWriterWrapper, w.status, upstreamErrorType(w.status), msg)
 	return true
 }
 
