@@ -299,7 +299,8 @@ func (d *DirectorySource) check(path string) (present, changed bool) {
 	if sameContent {
 		return true, d.expireHold(path, st)
 	}
-	held := !st.emptySince.IsZero()
+	heldSince := st.emptySince
+	held := !heldSince.IsZero()
 	st.emptySince = time.Time{}
 	objs, err := parseManifests(path, data)
 	if err != nil {
@@ -307,7 +308,12 @@ func (d *DirectorySource) check(path string) (present, changed bool) {
 		return true, false
 	}
 	if len(objs) == 0 && len(st.good) > 0 {
-		d.hold(path, st, readAt)
+		// Empty again in other words (a comment added): the grace runs
+		// from the first time it was found empty, never longer.
+		if !held {
+			heldSince = readAt
+		}
+		d.hold(path, st, heldSince, !held)
 		return true, false
 	}
 	st.good, st.hasGood, st.err = objs, true, nil
@@ -319,15 +325,19 @@ func (d *DirectorySource) check(path string) (present, changed bool) {
 	return true, true
 }
 
-// hold keeps the objects of a file found empty for EmptyFileGrace, and
-// says so: a warning, the file's error (the admin API's files, the
-// rejected metric) and a count (prometheus_proxy_metricaccess_empty_file_holds_total).
-func (d *DirectorySource) hold(path string, st *fileState, since time.Time) {
+// hold keeps the objects of a file found empty since then for
+// EmptyFileGrace, and says so: the file's error (the admin API's files, the
+// rejected metric) and, when it is new, a warning and a count
+// (prometheus_proxy_metricaccess_empty_file_holds_total).
+func (d *DirectorySource) hold(path string, st *fileState, since time.Time, isNew bool) {
 	st.emptySince = since
 	grace := time.Duration(d.EmptyFileGrace)
 	st.err = fmt.Errorf("%s: file is empty; its %d MetricAccess objects stay in force until %s (empty_file_grace %s), "+
 		"in case it is being rewritten: write manifest files atomically (a temporary file, then a rename), and delete a file to remove its objects at once",
 		path, len(st.good), since.Add(grace).UTC().Format(time.RFC3339), grace)
+	if !isNew {
+		return
+	}
 	emptyFileHolds.Add(1)
 	d.logger.Warn("MetricAccess file is empty; keeping its objects for empty_file_grace",
 		zap.String("file", path), zap.Int("objects", len(st.good)), zap.Duration("empty_file_grace", grace))
@@ -345,8 +355,8 @@ func (d *DirectorySource) expireHold(path string, st *fileState) bool {
 	return true
 }
 
-// Held returns the manifest files found empty whose objects are kept for
-// EmptyFileGrace.
+// Held returns how many manifest files are found empty and keep their
+// objects for EmptyFileGrace.
 func (d *DirectorySource) Held() int {
 	return int(d.held.Load())
 }

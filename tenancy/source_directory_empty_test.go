@@ -101,6 +101,27 @@ func TestDirectoryEmptyFileRemovedAfterGrace(t *testing.T) {
 	s.mustScan(t, false)
 }
 
+// TestDirectoryGraceDoesNotRestart: a held file that changes but stays
+// empty (a comment written) is held from the first time it was found
+// empty, not longer.
+func TestDirectoryGraceDoesNotRestart(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "team-a.yaml", manifest("team-a", "app", "up"))
+	s, clk := newHeldSource(t, dir)
+	writeFile(t, dir, "team-a.yaml", "")
+	s.mustScan(t, false)
+	clk.t = clk.t.Add(time.Duration(DefaultEmptyFileGrace) - time.Second)
+	writeFile(t, dir, "team-a.yaml", "# emptied on purpose\n")
+	s.mustScan(t, false)
+	s.wantPolicies(t, `team-a: {__name__="up"}`)
+	clk.t = clk.t.Add(time.Second)
+	s.mustScan(t, true)
+	s.wantPolicies(t)
+	if n := s.logs.FilterMessage("MetricAccess file is empty; keeping its objects for empty_file_grace").Len(); n != 1 {
+		t.Errorf("%d warnings, want 1", n)
+	}
+}
+
 // TestDirectoryNarrowingIsNotHeld: only an empty file waits. An edit that
 // removes objects or patterns, and a deleted file, take effect at once.
 func TestDirectoryNarrowingIsNotHeld(t *testing.T) {
