@@ -1,7 +1,7 @@
 # Build, test, demo and benchmark prom-tenant. See docs/DESIGN.md for the design and the contract.
 GO ?= go
 
-.PHONY: all build test deps demo bench xcaddy generate verify-generate clean
+.PHONY: all build test deps demo bench soak xcaddy generate verify-generate clean
 
 all: build
 
@@ -66,6 +66,13 @@ demo:
 bench:
 	scripts/bench.sh
 	scripts/bench-remotewrite.sh
+
+# Sustained mixed load through bin/caddy with faults (upstream killed and restarted, a
+# tenant file rewritten in place, a reload, one of two backends killed), sampling the
+# proxy's RSS, goroutines and FDs (scripts/soak.sh). Not part of make test.
+SOAK_DURATION ?= 300
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) scripts/soak.sh
 
 # The same binary as users build it, with xcaddy. The module path is not published, and
 # the module proxy answers 403 for it; '|' makes the go command fall through to an empty

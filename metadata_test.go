@@ -271,8 +271,14 @@ func TestMetadataUpstreamErrors(t *testing.T) {
 		{"wrong entry", `{"status":"success","data":[{"target":"x"}]}`, http.StatusOK, `upstream /api/v1/targets/metadata: unexpected data: json: cannot unmarshal string into Go value of type map[string]string`},
 		{"not JSON", `<html>`, http.StatusOK, `upstream /api/v1/targets/metadata answered 200 with no valid JSON: invalid character '<' looking for beginning of value`},
 		{"not served (Thanos, VictoriaMetrics)", `{"status":"error","errorType":"not_found","error":"not found"}`, http.StatusNotFound, `upstream /api/v1/targets/metadata answered 404: not found`},
+		{"Prometheus starting", "text/plain: Service Unavailable\n", http.StatusServiceUnavailable, `upstream /api/v1/targets/metadata answered 503: Service Unavailable`},
+		{"load balancer page", "text/html: <html><body><h1>502 Bad Gateway</h1></body></html>", http.StatusBadGateway, `upstream /api/v1/targets/metadata answered 502: 502 Bad Gateway`},
 	} {
 		next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			if ct, body, ok := strings.Cut(tc.answer, ": "); ok && strings.HasPrefix(ct, "text/") {
+				w.Header().Set("Content-Type", ct)
+				tc.answer = body
+			}
 			w.WriteHeader(tc.status)
 			_, _ = io.WriteString(w, tc.answer)
 			return nil

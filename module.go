@@ -224,6 +224,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if extra != nil && outcome == outcomeRefused {
 		extra.Add(zap.String("refusal", reason))
 	}
+	if outcome == outcomeUpstreamError {
+		h.logUpstreamError(r, tenant, err, extra)
+	}
 	if c := h.logger.Check(zapcore.DebugLevel, "refused"); c != nil {
 		c.Write(zap.String("tenant", tenant), zap.String("path", r.URL.Path),
 			zap.Int("status", ae.Status), zap.String("reason", reason), zap.String("error", ae.Message))
@@ -275,7 +278,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return tenant, true, err
 	}
 	rebuild(r, r.URL.Path, form)
-	return tenant, true, next.ServeHTTP(w, r)
+	ew := newEnvelopeWriter(w)
+	err = next.ServeHTTP(ew, r)
+	if ew.finish() {
+		return tenant, true, nil // the upstream's own error answer, in the envelope
+	}
+	return tenant, true, err
 }
 
 // tenant resolves the tenant placeholder to one namespace name.

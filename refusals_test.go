@@ -54,11 +54,18 @@ func refusalCases(t *testing.T) []refusalCase {
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
 	}}
+	noUpstreams := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("no upstreams available"))
+	}}
+	slowUpstream := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusGatewayTimeout, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded})
+	}}
 	bigAnswer := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 		_, err := w.Write([]byte(`{"status":"success","data":[` + strings.Repeat(" ", 4096)))
 		return err
 	})
 	noTargetMetadata := &upstream{respond: func(w http.ResponseWriter, _ *http.Request) error {
+		w.Header().Set("Content-Type", "application/json") // as Prometheus's API answers
 		w.WriteHeader(http.StatusNotFound)
 		_, err := w.Write([]byte(`{"status":"error","errorType":"not_found","error":"not found"}`))
 		return err
@@ -138,8 +145,12 @@ func refusalCases(t *testing.T) []refusalCase {
 		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
 			vars:   []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}},
 			tenant: "team-a", endpoint: metadata, reason: "too_large"},
-		{name: "upstream down", next: down, req: get(q("up"), "team-a"), vars: []placeholder{{`Prometheus: .*`, `Prometheus: <cause>`}},
-			tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
+		{name: "upstream down", next: down, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
+		{name: "no upstream to try", next: noUpstreams, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
+		{name: "upstream timeout", next: slowUpstream, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
+		{name: "upstream's own error page", next: answering(502, "text/html", "", []byte("<h1>Bad Gateway</h1>")), req: get(q("up"), "team-a"),
+			vars:   []placeholder{{`answered 502 Bad Gateway: Bad Gateway`, `answered <status> <status text>: <upstream's text>`}},
+			tenant: "team-a", endpoint: query, outcome: "forwarded", reason: ""},
 	}
 }
 

@@ -50,7 +50,16 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 		err = next.ServeHTTP(w, sub)
 	}()
 	<-w.ready
-	err := readAnswer(pr, w.status, w.header, path, max, decode)
+	var err error
+	if ct := w.header.Get("Content-Type"); w.status >= 400 && ct != "" && !isJSON(ct) {
+		// Not Prometheus's envelope (a load balancer's page, Prometheus's
+		// plain-text 503 while it starts): its text, as for an envelope.
+		// (Without a type, the answer is read as JSON.)
+		body, _ := io.ReadAll(io.LimitReader(pr, maxUpstreamErrorBody))
+		err = promapi.Refuse(promapi.UpstreamFailed, "upstream %s answered %d: %s", path, w.status, upstreamText(w.header, body))
+	} else {
+		err = readAnswer(pr, w.status, w.header, path, max, decode)
+	}
 	if err == nil {
 		// Read what follows the JSON value (a newline) up to the cap, so
 		// that a complete answer is never cut off.

@@ -75,7 +75,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.tenants.fallback = a.servedTenant
 	if a.Directory != nil {
 		a.Directory.Path = caddy.NewReplacer().ReplaceKnown(a.Directory.Path, "")
-		if err := a.Directory.provision(a.logger.Named("directory"), a.tenants); err != nil {
+		var prev *DirectorySource
+		if r := serving(); r != nil && r != a {
+			prev = r.Directory
+		}
+		if err := a.Directory.provision(a.logger.Named("directory"), a.tenants, prev); err != nil {
 			return err
 		}
 	}

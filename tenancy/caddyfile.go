@@ -30,6 +30,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	prom_tenancy {
 //	    directory <dir> {
 //	        reload_interval <duration>
+//	        empty_file_grace <duration>
 //	    }
 //	    kubernetes {
 //	        kubeconfig <path>
@@ -38,7 +39,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    max_patterns_per_namespace <n>
 //	}
 //
-// The block after directory is optional; reload_interval defaults to 1s.
+// The block after directory is optional; reload_interval defaults to 1s,
+// empty_file_grace to 10s.
 // kubernetes without kubeconfig uses the in-cluster configuration, and
 // without namespaces watches all namespaces. max_patterns_per_namespace
 // defaults to 1024.
@@ -63,19 +65,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				switch d.Val() {
 				case "reload_interval":
-					if !d.NextArg() {
-						return d.ArgErr()
+					if err := positiveDuration(d, &dir.ReloadInterval); err != nil {
+						return err
 					}
-					dur, err := caddy.ParseDuration(d.Val())
-					if err != nil {
-						return d.Errf("parsing reload_interval: %v", err)
-					}
-					if dur <= 0 {
-						return d.Errf("reload_interval must be positive, got %s", d.Val())
-					}
-					dir.ReloadInterval = caddy.Duration(dur)
-					if d.NextArg() {
-						return d.ArgErr()
+				case "empty_file_grace":
+					if err := positiveDuration(d, &dir.EmptyFileGrace); err != nil {
+						return err
 					}
 				default:
 					return d.Errf("unrecognized subdirective %q", d.Val())
@@ -121,6 +116,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}
+	}
+	return nil
+}
+
+// positiveDuration reads the option's one argument, a positive duration,
+// into v.
+func positiveDuration(d *caddyfile.Dispenser, v *caddy.Duration) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return d.Errf("parsing %s: %v", name, err)
+	}
+	if dur <= 0 {
+		return d.Errf("%s must be positive, got %s", name, d.Val())
+	}
+	*v = caddy.Duration(dur)
+	if d.NextArg() {
+		return d.ArgErr()
 	}
 	return nil
 }

@@ -14,11 +14,12 @@ import (
 
 func TestUnmarshalCaddyfile(t *testing.T) {
 	tests := []struct {
-		name     string
-		input    string
-		wantPath string
-		wantIvl  time.Duration
-		wantErr  string
+		name      string
+		input     string
+		wantPath  string
+		wantIvl   time.Duration
+		wantGrace time.Duration
+		wantErr   string
 	}{
 		{name: "directory", input: `prom_tenancy {
 			directory /etc/tenants
@@ -28,6 +29,21 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				reload_interval 2s
 			}
 		}`, wantPath: "/etc/tenants", wantIvl: 2 * time.Second},
+		{name: "empty file grace", input: `prom_tenancy {
+			directory /etc/tenants {
+				empty_file_grace 30s
+			}
+		}`, wantPath: "/etc/tenants", wantGrace: 30 * time.Second},
+		{name: "empty file grace zero", input: `prom_tenancy {
+			directory /etc/tenants {
+				empty_file_grace 0s
+			}
+		}`, wantErr: "empty_file_grace must be positive"},
+		{name: "empty file grace not a duration", input: `prom_tenancy {
+			directory /etc/tenants {
+				empty_file_grace a while
+			}
+		}`, wantErr: "parsing empty_file_grace"},
 		{name: "empty", input: `prom_tenancy`},
 		{name: "option argument", input: `prom_tenancy foo`, wantErr: "wrong argument count"},
 		{name: "directory without path", input: `prom_tenancy {
@@ -86,6 +102,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}
 			if got := app.Directory.ReloadInterval; got != caddy.Duration(tt.wantIvl) {
 				t.Errorf("reload_interval = %v, want %v", time.Duration(got), tt.wantIvl)
+			}
+			if got := app.Directory.EmptyFileGrace; got != caddy.Duration(tt.wantGrace) {
+				t.Errorf("empty_file_grace = %v, want %v", time.Duration(got), tt.wantGrace)
 			}
 		})
 	}

@@ -25,6 +25,10 @@ import (
 // DefaultReloadInterval is how often a DirectorySource polls by default.
 const DefaultReloadInterval = time.Second
 
+// DefaultEmptyFileGrace is how long a DirectorySource keeps the objects of
+// a manifest file found empty, by default.
+const DefaultEmptyFileGrace = 10 * time.Second
+
 // sourceDirectory names the directory source among the sources of a tenantSet.
 const sourceDirectory = "directory"
 
@@ -51,6 +55,14 @@ const (
 // to parse or validate, the whole file keeps its last good version (or
 // contributes nothing if it never had one) and the error is logged. If two
 // files define the same namespace/name, the lexically first file wins.
+//
+// A file that held objects and is found empty (no bytes, or no document
+// with content) keeps them for EmptyFileGrace: a tool that rewrites a file
+// in place truncates it first, and a scan between the truncation and the
+// write would otherwise revoke its tenants' access. The file is listed as
+// rejected meanwhile, with a warning. An edit that leaves fewer objects, or
+// fewer patterns, is never held: only the empty file, which cannot be told
+// from one being written, waits. A deleted file's objects go at once.
 type DirectorySource struct {
 	// Path of the directory. Required; it must exist when the config loads.
 	Path string `json:"path"`
@@ -59,6 +71,14 @@ type DirectorySource struct {
 	// Default: 1s.
 	ReloadInterval caddy.Duration `json:"reload_interval,omitempty"`
 
+	// EmptyFileGrace is how long a file that held objects and is found
+	// empty keeps them; if it is still empty then, they are removed. Write
+	// manifests atomically (a temporary file in the same directory, then a
+	// rename, as kubectl and ConfigMap mounts do) and no file is ever seen
+	// empty; delete a file to remove its objects at once. Default: 10s.
+	EmptyFileGrace caddy.Duration `json:"empty_file_grace,omitempty"`
+
+	now     func() time.Time // time.Now; tests set it
 	logger  *zap.Logger
 	tenants *tenantSet
 
@@ -69,7 +89,12 @@ type DirectorySource struct {
 	dirErr    string                // last error listing the directory
 
 	errs atomic.Pointer[map[string]error] // published per-file errors
+	held atomic.Int32                     // published count of files held empty
 }
+
+// emptyFileHolds counts, over the process, the times a file that held
+// objects was found empty and its objects were kept.
+var emptyFileHolds atomic.Uint64
 
 // fileState is what is known about one manifest file.
 type fileState struct {
@@ -81,6 +106,11 @@ type fileState struct {
 	good    []*v1alpha1.MetricAccess // last good version
 	hasGood bool
 	err     error // error of the current content; nil if it is good
+
+	// emptySince is when the file was found empty while its good version
+	// had objects, which it keeps until EmptyFileGrace has passed; zero
+	// when it is not held so.
+	emptySince time.Time
 }
 
 // unchanged reports whether fi certainly describes the content last read.
@@ -90,12 +120,23 @@ func (f *fileState) unchanged(fi fs.FileInfo) bool {
 }
 
 // provision checks the directory, applies defaults and loads it once.
-func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) error {
+// prev is the directory source of the config being replaced, if any: the
+// files it holds empty stay held (a reload must not end the grace early).
+func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet, prev *DirectorySource) error {
 	if d.Path == "" {
 		return errors.New("directory: path is required")
 	}
 	if d.ReloadInterval == 0 {
 		d.ReloadInterval = caddy.Duration(DefaultReloadInterval)
+	}
+	if d.EmptyFileGrace == 0 {
+		d.EmptyFileGrace = caddy.Duration(DefaultEmptyFileGrace)
+	}
+	if d.EmptyFileGrace < 0 {
+		return fmt.Errorf("directory: empty_file_grace must not be negative, got %s", time.Duration(d.EmptyFileGrace))
+	}
+	if d.now == nil {
+		d.now = time.Now
 	}
 	fi, err := os.Stat(d.Path)
 	if err != nil {
@@ -106,6 +147,17 @@ func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) erro
 	}
 	d.logger, d.tenants = logger, tenants
 	d.files = map[string]*fileState{}
+	if prev != nil && prev != d && prev.Path == d.Path {
+		prev.mu.Lock()
+		for path, st := range prev.files {
+			if !st.emptySince.IsZero() {
+				held := *st
+				d.files[path] = &held
+			}
+		}
+		prev.mu.Unlock()
+	}
+	carried := len(d.files) > 0
 	// A namespace's compile finishing may reject its files (it allows
 	// nothing); they say so once it has.
 	tenants.onCompiled(func() {
@@ -113,7 +165,13 @@ func (d *DirectorySource) provision(logger *zap.Logger, tenants *tenantSet) erro
 		defer d.mu.Unlock()
 		d.publishErrors()
 	})
-	d.scan()
+	if !d.scan() && carried {
+		// Only held files, unchanged: their objects are this config's too.
+		d.mu.Lock()
+		d.rebuild()
+		d.publishErrors()
+		d.mu.Unlock()
+	}
 	return nil
 }
 
@@ -226,9 +284,9 @@ func (d *DirectorySource) check(path string) (present, changed bool) {
 		return true, false
 	}
 	if st.unchanged(fi) {
-		return true, false
+		return true, d.expireHold(path, st)
 	}
-	readAt := time.Now()
+	readAt := d.now()
 	data, err := readManifest(path)
 	if err != nil {
 		d.fail(path, st, err)
@@ -239,16 +297,68 @@ func (d *DirectorySource) check(path string) (present, changed bool) {
 	sameContent := st.size >= 0 && hash == st.hash
 	st.modTime, st.size, st.readAt, st.hash = fi.ModTime(), fi.Size(), readAt, hash
 	if sameContent {
-		return true, false
+		return true, d.expireHold(path, st)
 	}
+	heldSince := st.emptySince
+	held := !heldSince.IsZero()
+	st.emptySince = time.Time{}
 	objs, err := parseManifests(path, data)
 	if err != nil {
 		d.fail(path, st, err)
 		return true, false
 	}
+	if len(objs) == 0 && len(st.good) > 0 {
+		// Empty again in other words (a comment added): the grace runs
+		// from the first time it was found empty, never longer.
+		if !held {
+			heldSince = readAt
+		}
+		d.hold(path, st, heldSince, !held)
+		return true, false
+	}
 	st.good, st.hasGood, st.err = objs, true, nil
-	d.logger.Info("loaded MetricAccess file", zap.String("file", path), zap.Int("objects", len(objs)))
+	if held {
+		d.logger.Info("MetricAccess file written again within empty_file_grace", zap.String("file", path), zap.Int("objects", len(objs)))
+	} else {
+		d.logger.Info("loaded MetricAccess file", zap.String("file", path), zap.Int("objects", len(objs)))
+	}
 	return true, true
+}
+
+// hold keeps the objects of a file found empty since then for
+// EmptyFileGrace, and says so: the file's error (the admin API's files, the
+// rejected metric) and, when it is new, a warning and a count
+// (prometheus_proxy_metricaccess_empty_file_holds_total).
+func (d *DirectorySource) hold(path string, st *fileState, since time.Time, isNew bool) {
+	st.emptySince = since
+	grace := time.Duration(d.EmptyFileGrace)
+	st.err = fmt.Errorf("%s: file is empty; its %d MetricAccess objects stay in force until %s (empty_file_grace %s), "+
+		"in case it is being rewritten: write manifest files atomically (a temporary file, then a rename), and delete a file to remove its objects at once",
+		path, len(st.good), since.Add(grace).UTC().Format(time.RFC3339), grace)
+	if !isNew {
+		return
+	}
+	emptyFileHolds.Add(1)
+	d.logger.Warn("MetricAccess file is empty; keeping its objects for empty_file_grace",
+		zap.String("file", path), zap.Int("objects", len(st.good)), zap.Duration("empty_file_grace", grace))
+}
+
+// expireHold removes the objects of a file held empty once EmptyFileGrace
+// has passed, and reports whether it did.
+func (d *DirectorySource) expireHold(path string, st *fileState) bool {
+	if st.emptySince.IsZero() || d.now().Sub(st.emptySince) < time.Duration(d.EmptyFileGrace) {
+		return false
+	}
+	d.logger.Warn("MetricAccess file stayed empty past empty_file_grace; its objects are removed",
+		zap.String("file", path), zap.Int("objects", len(st.good)))
+	st.good, st.err, st.emptySince = nil, nil, time.Time{}
+	return true
+}
+
+// Held returns how many manifest files are found empty and keep their
+// objects for EmptyFileGrace.
+func (d *DirectorySource) Held() int {
+	return int(d.held.Load())
 }
 
 func errManifestSize(path string, size int64) error {
@@ -330,10 +440,15 @@ func (d *DirectorySource) publishErrors() {
 		}
 	}
 	m := map[string]error{}
+	var held int32
 	for path, st := range d.files {
+		if !st.emptySince.IsZero() {
+			held++
+		}
 		if err := errors.Join(append([]error{st.err}, byFile[path]...)...); err != nil {
 			m[path] = err
 		}
 	}
 	d.errs.Store(&m)
+	d.held.Store(held)
 }

@@ -38,7 +38,7 @@ func newTestSource(t *testing.T, dir string) *testSource {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
 	s := &testSource{DirectorySource: &DirectorySource{Path: dir}, reg: new(Registry), logs: logs}
-	if err := s.provision(zap.New(core), newTenantSet(s.reg, zap.New(core), DefaultMaxPatternsPerNamespace)); err != nil {
+	if err := s.provision(zap.New(core), newTenantSet(s.reg, zap.New(core), DefaultMaxPatternsPerNamespace), nil); err != nil {
 		t.Fatal(err)
 	}
 	s.tenants.wait(false)
@@ -279,7 +279,7 @@ func TestDirectoryProvisionErrors(t *testing.T) {
 	writeFile(t, dir, "file.yaml", "")
 	for _, path := range []string{"", filepath.Join(dir, "missing"), filepath.Join(dir, "file.yaml")} {
 		d := &DirectorySource{Path: path}
-		if err := d.provision(zap.NewNop(), newTenantSet(new(Registry), zap.NewNop(), DefaultMaxPatternsPerNamespace)); err == nil {
+		if err := d.provision(zap.NewNop(), newTenantSet(new(Registry), zap.NewNop(), DefaultMaxPatternsPerNamespace), nil); err == nil {
 			t.Errorf("provision(%q): want error", path)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 )
@@ -43,6 +44,30 @@ func TestTroubleshootingDirectory(t *testing.T) {
 		t.Fatal("a file over the size cap has no error")
 	}
 	doccheck.Shows(t, doc, "`"+doccheck.Generalize(big.Error(), `^.*: file is [0-9]+ bytes`, `file is <n> bytes`)+"`")
+
+	// Emptied, held, and still empty after the grace.
+	clk := &clock{t: time.Now()}
+	s.now = clk.now
+	writeFile(t, dir, "a.yaml", "")
+	s.mustScan(t, false)
+	held := s.Errors()[filepath.Join(dir, "a.yaml")]
+	if held == nil {
+		t.Fatal("a file held empty has no error")
+	}
+	msg := held.Error()
+	for _, p := range [][2]string{{`^.*/a\.yaml:`, `<file>:`}, {`its 1 MetricAccess`, `its <n> MetricAccess`},
+		{`until [^ ]+ \(empty_file_grace [^)]+\)`, `until <time> (empty_file_grace <duration>)`}} {
+		msg = doccheck.Generalize(msg, p[0], p[1])
+	}
+	doccheck.Shows(t, doc, msg)
+	clk.t = clk.t.Add(time.Duration(DefaultEmptyFileGrace))
+	s.mustScan(t, true)
+	for _, m := range []string{"MetricAccess file is empty; keeping its objects for empty_file_grace", "MetricAccess file stayed empty past empty_file_grace; its objects are removed"} {
+		if s.logs.FilterMessage(m).Len() != 1 {
+			t.Errorf("not logged: %q", m)
+		}
+		doccheck.Shows(t, doc, "`"+m+"`")
+	}
 }
 
 // TestTroubleshootingConditions: the doc names the reasons of the

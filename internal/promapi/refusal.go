@@ -16,6 +16,7 @@ const (
 	ErrorExecution    = "execution" // Prometheus's type for a query too large to answer
 	ErrorCanceled     = "canceled"
 	ErrorTimeout      = "timeout"
+	ErrorInternal     = "internal" // Prometheus's type for a failure of its own
 )
 
 // Reasons of a refusal: a small fixed set, so that they can be metric label
@@ -63,6 +64,7 @@ const (
 	ContentType
 	TooLarge
 	UpstreamFailed
+	UpstreamTimeout
 	OverLimit
 	Canceled
 	DeadlinePassed
@@ -96,6 +98,7 @@ var refusals = [numRefusals]struct {
 	ContentType:      {http.StatusUnsupportedMediaType, ErrorBadData, ReasonContentType},
 	TooLarge:         {http.StatusUnprocessableEntity, ErrorExecution, ReasonTooLarge},
 	UpstreamFailed:   {http.StatusBadGateway, ErrorUnavailable, ReasonUpstream},
+	UpstreamTimeout:  {http.StatusGatewayTimeout, ErrorTimeout, ReasonUpstream},
 	OverLimit:        {http.StatusBadRequest, ErrorBadData, ReasonLimit},
 	Canceled:         {StatusClientClosedRequest, ErrorCanceled, ReasonCanceled},
 	DeadlinePassed:   {http.StatusServiceUnavailable, ErrorTimeout, ReasonCanceled},
