@@ -24,9 +24,11 @@ type savedState struct {
 	InFlight *progress `json:"in_flight,omitempty"`
 }
 
-// stateFile persists one copier's state. Writes go to a temporary file that
-// is renamed over the old one, so a crash leaves the old or the new state,
-// never a torn one.
+// stateFile persists one copier's state durably: the state is written to a
+// temporary file, which is synced and renamed over the old one, and then
+// the directory is synced. A crash leaves the old or the new state, never a
+// torn one, and a save that returned nil survives a crash of the machine:
+// the copier relies on that before it sends a batch.
 type stateFile struct {
 	path string
 }
@@ -65,12 +67,71 @@ func (f stateFile) save(s savedState) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+	dir := filepath.Dir(f.path)
+	if err := mkdirSynced(dir); err != nil {
 		return err
 	}
 	tmp := f.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := writeSynced(tmp, b); err != nil {
 		return err
 	}
-	return os.Rename(tmp, f.path)
+	if err := os.Rename(tmp, f.path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory is.
+	return syncDir(dir)
+}
+
+// writeSynced writes b to path and syncs it: the rename that follows must
+// not reach the disk before the data does.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// mkdirSynced creates dir and its missing parents, syncing the parent of
+// each one created, so that a file saved in it is not lost with its
+// directory's entry.
+func mkdirSynced(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -239,3 +239,38 @@ func TestStateFileOtherVersion(t *testing.T) {
 		}
 	}
 }
+
+// A save that cannot write its file fails, whatever stands in the way, and
+// leaves the saved state as it was; the next save after the way is clear
+// works. (Tests run as root, whom permissions do not stop: a directory
+// where the temporary file goes, or a file where the directory goes.)
+func TestStateFileSaveFails(t *testing.T) {
+	dir := t.TempDir()
+	f := stateFile{path: filepath.Join(dir, "ns", "obj.json")}
+	if err := f.save(savedState{Target: "x", Progress: progress{T: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(f.path+".tmp", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.save(savedState{Target: "x", Progress: progress{T: 2}}); err == nil {
+		t.Fatal("save with a directory where the temporary file goes: no error")
+	}
+	if got, ok, err := f.load(); err != nil || !ok || got.Progress.T != 1 {
+		t.Errorf("after a failed save, load = %+v, %v, %v; want the state saved before", got, ok, err)
+	}
+	if err := os.Remove(f.path + ".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.save(savedState{Target: "x", Progress: progress{T: 3}}); err != nil {
+		t.Fatalf("save once the way is clear: %v", err)
+	}
+
+	blocked := stateFile{path: filepath.Join(dir, "file", "obj.json")}
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := blocked.save(savedState{Target: "x"}); err == nil {
+		t.Error("save with a file where the directory goes: no error")
+	}
+}
