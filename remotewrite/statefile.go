@@ -12,15 +12,20 @@ import (
 // savedState is what a copier keeps on disk so that a restart resumes where
 // the target's acknowledgements ended.
 type savedState struct {
-	// Version is the meaning of Progress: 2, windows sent series by
-	// series. Another version is not resumed.
+	// Version is the meaning of the fields: 3, windows sent series by
+	// series, with the batches recorded before they are sent. Version 2
+	// (one batch in flight) is read too; another is not resumed.
 	Version int `json:"version,omitempty"`
 	// Target identifies the target the progress belongs to; progress for
 	// another target is not resumed.
 	Target   string   `json:"target"`
 	Progress progress `json:"progress"`
-	// InFlight is where the batch being sent ends; set while its
-	// acknowledgement is outstanding.
+	// Batches are the ends of the batches recorded before they were sent,
+	// in order, in Progress's window: none of their samples went out
+	// before this was on disk, and after a restart each is sent again
+	// alone, at exactly these boundaries.
+	Batches []progress `json:"batches,omitempty"`
+	// InFlight is version 2's single recorded batch, read as Batches.
 	InFlight *progress `json:"in_flight,omitempty"`
 }
 
@@ -34,7 +39,7 @@ type stateFile struct {
 }
 
 // stateVersion is the Version of states saved now.
-const stateVersion = 2
+const stateVersion = 3
 
 func (f stateFile) load() (savedState, bool, error) {
 	var s savedState
@@ -51,10 +56,17 @@ func (f stateFile) load() (savedState, bool, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, false, fmt.Errorf("state file %s: %w", f.path, err)
 	}
-	if s.Version != stateVersion {
+	switch s.Version {
+	case stateVersion:
+	case 2:
+		if s.InFlight != nil && len(s.Batches) == 0 {
+			s.Batches = []progress{*s.InFlight}
+		}
+	default:
 		// Version 1, (timestamp, series) order, was never released.
 		return s, false, fmt.Errorf("state file %s: version %d, not %d", f.path, s.Version, stateVersion)
 	}
+	s.InFlight = nil
 	return s, true, nil
 }
 
@@ -62,7 +74,7 @@ func (f stateFile) save(s savedState) error {
 	if f.path == "" {
 		return nil
 	}
-	s.Version = stateVersion
+	s.Version, s.InFlight = stateVersion, nil
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
