@@ -99,9 +99,12 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
 	c.target, c.targetErr = cfg.targets.newTarget(rw, func(reason string) {
 		// Samples count as failed once the write gives up, not per attempt;
-		// the status says at once that the copy is retrying.
+		// the status (the object's too) says at once that the copy is
+		// retrying. The write runs on the run goroutine, which owns
+		// reportStatus.
 		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
 		c.retrying(reason)
+		c.reportStatus(c.writes)
 	})
 	if c.targetErr != nil {
 		c.targetErr = fmt.Errorf("invalid target: %w", c.targetErr)
