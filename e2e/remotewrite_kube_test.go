@@ -99,6 +99,19 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 	if s := oneStatus(t, caddy, "team-k"); s.Target != rw["target"] || s.Source != "kubernetes" {
 		t.Errorf("admin status %+v", s)
 	}
+	// A receiver outage shows on the object while the writes are retried,
+	// and clears once the receiver is back.
+	recv.Stop()
+	eventually(t, "team-k's status shows it retrying", 30*time.Second, func() bool {
+		rw := status("team-k")
+		msg, _ := rw["lastError"].(string)
+		return rw["state"] == "retrying" && msg != ""
+	})
+	recv.Restart(t)
+	eventually(t, "team-k's status shows it copying again", 60*time.Second, func() bool {
+		rw := status("team-k")
+		return rw["state"] == "copying" && rw["lastError"] == nil
+	})
 }
 
 // TestRemoteWriteKubernetesServices copies to a tenant's own Prometheus by

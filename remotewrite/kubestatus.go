@@ -44,7 +44,22 @@ func (w *statusWriter) write(ctx context.Context, namespace, name string, s Stat
 		return &mt
 	}
 	rs.StateSince, rs.CopiedUntil, rs.LastSuccess, rs.LastErrorTime = at(s.StateSince), at(s.CopiedUntil), at(s.LastSuccess), at(s.LastErrorTime)
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"remoteWrite": rs}})
+	fields, err := json.Marshal(rs)
+	if err != nil {
+		return err
+	}
+	var patch map[string]any
+	if err := json.Unmarshal(fields, &patch); err != nil {
+		return err
+	}
+	// A merge patch leaves out a field it does not name: a cleared error
+	// must be named, as null, or the object would show it forever.
+	for _, k := range []string{"lastError", "lastErrorTime"} {
+		if _, ok := patch[k]; !ok {
+			patch[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"remoteWrite": patch}})
 	if err != nil {
 		return err
 	}
