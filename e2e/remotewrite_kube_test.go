@@ -70,7 +70,7 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 	eventually(t, "team-k's status shows samples sent", 60*time.Second, func() bool {
 		rw := status("team-k")
 		sent, _ := rw["samplesSent"].(int64)
-		return sent > 0 && rw["copiedUntil"] != nil && rw["lastError"] == nil
+		return sent > 0 && rw["copiedUntil"] != nil && rw["lastError"] == nil && rw["state"] == "copying"
 	})
 	rw := status("team-k")
 	if rw["target"] != "remote_write "+recv.URL+"/api/v1/write" {
@@ -87,6 +87,9 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 	if msg := status("team-j")["lastError"].(string); !strings.Contains(msg, "not permitted by the prom_remote_write allow_url list") {
 		t.Errorf("team-j lastError %q", msg)
 	}
+	if rw := status("team-j"); rw["state"] != "refused" || rw["stateSince"] == nil {
+		t.Errorf("team-j state %v since %v, want refused", rw["state"], rw["stateSince"])
+	}
 	for _, ns := range []string{"team-j", "team-k"} {
 		if c := e.readyCondition(t, ns, "copy"); c == nil || c.Status != metav1.ConditionTrue {
 			t.Errorf("%s: the Ready condition is gone or false after the remote-write status writes: %+v", ns, c)
@@ -96,6 +99,19 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 	if s := oneStatus(t, caddy, "team-k"); s.Target != rw["target"] || s.Source != "kubernetes" {
 		t.Errorf("admin status %+v", s)
 	}
+	// A receiver outage shows on the object while the writes are retried,
+	// and clears once the receiver is back.
+	recv.Stop()
+	eventually(t, "team-k's status shows it retrying", 30*time.Second, func() bool {
+		rw := status("team-k")
+		msg, _ := rw["lastError"].(string)
+		return rw["state"] == "retrying" && msg != ""
+	})
+	recv.Restart(t)
+	eventually(t, "team-k's status shows it copying again", 60*time.Second, func() bool {
+		rw := status("team-k")
+		return rw["state"] == "copying" && rw["lastError"] == nil
+	})
 }
 
 // TestRemoteWriteKubernetesServices copies to a tenant's own Prometheus by

@@ -517,9 +517,15 @@ func TestRemoteWrite(t *testing.T) {
 		if !strings.Contains(s.LastError, "503") {
 			t.Errorf("outage error %q does not name the status", s.LastError)
 		}
+		if s.State != "retrying" || s.StateSince.IsZero() {
+			t.Errorf("state %q since %s during the outage, want retrying", s.State, s.StateSince)
+		}
 		time.Sleep(10 * time.Second) // several intervals down
 		recvA.Restart(t)
 		checkA("after the receiver's outage")
+		if s := oneStatus(t, caddy, "team-a"); s.State != "copying" {
+			t.Errorf("state %q after the receiver's outage, want copying", s.State)
+		}
 	})
 
 	t.Run("proxy restart", func(t *testing.T) {

@@ -69,9 +69,11 @@ type copier struct {
 	logger    *zap.Logger
 
 	// Owned by the run goroutine: what reportStatus last wrote.
-	reported     time.Time
-	reportedErr  string
-	reportFailed bool
+	reported      time.Time
+	reportedErr   string
+	reportedState string
+	reportFailed  bool
+	saveFailures  int // consecutive; sets the backoff of saveBackoff
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -96,8 +98,13 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *
 	}
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
 	c.target, c.targetErr = cfg.targets.newTarget(rw, func(reason string) {
-		// Samples count as failed once the write gives up, not per attempt.
+		// Samples count as failed once the write gives up, not per attempt;
+		// the status (the object's too) says at once that the copy is
+		// retrying. The write runs on the run goroutine, which owns
+		// reportStatus.
 		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
+		c.retrying(reason)
+		c.reportStatus(c.writes)
 	})
 	if c.targetErr != nil {
 		c.targetErr = fmt.Errorf("invalid target: %w", c.targetErr)
@@ -129,6 +136,7 @@ func (c *copier) start() {
 	c.cancel, c.stopped = cancel, make(chan struct{})
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
 	process.tenants.started(c.rw.Namespace)
+	c.setState(stateStarting)
 	go c.run(ctx)
 }
 
@@ -143,6 +151,7 @@ func (c *copier) Destruct() error {
 			<-c.stopped
 		}
 		c.cancelWrites()
+		c.setState("")
 		process.tenants.stopped(c.rw.Namespace)
 	}
 	if c.cur != nil {
@@ -155,6 +164,7 @@ func (c *copier) run(ctx context.Context) {
 	defer close(c.stopped)
 	if c.targetErr != nil {
 		c.failed(c.targetErr)
+		c.setState(stateRefused)
 		c.reportStatus(ctx)
 		<-ctx.Done()
 		return
@@ -175,6 +185,8 @@ func (c *copier) run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errStateUnwritable):
+			timer.Reset(c.saveBackoff())
 		case err != nil:
 			timer.Reset(c.interval)
 		case caughtUp:
@@ -208,6 +220,12 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	now := time.Now()
 	c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger)
 	c.setCopiedUntil()
+	if c.unwritable() {
+		// The last save failed: nothing is read or sent until one works.
+		if err := c.save(st.recorded); err != nil {
+			return false, err
+		}
+	}
 
 	// 1. Plan.
 	end := now.Add(-c.cfg.readDelay).UnixMilli()
@@ -226,7 +244,10 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	// 3. Deliver (saving as it goes).
 	if err := c.target.delivery.deliver(ctx, c, w); err != nil {
 		if ctx.Err() != nil {
-			c.save(st.inFlight(nil)) // stopping between batches: no batch is in flight
+			// Stopping between batches: the recorded batches not sent yet
+			// are cut again by the next run.
+			st.stopped()
+			_ = c.save(st.recorded)
 		}
 		return false, err
 	}
@@ -237,7 +258,9 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	}
 	// 4. Save.
 	st.windowDone(w.to)
-	c.save(nil)
+	if err := c.save(nil); err != nil {
+		return false, err
+	}
 	c.succeeded()
 	return w.to == end, nil
 }
@@ -282,6 +305,7 @@ func (c *copier) write(ctx context.Context, t batchTarget, b *batch, resend bool
 	switch {
 	case err == nil:
 		c.countSent(len(b.samples))
+		c.recovered()
 		return nil
 	case errors.As(err, &pw):
 		c.countSent(pw.written)
@@ -289,7 +313,9 @@ func (c *copier) write(ctx context.Context, t batchTarget, b *batch, resend bool
 		c.logger.Warn("target wrote only part of a batch; the rest is dropped", zap.Int("written", pw.written), zap.Int("samples", len(b.samples)))
 		return nil
 	case errors.As(err, &te) && te.drop && resend:
-		c.countDropped("resent_"+te.reason, len(b.samples))
+		// Not a loss: a batch that may be stored already, refused whole
+		// for holding samples the target has.
+		c.countResentRefused(te.reason, len(b.samples))
 		c.logger.Warn("target refused a batch resent after a restart interrupted its acknowledgement; it most likely holds it already",
 			zap.String("reason", te.reason), zap.Int("samples", len(b.samples)), zap.Error(err))
 		return nil
@@ -323,12 +349,20 @@ func (c *copier) trackLast(w *window, samples []sample) {
 	}
 }
 
-// save writes the copy state, noting inFlight as the batch in flight.
-func (c *copier) save(inFlight *progress) {
+// errStateUnwritable: the copy's progress could not be saved, so nothing
+// more is sent (its status is state_unwritable) until a save works.
+var errStateUnwritable = errors.New("state_dir: cannot save the copy's progress; nothing is sent until it can be saved")
+
+// save writes the copy state, with batches as the recorded batches. Its
+// error wraps errStateUnwritable: the caller must send nothing more.
+func (c *copier) save(batches []progress) error {
 	c.setCopiedUntil()
-	if err := c.cur.save(c.target.id, inFlight); err != nil {
-		c.logger.Error("saving remote write state", zap.Error(err))
+	err := c.cur.save(c.target.id, batches)
+	c.saved(err)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStateUnwritable, err)
 	}
+	return nil
 }
 
 // reportStatus writes the copier's state into the MetricAccess, for objects
@@ -339,7 +373,7 @@ func (c *copier) reportStatus(ctx context.Context) {
 		return
 	}
 	s := c.Status()
-	if s.LastError == c.reportedErr && !c.reported.IsZero() && time.Since(c.reported) < statusEvery {
+	if s.LastError == c.reportedErr && s.State == c.reportedState && !c.reported.IsZero() && time.Since(c.reported) < statusEvery {
 		return
 	}
 	if err := c.cfg.kube.write(ctx, c.rw.Namespace, c.rw.Object.Name, s); err != nil {
@@ -349,5 +383,5 @@ func (c *copier) reportStatus(ctx context.Context) {
 		c.reportFailed = true
 		return
 	}
-	c.reported, c.reportedErr, c.reportFailed = time.Now(), s.LastError, false
+	c.reported, c.reportedErr, c.reportedState, c.reportFailed = time.Now(), s.LastError, s.State, false
 }

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +15,7 @@ func (c *copier) Status() Status {
 	c.mu.Unlock()
 	if c.cur != nil {
 		s.SamplesSent, s.SamplesFailed, s.SamplesDropped = c.cur.sent.Load(), c.cur.failed.Load(), c.cur.dropped.Load()
+		s.SamplesResentRefused = c.cur.resentRefused.Load()
 	}
 	return s
 }
@@ -25,10 +27,15 @@ func (c *copier) failed(err error) {
 		// carry the labels of a series the tenant may not see. The log has them.
 		shown = errOutsidePolicy.Error()
 	}
+	state := stateRetrying
+	if errors.Is(err, errStateUnwritable) {
+		state = stateUnwritable
+	}
 	c.mu.Lock()
 	repeat := c.status.LastError == shown
 	c.status.LastError, c.status.LastErrorTime = shown, time.Now()
 	c.mu.Unlock()
+	c.setState(state)
 	if repeat {
 		c.logger.Debug("remote write failed again", zap.Error(err))
 		return
@@ -43,6 +50,7 @@ func (c *copier) succeeded() {
 	c.status.LastSuccess, c.status.LastError, c.status.LastErrorTime = now, "", time.Time{}
 	c.status.LiveSeries = c.cur.live.len()
 	c.mu.Unlock()
+	c.setState(stateCopying)
 	if recovered {
 		c.logger.Info("remote write recovered")
 	}
@@ -81,4 +89,101 @@ func (c *copier) countFailed(reason string, n int) {
 func (c *copier) countDropped(reason string, n int) {
 	c.cur.dropped.Add(uint64(n))
 	metrics.dropped.WithLabelValues(c.rw.Namespace, reason).Add(float64(n))
+}
+
+// The states a copier reports (Status.State, and the copiers gauge).
+const (
+	stateStarting   = "starting"
+	stateCopying    = "copying"
+	stateRetrying   = "retrying"
+	stateUnwritable = "state_unwritable"
+	stateRefused    = "refused"
+)
+
+// setState moves the copier to state ("": stopped), and the copiers gauge
+// with it.
+func (c *copier) setState(state string) {
+	c.mu.Lock()
+	old := c.status.State
+	if old != state {
+		c.status.State, c.status.StateSince = state, time.Now()
+	}
+	c.mu.Unlock()
+	if old == state {
+		return
+	}
+	if old != "" {
+		metrics.copiers.WithLabelValues(c.rw.Namespace, old).Dec()
+	}
+	if state != "" {
+		metrics.copiers.WithLabelValues(c.rw.Namespace, state).Inc()
+	}
+}
+
+func (c *copier) state() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.State
+}
+
+// retrying notes a failed write attempt that the target's client retries:
+// the status says so at once, not only once the retries give up.
+func (c *copier) retrying(reason string) {
+	c.mu.Lock()
+	c.status.LastError, c.status.LastErrorTime = "write to the target failed ("+reason+"); retrying with backoff", time.Now()
+	c.mu.Unlock()
+	c.setState(stateRetrying)
+}
+
+// recovered notes a write the target took: a copy that was retrying is
+// copying again.
+func (c *copier) recovered() {
+	c.mu.Lock()
+	was := c.status.State
+	if was == stateRetrying {
+		c.status.LastError, c.status.LastErrorTime = "", time.Time{}
+	}
+	c.mu.Unlock()
+	if was == stateRetrying {
+		c.setState(stateCopying)
+	}
+}
+
+// unwritable reports whether the copier's last save failed.
+func (c *copier) unwritable() bool { return c.saveFailures > 0 }
+
+// saved notes the outcome of a save of the copy's progress: a failure is
+// counted, and the copier is state_unwritable until a save works.
+func (c *copier) saved(err error) {
+	if err == nil {
+		if c.saveFailures > 0 {
+			c.logger.Info("remote write state saved again; copying resumes", zap.Int("failed_saves", c.saveFailures))
+			c.saveFailures = 0
+			c.mu.Lock()
+			c.status.LastError, c.status.LastErrorTime = "", time.Time{}
+			c.mu.Unlock()
+			c.setState(stateCopying)
+		}
+		return
+	}
+	c.saveFailures++
+	metrics.saveFailures.WithLabelValues(c.rw.Namespace).Inc()
+	if c.saveFailures == 1 {
+		c.logger.Error("cannot save the remote write state; nothing is sent until it can be saved", zap.Error(err))
+	}
+	c.mu.Lock()
+	c.status.LastError, c.status.LastErrorTime = fmt.Errorf("%w: %w", errStateUnwritable, err).Error(), time.Now()
+	c.mu.Unlock()
+	c.setState(stateUnwritable)
+}
+
+// saveBackoff is how long the copier waits before it tries to save again:
+// one second, doubling with each failure, at most 30 seconds.
+func (c *copier) saveBackoff() time.Duration {
+	return min(time.Second<<min(c.saveFailures-1, 5), 30*time.Second)
+}
+
+func (c *copier) countResentRefused(reason string, n int) {
+	c.cur.resentRefused.Add(uint64(n))
+	metrics.resentRefused.WithLabelValues(c.rw.Namespace, reason).Add(float64(n))
 }

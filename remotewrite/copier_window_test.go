@@ -11,8 +11,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,11 +164,11 @@ func testCopyAll(t *testing.T, newCopier func() *copier, until int64, restart fu
 			c = newCopier()
 			continue
 		}
-		if st := c.cur.state; err == nil && (caughtUp || st.acked.T >= until && !st.acked.partial() && st.unsure == nil) {
+		if st := c.cur.state; err == nil && (caughtUp || st.acked.T >= until && !st.acked.partial() && st.recorded == nil) {
 			return c
 		}
 	}
-	t.Fatalf("not caught up after 10000 passes: progress %+v, in flight %v", c.cur.state.acked, c.cur.state.unsure)
+	t.Fatalf("not caught up after 10000 passes: progress %+v, recorded %v", c.cur.state.acked, c.cur.state.recorded)
 	return nil
 }
 
@@ -219,7 +221,8 @@ func testRelative(ts []int64, base int64) []int64 {
 
 // TestCopierExactlyOnce copies random data with random batch sizes, window
 // limits and failures after the receiver stored a batch, some of them
-// restarts: the receiver ends with every sample once, none refused.
+// restarts, each restart with a batch size of its own: the receiver ends
+// with every sample once, none refused but resent batches.
 func TestCopierExactlyOnce(t *testing.T) {
 	testCopierExactlyOnce(t, 60, testPodSeries, testSourceServer)
 }
@@ -239,21 +242,27 @@ func TestCopierExactlyOnceExternalLabels(t *testing.T) {
 	})
 }
 
+// testRandomData is up to 5 series of lsetOf with random samples in [0, 60).
+func testRandomData(r *rand.Rand, lsetOf func(int) labels.Labels) testData {
+	var d testData
+	for i := range 1 + r.IntN(5) {
+		d.lsets = append(d.lsets, lsetOf(i))
+		var ts []int64
+		for t := range int64(60) {
+			if r.IntN(2) == 0 {
+				ts = append(ts, t)
+			}
+		}
+		d.ts = append(d.ts, ts)
+	}
+	return d
+}
+
 func testCopierExactlyOnce(t *testing.T, seeds uint64, lsetOf func(int) labels.Labels, newSource func(*testing.T, []storage.Series) *source) {
 	base := time.Now().Add(-time.Hour).UnixMilli()
 	for seed := range seeds {
 		r := rand.New(rand.NewPCG(seed, 11))
-		var d testData
-		for i := range 1 + r.IntN(5) {
-			d.lsets = append(d.lsets, lsetOf(i))
-			var ts []int64
-			for t := range int64(60) {
-				if r.IntN(2) == 0 {
-					ts = append(ts, t)
-				}
-			}
-			d.ts = append(d.ts, ts)
-		}
+		d := testRandomData(r, lsetOf)
 		src := newSource(t, d.series(base))
 		rcv := &testStrictReceiver{stored: map[string][]int64{}}
 		rcv.failAfter = func() error {
@@ -267,11 +276,15 @@ func testCopierExactlyOnce(t *testing.T, seeds uint64, lsetOf func(int) labels.L
 		if err := (stateFile{path: filepath.Join(dir, "state.json")}).save(savedState{Target: "remote_write test", Progress: progress{T: base - 1}}); err != nil {
 			t.Fatal(err)
 		}
-		batchSize, maxPending := 1+r.IntN(8), 1+r.IntN(30)
+		maxPending := 1 + r.IntN(30)
 		maxWindow := time.Duration(1+r.IntN(40)) * time.Millisecond
 		var c *copier
+		var batchSizes []int
 		newC := func() *copier {
-			c = testCopier(t, src, rcv, dir, base, batchSize, maxPending, maxWindow)
+			// A restart may come with another batch_size: the batches
+			// recorded before it are resent at their own boundaries.
+			batchSizes = append(batchSizes, 1+r.IntN(8))
+			c = testCopier(t, src, rcv, dir, base, batchSizes[len(batchSizes)-1], maxPending, maxWindow)
 			return c
 		}
 		refused := testutil.ToFloat64(metrics.dropped.WithLabelValues("copier-window-test", "http_400"))
@@ -279,14 +292,95 @@ func testCopierExactlyOnce(t *testing.T, seeds uint64, lsetOf func(int) labels.L
 		if t.Failed() {
 			return
 		}
-		// A resent batch is refused (and counted as resent_http_400); a
+		// A resent batch is refused (and counted as resent_refused); a
 		// batch sent for the first time never is.
 		if n := testutil.ToFloat64(metrics.dropped.WithLabelValues(c.rw.Namespace, "http_400")) - refused; n != 0 {
 			t.Errorf("seed %d: %v samples refused in batches not marked as resent", seed, n)
 		}
 		testCheckStored(t, rcv, d, base, 0)
 		if t.Failed() {
-			t.Fatalf("seed %d: batch_size %d, max_pending_samples %d, max_window %s", seed, batchSize, maxPending, maxWindow)
+			t.Fatalf("seed %d: batch sizes %v, max_pending_samples %d, max_window %s", seed, batchSizes, maxPending, maxWindow)
+		}
+	}
+}
+
+// TestCopierStateUnwritable copies random data while the state file is
+// made unwritable and writable again at random (a directory where its
+// temporary file goes), with failures after the receiver stored a batch
+// and restarts that lose the copier's memory, some while the state cannot
+// be written: no pass sends anything while the state cannot be saved, its
+// status and metrics say so, and the receiver ends with every sample once.
+func TestCopierStateUnwritable(t *testing.T) {
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 12))
+		d := testRandomData(r, testPodSeries)
+		src := testSourceServer(t, d.series(base))
+		rcv := &testStrictReceiver{stored: map[string][]int64{}}
+		rcv.failAfter = func() error {
+			if r.IntN(6) == 0 {
+				return &targetError{reason: "network", err: errors.New("timeout after the commit")}
+			}
+			return nil
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "state.json")
+		if err := (stateFile{path: path}).save(savedState{Target: "remote_write test", Progress: progress{T: base - 1}}); err != nil {
+			t.Fatal(err)
+		}
+		maxPending := 1 + r.IntN(30)
+		maxWindow := time.Duration(1+r.IntN(40)) * time.Millisecond
+		newC := func() *copier { return testCopier(t, src, rcv, dir, base, 1+r.IntN(8), maxPending, maxWindow) }
+		c := newC()
+		failedSaves := testutil.ToFloat64(metrics.saveFailures.WithLabelValues(c.rw.Namespace))
+		refused := testutil.ToFloat64(metrics.dropped.WithLabelValues(c.rw.Namespace, "http_400"))
+		blocked, sawBlocked := false, false
+		done := false
+		for range 20000 {
+			if r.IntN(4) == 0 {
+				if blocked = !blocked; blocked {
+					if err := os.Mkdir(path+".tmp", 0o700); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.Remove(path + ".tmp"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wasUnwritable, sent := c.unwritable(), rcv.batches
+			caughtUp, err := c.pass(context.Background())
+			switch {
+			case blocked && wasUnwritable && rcv.batches != sent:
+				t.Fatalf("seed %d: a pass sent %d batches while the state could not be saved", seed, rcv.batches-sent)
+			case errors.Is(err, errStateUnwritable):
+				sawBlocked = true
+				if s := c.Status(); s.State != stateUnwritable || !strings.Contains(s.LastError, "state_dir: cannot save") {
+					t.Fatalf("seed %d: after a failed save, status %+v", seed, s)
+				}
+			}
+			if err != nil && r.IntN(2) == 0 {
+				c = newC() // a crash: the copier's memory is gone, the state file is what the last good save left
+				continue
+			}
+			if st := c.cur.state; !blocked && err == nil && (caughtUp || st.acked.T >= base+60 && !st.acked.partial() && st.recorded == nil) {
+				done = true
+				break
+			}
+		}
+		if !done {
+			t.Fatalf("seed %d: not caught up: progress %+v", seed, c.cur.state.acked)
+		}
+		if s := c.Status(); s.State != stateCopying || s.LastError != "" {
+			t.Errorf("seed %d: status once the state is saved again: %+v", seed, s)
+		}
+		if n := testutil.ToFloat64(metrics.dropped.WithLabelValues(c.rw.Namespace, "http_400")) - refused; n != 0 {
+			t.Errorf("seed %d: %v samples refused in batches not marked as resent", seed, n)
+		}
+		if sawBlocked && testutil.ToFloat64(metrics.saveFailures.WithLabelValues(c.rw.Namespace)) == failedSaves {
+			t.Errorf("seed %d: saves failed, and the failed-save counter did not move", seed)
+		}
+		testCheckStored(t, rcv, d, base, 0)
+		if t.Failed() {
+			t.Fatalf("seed %d: max_pending_samples %d, max_window %s", seed, maxPending, maxWindow)
 		}
 	}
 }

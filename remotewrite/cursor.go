@@ -26,9 +26,10 @@ type cursor struct {
 	fileMu sync.Mutex // guards file, which a reload may move
 	file   stateFile
 
-	// Samples acknowledged, failed (to be retried) and given up, since the
-	// process started; shared, so a reload that replaces the copier keeps them.
-	sent, failed, dropped atomic.Uint64
+	// Samples acknowledged, failed (to be retried), given up, and resent
+	// and refused (most likely held already), since the process started;
+	// shared, so a reload that replaces the copier keeps them.
+	sent, failed, dropped, resentRefused atomic.Uint64
 }
 
 func cursorKey(object, targetID string) string { return object + "\x00" + targetID }
@@ -90,18 +91,19 @@ func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
 	case err != nil:
 		logger.Warn("remote write state unreadable; starting from initial_lookback", zap.Error(err))
 	case ok && saved.Target == targetID:
-		logger.Info("remote write resumes", zap.Time("copied_until", time.UnixMilli(saved.Progress.T)), zap.Bool("resending_unacknowledged_batch", saved.InFlight != nil))
+		logger.Info("remote write resumes", zap.Time("copied_until", time.UnixMilli(saved.Progress.T)), zap.Int("recorded_batches_to_resend", len(saved.Batches)))
 	case ok:
 		logger.Info("remote write target changed; starting from initial_lookback", zap.String("previous_target", saved.Target))
 	}
 	c.state.load(saved, err == nil && ok && saved.Target == targetID, start)
 }
 
-// save writes the copy state, with inFlight as the batch in flight. It runs
-// after every acknowledged batch: a receiver refuses a batch that holds a
-// sample older than one it has (out of order), so progress that lagged
-// behind what was acknowledged would make the next batch, new samples
-// included, fail for good after a restart.
-func (c *cursor) save(targetID string, inFlight *progress) error {
-	return c.stateFile().save(savedState{Target: targetID, Progress: c.state.acked, InFlight: inFlight})
+// save writes the copy state, with batches as the recorded batches (see
+// copyState.recorded): before a batch is sent, its end must be on disk,
+// else a restart would cut the samples after acked by its own batch_size,
+// mixing samples the receiver holds with new ones, which it refuses whole.
+func (c *cursor) save(targetID string, batches []progress) error {
+	s := c.state.saved(targetID)
+	s.Batches = batches
+	return c.stateFile().save(s)
 }

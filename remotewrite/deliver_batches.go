@@ -21,16 +21,25 @@ func (batchDelivery) lookback(set *settings) time.Duration { return set.initialL
 // keepsProgress: the progress is saved, to resume after a restart.
 func (batchDelivery) keepsProgress() bool { return true }
 
+// batchesPerSave is how many batches one save records before the first
+// of them is sent. Each is still sent alone at its recorded boundaries, so
+// more per save costs nothing in exactness: only, after a crash, up to this
+// many batches are resent (and refused) instead of one. The save syncs a
+// file and its directory; see BenchmarkStateFileSave for its cost.
+const batchesPerSave = 16
+
 // deliver sends w in batches, moving acked with each one the target
 // acknowledges (or refuses for good), then, if w is whole, ends the series
 // that stopped without a staleness marker. A window goes series by series,
 // so a series' labels are sent once per batch, not once per sample.
 //
-// Before each batch the cursor notes on disk how far the batch goes (with
-// the previous batch's acknowledgement, in one write). If the process dies
-// before the acknowledgement is saved, the next run resends exactly that
-// batch, on its own: a receiver that had stored it refuses it as out of
-// order, and mixing new samples into it would lose them with it.
+// No batch is sent before the state file holds its end: one save records
+// the ends of the next batchesPerSave batches (with acked, the previous
+// ones' acknowledgements) before the first of them goes out. If the
+// process dies, the next run resends exactly those batches, each on its
+// own: a receiver that had stored one refuses it as out of order, and
+// mixing new samples into it would lose them with it. If the save fails,
+// nothing more is sent (errStateUnwritable).
 func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error {
 	st := &c.cur.state
 	b := labels.NewBuilder(labels.EmptyLabels())
@@ -38,17 +47,19 @@ func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error 
 	for i, s := range w.series {
 		out[i] = c.rule.apply(b, s)
 	}
-	var next batchPlan
-	if len(w.samples) > 0 {
-		if next = st.planBatch(w, 0, c.cfg.batchSize); !next.resend {
-			c.save(&next.end)
-		}
-	}
 	for i := 0; i < len(w.samples); {
 		if err := ctx.Err(); err != nil {
 			return err // stopping: between batches, nothing is half sent
 		}
-		bp := next
+		bp := st.planBatch(w, i, c.cfg.batchSize)
+		if !bp.recorded {
+			ends := st.toRecord(w, i, c.cfg.batchSize, batchesPerSave)
+			if err := c.save(ends); err != nil {
+				return err
+			}
+			st.recordBatches(ends)
+			bp = st.batchAt(w, i, c.cfg.batchSize)
+		}
 		chunk := w.samples[i : i+bp.n]
 		if err := c.write(c.writes, d.target, &batch{series: out, samples: chunk, hists: w.hists}, bp.resend); err != nil {
 			// A failed request may still have been stored (a timeout after
@@ -60,12 +71,6 @@ func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error 
 		c.trackLast(w, chunk)
 		i += bp.n
 		c.setPending(len(w.samples) - i)
-		var after *batchPlan
-		if i < len(w.samples) {
-			next = st.planBatch(w, i, c.cfg.batchSize)
-			after = &next
-		}
-		c.save(st.inFlight(after))
 	}
 	if w.truncated {
 		return nil

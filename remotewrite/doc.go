@@ -29,11 +29,13 @@
 //     stores timestamps (deliver_batches.go, over target_remotewrite.go),
 //     or as one push of current values to a Pushgateway
 //     (deliver_pushgateway.go, over target_pushgateway.go);
-//     d. save the progress (statefile.go): before each batch and after
-//     each acknowledgement, and when the window is done.
-//  4. The copier reports its state: the admin API (admin.go), metrics
-//     (metrics.go), and status.remoteWrite of Kubernetes objects
-//     (kubestatus.go).
+//     d. save the progress (statefile.go, durably: file and directory
+//     synced): before a batch that is not recorded yet, with the ends of
+//     the next batchesPerSave batches, and when the window is done.
+//  4. The copier reports its state (starting, copying, retrying,
+//     state_unwritable, refused; copier_status.go): the admin API
+//     (admin.go), metrics (metrics.go), and status.remoteWrite of
+//     Kubernetes objects (kubestatus.go).
 //
 // The copier's states and transitions are all in progress.go.
 //
@@ -43,24 +45,37 @@
 // order, each series' in time order), and a position in that order
 // (progress) names exactly what lies before it. Reading the same window
 // again gives the same order, so a position saved in one run means the same
-// samples in the next. The copy keeps two positions: acked, the end of what
-// the target acknowledged, and, while a batch's answer is outstanding or
-// was lost, unsure, the end of that batch.
+// samples in the next. The copy keeps acked, the end of what the target
+// acknowledged, and recorded, the ends of the next batches as the state
+// file holds them.
 //
-//   - No sample is sent twice after it was acknowledged: acked is saved
-//     after every acknowledged batch, and a read leaves out what acked
-//     covers.
+//   - No batch is sent before its end is on disk: one save records acked
+//     and the ends of the next batchesPerSave batches, and returns only
+//     once the file and its directory are synced (a crash of the machine
+//     after it does not bring back an older state). Each batch then goes
+//     out exactly at its recorded boundaries.
+//   - A crash loses only the acknowledgements since the last save: the
+//     next run reads from the saved acked and resends each recorded batch
+//     alone, at its recorded boundaries, whatever batch_size is now (a
+//     smaller one cuts a recorded batch into parts, recorded first; never
+//     sent unrecorded). A receiver stores a batch whole or not at all:
+//     one that holds it refuses it as out of order (counted as resent and
+//     refused, not as dropped), or ignores it as identical; one that does
+//     not stores it. No new sample goes down with it.
 //   - No sample is lost: acked moves only past samples the target
 //     acknowledged or refused for good (counted as dropped), and the next
 //     read starts right after it.
-//   - A batch whose answer was lost (a timeout after the receiver
-//     committed, or a crash: its end is saved as in flight before it is
-//     sent) is resent alone, never with new samples. A receiver that holds
-//     it refuses it as out of order, or ignores it as identical; a receiver
-//     that does not stores it. Either way no new sample goes down with it.
+//   - A save that fails sends nothing more: the copier is
+//     state_unwritable and retries the save with backoff before it reads
+//     or sends again. Copying on from memory would, after a crash, resume
+//     from the stale state with batches that mix stored and new samples,
+//     which a receiver refuses whole.
+//   - A batch whose answer was lost without a crash (a timeout after the
+//     receiver committed) is unsure: it is resent alone, as above.
 //   - Stopping waits between batches; a write in flight gets stopGrace to
-//     finish and save its acknowledgement. Two copiers of one object (old
-//     and new settings during a reload) share the cursor and take turns.
+//     finish, and the state is saved without the recorded batches never
+//     sent. Two copiers of one object (old and new settings during a
+//     reload) share the cursor and take turns.
 //
 // The Pushgateway is the exception: it holds current values only, so its
 // copy keeps no progress on disk and a restart pushes the current values

@@ -29,10 +29,12 @@ type statusWriter struct {
 // touched, so the tenancy source's Ready condition stays as it is.
 func (w *statusWriter) write(ctx context.Context, namespace, name string, s Status) error {
 	rs := v1alpha1.RemoteWriteStatus{
-		Target:         s.Target,
-		LastError:      s.LastError,
-		SamplesSent:    int64(s.SamplesSent),
-		SamplesDropped: int64(s.SamplesDropped),
+		Target:               s.Target,
+		State:                s.State,
+		LastError:            s.LastError,
+		SamplesSent:          int64(s.SamplesSent),
+		SamplesDropped:       int64(s.SamplesDropped),
+		SamplesResentRefused: int64(s.SamplesResentRefused),
 	}
 	at := func(t time.Time) *metav1.Time {
 		if t.IsZero() {
@@ -41,8 +43,23 @@ func (w *statusWriter) write(ctx context.Context, namespace, name string, s Stat
 		mt := metav1.NewTime(t)
 		return &mt
 	}
-	rs.CopiedUntil, rs.LastSuccess, rs.LastErrorTime = at(s.CopiedUntil), at(s.LastSuccess), at(s.LastErrorTime)
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"remoteWrite": rs}})
+	rs.StateSince, rs.CopiedUntil, rs.LastSuccess, rs.LastErrorTime = at(s.StateSince), at(s.CopiedUntil), at(s.LastSuccess), at(s.LastErrorTime)
+	fields, err := json.Marshal(rs)
+	if err != nil {
+		return err
+	}
+	var patch map[string]any
+	if err := json.Unmarshal(fields, &patch); err != nil {
+		return err
+	}
+	// A merge patch leaves out a field it does not name: a cleared error
+	// must be named, as null, or the object would show it forever.
+	for _, k := range []string{"lastError", "lastErrorTime"} {
+		if _, ok := patch[k]; !ok {
+			patch[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"remoteWrite": patch}})
 	if err != nil {
 		return err
 	}

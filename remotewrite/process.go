@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var process = struct {
@@ -85,6 +86,7 @@ func (r *tenantRegistry) stopped(namespace string) {
 		delete(r.byName, namespace)
 		metrics.pending.DeleteLabelValues(namespace)
 		metrics.lastSuccess.DeleteLabelValues(namespace)
+		metrics.copiers.DeletePartialMatch(prometheus.Labels{"tenant": namespace})
 	}
 }
 

@@ -128,7 +128,7 @@ func TestCopyStatePlan(t *testing.T) {
 		{"between: the length that fit", copyState{acked: progress{T: 100}, fit: 50}, 1000, readPlan{from: 101, to: 150}, false},
 		{"caught up", copyState{acked: progress{T: 1000}}, 1000, readPlan{}, true},
 		{"mid-window: the same window, whatever fit says", copyState{acked: mid, fit: 10}, 1000, readPlan{from: 101, to: 400, fixed: true}, false},
-		{"unsure: its window", copyState{acked: progress{T: 100}, unsure: &mid}, 1000, readPlan{from: 101, to: 400, fixed: true}, false},
+		{"recorded: their window", copyState{acked: progress{T: 100}, recorded: []progress{mid}}, 1000, readPlan{from: 101, to: 400, fixed: true}, false},
 		{"mid-window, end moved back (read_delay grew)", copyState{acked: mid}, 50, readPlan{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,46 +137,55 @@ func TestCopyStatePlan(t *testing.T) {
 			if got != tc.want || ok == tc.caughtUp {
 				t.Errorf("plan = %+v, %v; want %+v, %v", got, ok, tc.want, !tc.caughtUp)
 			}
-			if tc.st.acked.T != before.acked.T || tc.st.unsure != before.unsure || tc.st.fit != before.fit {
+			if !reflect.DeepEqual(tc.st, before) {
 				t.Errorf("plan changed the state: %+v, was %+v", tc.st, before)
 			}
 		})
 	}
 }
 
-// load resumes the saved state of the same target, drops an in-flight
-// position outside the acked window (which no run saves), and starts a
-// copy without saved state at start.
+// load resumes the saved state of the same target, every recorded batch
+// unsure; drops recorded batches that no run saves (outside the acked
+// window, not ahead of acked, out of order); and starts a copy without
+// saved state at start.
 func TestCopyStateLoad(t *testing.T) {
 	a := labels.FromStrings("__name__", "m", "pod", "a")
+	b := labels.FromStrings("__name__", "m", "pod", "b")
 	acked := progress{T: 100, Window: 400, Series: a, SeriesT: 120}
 	inWindow := progress{T: 100, Window: 400, Series: a, SeriesT: 150}
+	later := progress{T: 100, Window: 400, Series: b, SeriesT: 110}
 	for _, tc := range []struct {
-		name       string
-		saved      savedState
-		ok         bool
-		wantAcked  progress
-		wantUnsure *progress
+		name         string
+		saved        savedState
+		ok           bool
+		wantAcked    progress
+		wantRecorded []progress
 	}{
 		{"nothing saved", savedState{}, false, progress{T: 7}, nil},
-		{"resumed", savedState{Progress: acked, InFlight: &inWindow}, true, acked, &inWindow},
-		{"in flight at a window's start", savedState{Progress: progress{T: 100}, InFlight: &inWindow}, true, progress{T: 100}, &inWindow},
-		{"in flight in an earlier window", savedState{Progress: progress{T: 400}, InFlight: &inWindow}, true, progress{T: 400}, nil},
-		{"in flight in another window", savedState{Progress: acked, InFlight: &progress{T: 100, Window: 300, Series: a, SeriesT: 150}}, true, acked, nil},
-		{"in flight not in a window", savedState{Progress: progress{T: 100}, InFlight: &progress{T: 100}}, true, progress{T: 100}, nil},
+		{"resumed", savedState{Progress: acked, Batches: []progress{inWindow, later}}, true, acked, []progress{inWindow, later}},
+		{"recorded at a window's start", savedState{Progress: progress{T: 100}, Batches: []progress{inWindow}}, true, progress{T: 100}, []progress{inWindow}},
+		{"recorded in an earlier window", savedState{Progress: progress{T: 400}, Batches: []progress{inWindow}}, true, progress{T: 400}, nil},
+		{"recorded in another window", savedState{Progress: acked, Batches: []progress{{T: 100, Window: 300, Series: a, SeriesT: 150}}}, true, acked, nil},
+		{"recorded not in a window", savedState{Progress: progress{T: 100}, Batches: []progress{{T: 100}}}, true, progress{T: 100}, nil},
+		{"recorded behind acked", savedState{Progress: inWindow, Batches: []progress{acked}}, true, inWindow, nil},
+		{"recorded out of order", savedState{Progress: acked, Batches: []progress{later, inWindow}}, true, acked, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var st copyState
 			st.load(tc.saved, tc.ok, 7)
-			if !st.loaded || !reflect.DeepEqual(st.acked, tc.wantAcked) || !reflect.DeepEqual(st.unsure, tc.wantUnsure) {
-				t.Errorf("loaded %v, acked %+v, unsure %+v; want acked %+v, unsure %+v", st.loaded, st.acked, st.unsure, tc.wantAcked, tc.wantUnsure)
+			if !st.loaded || !reflect.DeepEqual(st.acked, tc.wantAcked) || !reflect.DeepEqual(st.recorded, tc.wantRecorded) || st.unsure != len(tc.wantRecorded) {
+				t.Errorf("loaded %v, acked %+v, recorded %+v (%d unsure); want acked %+v, recorded %+v, all unsure",
+					st.loaded, st.acked, st.recorded, st.unsure, tc.wantAcked, tc.wantRecorded)
 			}
 		})
 	}
 }
 
-// A window with an unsure batch: its samples go first, alone, then the
-// rest in batches; the state moves as each is acknowledged or lost.
+// A window with recorded batches after a restart: each goes alone at its
+// recorded boundaries, as a resend, whatever batch_size is now (smaller: in
+// parts; larger: still cut at the recorded end); then the rest is recorded
+// in groups of batchesPerSave before it is sent. The state moves as each
+// batch is acknowledged or lost.
 func TestCopyStateBatches(t *testing.T) {
 	a := labels.FromStrings("__name__", "m", "pod", "a")
 	b := labels.FromStrings("__name__", "m", "pod", "b")
@@ -184,50 +193,99 @@ func TestCopyStateBatches(t *testing.T) {
 		{t: 110, series: 0}, {t: 120, series: 0}, {t: 130, series: 0},
 		{t: 110, series: 1}, {t: 120, series: 1}, {t: 130, series: 1},
 	}}
-	unsure := progress{T: 100, Window: 400, Series: a, SeriesT: 120}
-	st := copyState{loaded: true, acked: progress{T: 100}, unsure: &unsure}
+	end := func(s labels.Labels, t int64) progress { return progress{T: 100, Window: 400, Series: s, SeriesT: t} }
+	// The last run recorded batches of 2 samples: [a110 a120] [a130 b110].
+	st := copyState{}
+	st.load(savedState{Progress: progress{T: 100}, Batches: []progress{end(a, 120), end(b, 110)}}, true, 0)
 
+	// batch_size is 4 now: the first recorded batch is still 2 samples.
 	first := st.planBatch(w, 0, 4)
-	if first.n != 2 || !first.resend || !reflect.DeepEqual(first.end, unsure) {
-		t.Fatalf("first batch %+v, want the 2 unsure samples, resent, ending at %+v", first, unsure)
+	if first.n != 2 || !first.recorded || !first.resend || !reflect.DeepEqual(first.end, end(a, 120)) {
+		t.Fatalf("first batch %+v, want the 2 samples of the first recorded batch, resent, ending at a@120", first)
 	}
-	if st.unsure == nil || st.inFlight(&first) != st.unsure {
-		t.Fatalf("planning the resend changed unsure (%v) or noted another batch in flight", st.unsure)
-	}
-	st.lost(first) // a resend that fails leaves the unsure batch as it was
-	if !reflect.DeepEqual(st.unsure, &unsure) {
-		t.Fatalf("a lost resend moved unsure to %+v", st.unsure)
+	st.lost(first) // a resend that fails leaves the recorded batches as they were
+	if len(st.recorded) != 2 || st.unsure != 2 {
+		t.Fatalf("a lost resend changed the recorded batches: %+v, %d unsure", st.recorded, st.unsure)
 	}
 	st.acknowledged(first)
-	if !reflect.DeepEqual(st.acked, unsure) {
-		t.Fatalf("acked %+v, want %+v", st.acked, unsure)
+	if !reflect.DeepEqual(st.acked, end(a, 120)) || len(st.recorded) != 1 || st.unsure != 1 {
+		t.Fatalf("after the first: acked %+v, recorded %+v, %d unsure", st.acked, st.recorded, st.unsure)
 	}
 
-	second := st.planBatch(w, 2, 4)
-	wantEnd := progress{T: 100, Window: 400, Series: b, SeriesT: 130}
-	if second.n != 4 || second.resend || !reflect.DeepEqual(second.end, wantEnd) {
-		t.Fatalf("second batch %+v, want 4 new samples ending at %+v", second, wantEnd)
+	// batch_size is 1 now: the second recorded batch goes in two parts,
+	// recorded first (acknowledgements are not saved one by one: a restart
+	// must resend each part alone, not the whole batch, held in part),
+	// both resends, neither with a sample past its end.
+	part := st.planBatch(w, 2, 1)
+	if part.n != 1 || part.recorded {
+		t.Fatalf("first part %+v, want a@130 alone, to be recorded first", part)
 	}
-	if st.unsure != nil {
-		t.Fatalf("a batch past the unsure one left unsure %+v", st.unsure)
+	parts := st.toRecord(w, 2, 1, batchesPerSave)
+	if want := []progress{end(a, 130), end(b, 110)}; !reflect.DeepEqual(parts, want) {
+		t.Fatalf("parts to record %+v, want %+v", parts, want)
 	}
-	if got := st.inFlight(&second); got == nil || !reflect.DeepEqual(*got, wantEnd) {
-		t.Fatalf("in flight %+v, want %+v", got, wantEnd)
+	st.recordBatches(parts)
+	if st.unsure != 2 {
+		t.Fatalf("the parts of an unsure batch: %d unsure, want 2", st.unsure)
 	}
-	st.lost(second)
-	if !reflect.DeepEqual(st.unsure, &wantEnd) {
-		t.Fatalf("a lost batch left unsure %+v, want %+v", st.unsure, wantEnd)
+	part = st.planBatch(w, 2, 1)
+	if part.n != 1 || !part.recorded || !part.resend || !reflect.DeepEqual(part.end, end(a, 130)) {
+		t.Fatalf("first part %+v, want a@130 alone, recorded, resent", part)
+	}
+	st.acknowledged(part)
+	if len(st.recorded) != 1 {
+		t.Fatalf("after the first part: recorded %+v, want the second part", st.recorded)
+	}
+	part = st.planBatch(w, 3, 1)
+	if part.n != 1 || !part.resend || !reflect.DeepEqual(part.end, end(b, 110)) {
+		t.Fatalf("second part %+v, want b@110 alone, resent", part)
+	}
+	st.acknowledged(part)
+	if st.recorded != nil || st.unsure != 0 {
+		t.Fatalf("after the recorded batches: recorded %+v, %d unsure", st.recorded, st.unsure)
+	}
+
+	// The rest is new: it must be recorded before it is sent.
+	fresh := st.planBatch(w, 4, 1)
+	if fresh.recorded || fresh.resend {
+		t.Fatalf("a batch past the recorded ones %+v: not recorded yet, not a resend", fresh)
+	}
+	ends := st.toRecord(w, 4, 1, batchesPerSave)
+	if want := []progress{end(b, 120), end(b, 130)}; !reflect.DeepEqual(ends, want) {
+		t.Fatalf("next batches %+v, want %+v (two of one sample, the window's end)", ends, want)
+	}
+	st.recordBatches(ends)
+	if got := st.saved("x"); !reflect.DeepEqual(got.Batches, ends) || !reflect.DeepEqual(got.Progress, end(b, 110)) {
+		t.Fatalf("state to save %+v, want acked b@110 and the new batches", got)
+	}
+	fresh = st.batchAt(w, 4, 1)
+	if fresh.n != 1 || !fresh.recorded || fresh.resend {
+		t.Fatalf("recorded new batch %+v, want 1 sample, not a resend", fresh)
+	}
+	st.lost(fresh)
+	if st.unsure != 1 {
+		t.Fatalf("a lost batch left %d unsure, want 1", st.unsure)
 	}
 	// The next pass reads the same window and resends the lost batch alone.
 	if p, ok := st.plan(1000, 1000); !ok || p != (readPlan{from: 101, to: 400, fixed: true}) {
 		t.Fatalf("plan after a lost batch %+v, %v; want the window again", p, ok)
 	}
-	if again := st.batchAt(w, 2, 2); again.n != 2 || !again.resend {
-		t.Fatalf("resend %+v, want the first 2 samples of the lost batch, resent", again)
+	if again := st.planBatch(w, 4, 4); again.n != 1 || !again.resend {
+		t.Fatalf("resend %+v, want the lost batch alone, resent", again)
+	}
+	st.acknowledged(st.batchAt(w, 4, 4))
+	// The batch after it was recorded and never sent: not a resend.
+	if next := st.planBatch(w, 5, 4); next.n != 1 || !next.recorded || next.resend {
+		t.Fatalf("the recorded batch after the lost one %+v: recorded, not a resend", next)
+	}
+	// Stopping now drops it (never sent): the next run cuts it anew.
+	st.stopped()
+	if st.recorded != nil {
+		t.Fatalf("stopping kept recorded batches never sent: %+v", st.recorded)
 	}
 	st.windowDone(w.to)
-	if st.unsure != nil || !reflect.DeepEqual(st.acked, progress{T: 400}) {
-		t.Fatalf("after the window: acked %+v, unsure %+v", st.acked, st.unsure)
+	if st.recorded != nil || st.unsure != 0 || !reflect.DeepEqual(st.acked, progress{T: 400}) {
+		t.Fatalf("after the window: acked %+v, recorded %+v", st.acked, st.recorded)
 	}
 }
 

@@ -15,6 +15,15 @@ type Status struct {
 	Target   string `json:"target"`
 	Protocol string `json:"protocol,omitempty"`
 	Interval string `json:"interval"`
+	// State is what the copier is doing: starting (no pass done yet),
+	// copying (the last pass or write worked), retrying (the target or
+	// the source fails, LastError says how; retried with backoff),
+	// state_unwritable (its progress cannot be saved under state_dir;
+	// nothing is sent until it can), refused (the target is invalid;
+	// never retried).
+	State string `json:"state"`
+	// StateSince is when State last changed.
+	StateSince time.Time `json:"state_since,omitzero"`
 	// CopiedUntil: every sample up to this time has been acknowledged.
 	CopiedUntil   time.Time `json:"copied_until,omitzero"`
 	LastSuccess   time.Time `json:"last_success,omitzero"`
@@ -25,7 +34,11 @@ type Status struct {
 	SamplesSent    uint64 `json:"samples_sent"`
 	SamplesFailed  uint64 `json:"samples_failed"`
 	SamplesDropped uint64 `json:"samples_dropped"`
-	PendingSamples int    `json:"pending_samples"`
+	// SamplesResentRefused are samples of batches resent after their
+	// answer was lost that the target refused: most likely held already,
+	// not a loss, and not in SamplesDropped.
+	SamplesResentRefused uint64 `json:"samples_resent_refused"`
+	PendingSamples       int    `json:"pending_samples"`
 	// LiveSeries are the series the copier tracks for staleness.
 	LiveSeries int `json:"live_series"`
 }

@@ -183,14 +183,33 @@ func TestTroubleshootingDropped(t *testing.T) {
 		entry := logs.All()[0]
 		doccheck.Shows(t, doc, entry.Message)
 		reason := entry.ContextMap()["reason"].(string)
+		counter := metrics.dropped
 		if resend {
-			reason = "resent_" + reason
+			// Not a loss: counted apart.
+			counter = metrics.resentRefused
+			doccheck.Shows(t, doc, "`prometheus_proxy_remote_write_samples_resent_refused_total{reason}`")
 		}
-		if got := testutil.ToFloat64(metrics.dropped.WithLabelValues("troubleshooting-test", reason)); got != 1 {
-			t.Errorf("resend %v: dropped_total{reason=%q} = %v, want 1", resend, reason, got)
+		if got := testutil.ToFloat64(counter.WithLabelValues("troubleshooting-test", reason)); got != 1 {
+			t.Errorf("resend %v: counted %v under reason %q, want 1", resend, got, reason)
 		}
 		doccheck.Shows(t, doc, "`"+reason+"`")
 	}
+}
+
+// TestTroubleshootingCopierStates: the doc explains every state a copier
+// reports, and the last_error of a retried write and of a state that
+// cannot be saved.
+func TestTroubleshootingCopierStates(t *testing.T) {
+	doc := doccheck.Troubleshooting(t)
+	for _, s := range []string{stateStarting, stateCopying, stateRetrying, stateUnwritable, stateRefused} {
+		doccheck.Shows(t, doc, "`"+s+"`")
+	}
+	c := &copier{rw: &tenancy.RemoteWrite{Namespace: "troubleshooting-test"}, logger: zap.NewNop(), cur: &cursor{}}
+	c.retrying("<reason>")
+	doccheck.Shows(t, doc, "`"+c.Status().LastError+"`")
+	doccheck.Shows(t, doc, "`"+errStateUnwritable.Error()+": <cause>`")
+	doccheck.Shows(t, doc, "`prometheus_proxy_remote_write_state_save_failures_total`")
+	doccheck.Shows(t, doc, "`prometheus_proxy_remote_write_copiers{state}`")
 }
 
 // TestTroubleshootingFailureReasons: the reason labels of failed writes the

@@ -136,6 +136,22 @@ func (c *Caddy) reload(ctx context.Context, caddyfile string) error {
 // Stop stops Caddy now, before the test ends (cleanup does it otherwise).
 func (c *Caddy) Stop() { c.proc.stop() }
 
+// Kill kills Caddy with SIGKILL, as a crash would: it runs no shutdown, and
+// writes nothing more. Restart or RestartWith starts it again.
+func (c *Caddy) Kill() { c.proc.kill() }
+
+// RestartWith is Restart with another Caddyfile: a new process with new
+// settings and the same data directory, as a rollout of a changed config.
+func (c *Caddy) RestartWith(t testing.TB, caddyfile string) {
+	t.Helper()
+	file, admin, err := c.adapt(t.Context(), caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.file, c.AdminURL = file+".json", "http://"+admin
+	c.Restart(t)
+}
+
 // adapt writes caddyfile to a new file in c.dir, adapts it to JSON (file+".json") with
 // the binary under test, and returns the file and the admin address it configures.
 // The JSON is what runs: StartCaddy and Reload need the admin address before Caddy runs,

@@ -193,6 +193,17 @@ func (p *process) stop() {
 	}
 }
 
+// kill kills the process at once (SIGKILL) and waits until it has exited.
+func (p *process) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // tail returns the last n lines of the log.
 func (p *process) tail(n int) string {
 	b, err := os.ReadFile(p.log)

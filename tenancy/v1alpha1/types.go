@@ -32,6 +32,7 @@ var Resource = schema.GroupVersionResource{Group: Group, Version: Version, Resou
 // +kubebuilder:printcolumn:name="Isolated",type=boolean,JSONPath=`.spec.metricIsolation`,priority=1
 // +kubebuilder:printcolumn:name="Copied-Until",type=date,JSONPath=`.status.remoteWrite.copiedUntil`
 // +kubebuilder:printcolumn:name="Sent",type=integer,JSONPath=`.status.remoteWrite.samplesSent`,priority=1
+// +kubebuilder:printcolumn:name="Copy-State",type=string,JSONPath=`.status.remoteWrite.state`
 // +kubebuilder:printcolumn:name="Copy-Error",type=string,JSONPath=`.status.remoteWrite.lastError`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MetricAccess struct {
@@ -103,6 +104,15 @@ type RemoteWriteStatus struct {
 	// Target is the kind and URL of the target, without credentials.
 	// +optional
 	Target string `json:"target,omitempty"`
+	// State is what the copy is doing: starting, copying, retrying (the
+	// target or the source fails; lastError says how), state_unwritable
+	// (its progress cannot be saved; nothing is sent until it can), or
+	// refused (the target is invalid).
+	// +optional
+	State string `json:"state,omitempty"`
+	// StateSince is when State last changed.
+	// +optional
+	StateSince *metav1.Time `json:"stateSince,omitempty"`
 	// CopiedUntil: the target has acknowledged every sample up to this time.
 	// +optional
 	CopiedUntil *metav1.Time `json:"copiedUntil,omitempty"`
@@ -123,6 +133,11 @@ type RemoteWriteStatus struct {
 	// the copying proxy started.
 	// +optional
 	SamplesDropped int64 `json:"samplesDropped,omitempty"`
+	// SamplesResentRefused counts the samples of batches resent after
+	// their answer was lost (a timeout, a restart) that the target refused
+	// since the copying proxy started: most likely held already, not lost.
+	// +optional
+	SamplesResentRefused int64 `json:"samplesResentRefused,omitempty"`
 }
 
 // RemoteWriteSpec copies the series a MetricAccess allows to one target:
