@@ -32,6 +32,7 @@ type settings struct {
 	src      *source
 	targets  *targetSettings
 	stateDir string        // "" keeps no progress on disk
+	stores   *kubeStores   // set: progress is kept in ConfigMaps (leader election), not in stateDir
 	passes   *limiter      // max_in_flight
 	kube     *statusWriter // nil: statuses are not written
 	logger   *zap.Logger
@@ -66,7 +67,14 @@ type copier struct {
 	targetErr error // the target could not be built, or the copy is refused: reported, never retried
 	rule      labelRule
 	cur       *cursor // nil when targetErr is set
+	curKey    string  // the object part of cur's key
 	logger    *zap.Logger
+
+	// With leader election: the term of the Lease this copier runs in (it
+	// stops when the term ends), or, for a standby copier, the election
+	// whose Lease another replica holds (it never runs).
+	term    *leaseTerm
+	standby *election
 
 	// Owned by the run goroutine: what reportStatus last wrote.
 	reported     time.Time
@@ -88,9 +96,11 @@ type copier struct {
 // stopGrace is how long stopping waits for a write in flight.
 const stopGrace = 5 * time.Second
 
-func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *copier {
+// newCopier makes the copier of rw; term is the Lease term it runs in, nil
+// without leader election.
+func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, term *leaseTerm) *copier {
 	c := &copier{
-		rw: rw, cfg: cfg, interval: interval,
+		rw: rw, cfg: cfg, interval: interval, term: term, curKey: rw.Key(),
 		rule:   newLabelRule(rw.Spec.ExtraLabels, rw.Spec.HonorLabels),
 		logger: cfg.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
 	}
@@ -104,11 +114,18 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *
 	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
-		var file stateFile
-		if cfg.stateDir != "" && c.target.delivery.keepsProgress() {
-			file = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
+		var store progressStore = stateFile{}
+		switch {
+		case !c.target.delivery.keepsProgress():
+		case term != nil && cfg.stores != nil:
+			// Each term loads the progress anew, from where every replica
+			// keeps it.
+			store = cfg.stores.store(rw.Key(), c.target.id)
+			c.curKey = fmt.Sprintf("%s#%s@%d", rw.Key(), term.e.lease, term.n)
+		case cfg.stateDir != "":
+			store = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
 		}
-		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, file)
+		c.cur, c.targetErr = acquireCursor(c.curKey, c.target.id, store)
 	}
 	return c
 }
@@ -124,10 +141,28 @@ func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *sett
 	return c
 }
 
+// newStandbyCopier is the copier of an object whose Lease another replica
+// holds: it never runs, and its status says who copies.
+func newStandbyCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, e *election) *copier {
+	c := &copier{rw: rw, cfg: cfg, interval: interval, standby: e, logger: cfg.logger}
+	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
+	return c
+}
+
 func (c *copier) start() {
-	ctx, cancel := context.WithCancel(context.Background())
+	parent := context.Background()
+	if c.term != nil {
+		parent = c.term.ctx
+	}
+	ctx, cancel := context.WithCancel(parent)
 	c.cancel, c.stopped = cancel, make(chan struct{})
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
+	if c.term != nil {
+		// A deposed copier sends nothing more: the write in flight is
+		// cancelled too (its end is saved as in flight, so the next leader
+		// resends it alone), not given stopGrace.
+		context.AfterFunc(c.term.ctx, c.cancelWrites)
+	}
 	process.tenants.started(c.rw.Namespace)
 	go c.run(ctx)
 }
@@ -146,7 +181,7 @@ func (c *copier) Destruct() error {
 		process.tenants.stopped(c.rw.Namespace)
 	}
 	if c.cur != nil {
-		releaseCursor(c.rw.Key(), c.target.id)
+		releaseCursor(c.curKey, c.target.id)
 	}
 	return nil
 }
@@ -206,7 +241,9 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	defer c.cfg.passes.release()
 	st := &c.cur.state
 	now := time.Now()
-	c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger)
+	if err := c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger); err != nil {
+		return false, err
+	}
 	c.setCopiedUntil()
 
 	// 1. Plan.
@@ -226,7 +263,7 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	// 3. Deliver (saving as it goes).
 	if err := c.target.delivery.deliver(ctx, c, w); err != nil {
 		if ctx.Err() != nil {
-			c.save(st.inFlight(nil)) // stopping between batches: no batch is in flight
+			_ = c.save(st.inFlight(nil)) // stopping between batches: no batch is in flight
 		}
 		return false, err
 	}
@@ -237,7 +274,9 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	}
 	// 4. Save.
 	st.windowDone(w.to)
-	c.save(nil)
+	if err := c.save(nil); err != nil {
+		return false, err
+	}
 	c.succeeded()
 	return w.to == end, nil
 }
@@ -323,12 +362,17 @@ func (c *copier) trackLast(w *window, samples []sample) {
 	}
 }
 
-// save writes the copy state, noting inFlight as the batch in flight.
-func (c *copier) save(inFlight *progress) {
+// save writes the copy state, noting inFlight as the batch in flight. An
+// error means the state may not be stored: the caller must not send the
+// batch it notes (a copy whose progress lives with the Lease would
+// otherwise send what the next leader cannot know about).
+func (c *copier) save(inFlight *progress) error {
 	c.setCopiedUntil()
 	if err := c.cur.save(c.target.id, inFlight); err != nil {
 		c.logger.Error("saving remote write state", zap.Error(err))
+		return fmt.Errorf("saving the copy's progress: %w", err)
 	}
+	return nil
 }
 
 // reportStatus writes the copier's state into the MetricAccess, for objects

@@ -15,6 +15,14 @@ func (c *copier) Status() Status {
 	if c.cur != nil {
 		s.SamplesSent, s.SamplesFailed, s.SamplesDropped = c.cur.sent.Load(), c.cur.failed.Load(), c.cur.dropped.Load()
 	}
+	switch {
+	case c.term != nil:
+		leader := c.term.ctx.Err() == nil
+		s.Lease, s.Leader, s.LeaseHolder = c.term.e.lease, &leader, c.term.e.lastHolder()
+	case c.standby != nil:
+		leader := false
+		s.Lease, s.Leader, s.LeaseHolder = c.standby.lease, &leader, c.standby.lastHolder()
+	}
 	return s
 }
 

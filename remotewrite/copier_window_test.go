@@ -142,7 +142,7 @@ func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, 
 		rw: rw, cfg: cfg, interval: time.Second,
 		target: &resolvedTarget{id: "remote_write test", protocol: "test", delivery: batchDelivery{target: rcv}},
 		logger: zap.NewNop(),
-		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), file: stateFile{path: filepath.Join(dir, "state.json")}},
+		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: stateFile{path: filepath.Join(dir, "state.json")}},
 	}
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
 	t.Cleanup(c.cancelWrites)

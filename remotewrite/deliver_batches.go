@@ -41,7 +41,9 @@ func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error 
 	var next batchPlan
 	if len(w.samples) > 0 {
 		if next = st.planBatch(w, 0, c.cfg.batchSize); !next.resend {
-			c.save(&next.end)
+			if err := c.save(&next.end); err != nil {
+				return err
+			}
 		}
 	}
 	for i := 0; i < len(w.samples); {
@@ -65,7 +67,9 @@ func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error 
 			next = st.planBatch(w, i, c.cfg.batchSize)
 			after = &next
 		}
-		c.save(st.inFlight(after))
+		if err := c.save(st.inFlight(after)); err != nil {
+			return err
+		}
 	}
 	if w.truncated {
 		return nil

@@ -59,7 +59,7 @@ func (p progress) readFrom() int64 { return p.T + 1 }
 //	             reads its window again and first resends exactly the
 //	             samples it held, alone.
 //
-// The transitions: load (unloaded → any), planBatch (unsure → mid-window
+// The transitions: load (unloaded → any), unload (any → unloaded), planBatch (unsure → mid-window
 // once a batch past the unsure one is planned), acknowledged (→
 // mid-window), lost (→ unsure), gathered (→ mid-window, Pushgateway),
 // windowDone (→ between); tooFull and fitted adapt fit, in any state.
@@ -101,6 +101,11 @@ func (s *copyState) load(saved savedState, ok bool, start int64) {
 		s.unsure = nil
 	}
 }
+
+// unload forgets where the copy stands, after a save to a store that may or
+// may not have taken it (kubeStore): the next pass loads what the store
+// holds. Transition (any → unloaded).
+func (s *copyState) unload() { s.loaded = false }
 
 // readPlan is the time range a pass reads.
 type readPlan struct {

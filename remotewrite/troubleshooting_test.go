@@ -72,7 +72,7 @@ func TestTroubleshootingInvalidTarget(t *testing.T) {
 			if s == nil {
 				s = testSettings(t, allowed)
 			}
-			c := newCopier(tc.rw, 30*time.Second, &settings{targets: s, logger: zap.NewNop()})
+			c := newCopier(tc.rw, 30*time.Second, &settings{targets: s, logger: zap.NewNop()}, nil)
 			if c.targetErr == nil {
 				t.Fatal("the target was built")
 			}
