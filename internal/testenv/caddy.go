@@ -136,6 +136,10 @@ func (c *Caddy) reload(ctx context.Context, caddyfile string) error {
 // Stop stops Caddy now, before the test ends (cleanup does it otherwise).
 func (c *Caddy) Stop() { c.proc.stop() }
 
+// Kill kills Caddy with SIGKILL, as a crash or a node loss would: nothing
+// of it runs after Kill returns, no shutdown, no release of anything.
+func (c *Caddy) Kill() { c.proc.kill() }
+
 // adapt writes caddyfile to a new file in c.dir, adapts it to JSON (file+".json") with
 // the binary under test, and returns the file and the admin address it configures.
 // The JSON is what runs: StartCaddy and Reload need the admin address before Caddy runs,

@@ -193,6 +193,12 @@ func (p *process) stop() {
 	}
 }
 
+// kill kills the process (SIGKILL) and waits until it has exited.
+func (p *process) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // tail returns the last n lines of the log.
 func (p *process) tail(n int) string {
 	b, err := os.ReadFile(p.log)
