@@ -17,19 +17,19 @@ func TestLeaderElectionDefault(t *testing.T) {
 	kube := &KubernetesAccess{}
 	for _, tc := range []struct {
 		name     string
-		app      App
+		app      *App
 		electing bool
 		err      string
 	}{
-		{"files only", App{Shards: 1}, false, ""},
-		{"kubernetes", App{Shards: 1, Kubernetes: kube}, true, ""},
-		{"kubernetes, static shards", App{Shards: 3, Shard: 1, Kubernetes: kube}, false, ""},
-		{"kubernetes, off", App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{Disabled: true}}, false, ""},
-		{"block and shards", App{Shards: 3, Kubernetes: kube, LeaderElection: &LeaderElection{}}, false, "shard and leader_election exclude each other"},
-		{"block without kubernetes", App{Shards: 1, LeaderElection: &LeaderElection{Namespace: "x"}}, false, "leader_election needs kubernetes"},
-		{"bad durations", App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{LeaseDuration: caddy.Duration(5 * time.Second)}}, true,
+		{"files only", &App{Shards: 1}, false, ""},
+		{"kubernetes", &App{Shards: 1, Kubernetes: kube}, true, ""},
+		{"kubernetes, static shards", &App{Shards: 3, Shard: 1, Kubernetes: kube}, false, ""},
+		{"kubernetes, off", &App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{Disabled: true}}, false, ""},
+		{"block and shards", &App{Shards: 3, Kubernetes: kube, LeaderElection: &LeaderElection{}}, false, "shard and leader_election exclude each other"},
+		{"block without kubernetes", &App{Shards: 1, LeaderElection: &LeaderElection{Namespace: "x"}}, false, "leader_election needs kubernetes"},
+		{"bad durations", &App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{LeaseDuration: caddy.Duration(5 * time.Second)}}, true,
 			"lease_duration (5s) must be greater than renew_deadline (10s)"},
-		{"retry too slow", App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{RetryPeriod: caddy.Duration(9 * time.Second)}}, true,
+		{"retry too slow", &App{Shards: 1, Kubernetes: kube, LeaderElection: &LeaderElection{RetryPeriod: caddy.Duration(9 * time.Second)}}, true,
 			"renew_deadline (10s) must be greater than 1.2 × retry_period (9s)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +61,7 @@ func TestLeaderElectionDefault(t *testing.T) {
 // guessing where the Leases live.
 func TestLeaderElectionNeedsNamespace(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "")
-	a := App{Source: "http://p:9090", Shards: 1, Interval: caddy.Duration(time.Minute), MaxWindow: caddy.Duration(time.Minute), Kubernetes: &KubernetesAccess{}}
+	a := &App{Source: "http://p:9090", Shards: 1, Interval: caddy.Duration(time.Minute), MaxWindow: caddy.Duration(time.Minute), Kubernetes: &KubernetesAccess{}}
 	a.provisionLeaderElection()
 	if a.LeaderElection.Namespace != "" {
 		t.Skip("running in a pod: the service account names a namespace")

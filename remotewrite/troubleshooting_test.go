@@ -251,7 +251,7 @@ func TestTroubleshootingLeaderElection(t *testing.T) {
 	doccheck.Shows(t, doc, "`"+doccheck.Generalize(err.Error(), `ConfigMap \S+/\S+: .*`, `ConfigMap <namespace>/<name>: <cause>`)+"`")
 
 	t.Setenv("POD_NAMESPACE", "")
-	for _, a := range []App{
+	for _, a := range []*App{
 		{Shards: 1, Kubernetes: &KubernetesAccess{}},
 		{Shards: 1, LeaderElection: &LeaderElection{}},
 		{Shards: 2, Kubernetes: &KubernetesAccess{}, LeaderElection: &LeaderElection{}},
@@ -262,7 +262,7 @@ func TestTroubleshootingLeaderElection(t *testing.T) {
 		}
 		err := a.Validate()
 		if err == nil {
-			t.Fatalf("%+v: valid", a)
+			t.Fatalf("%+v: valid", a.LeaderElection)
 		}
 		msg := strings.TrimPrefix(err.Error(), "prom_remote_write: ")
 		msg = doccheck.Generalize(msg, ` \(no /var/run/secrets/kubernetes\.io/serviceaccount/namespace\) and POD_NAMESPACE is not set`, ` ...`, `(kubernetes|each other): .*`, `$1: ...`)
