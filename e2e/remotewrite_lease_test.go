@@ -218,3 +218,79 @@ func waitCopier(t *testing.T, c *testenv.Caddy, namespace string, timeout time.D
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestRemoteWriteLeaseLostStopsSending takes the API server away from a
+// copying leader: it can neither keep its progress where a successor would
+// find it nor renew its Lease, so it must stop sending (fail closed) and
+// say so; when the API server is back it takes the Lease again and resumes
+// exactly where its stored progress ended.
+func TestRemoteWriteLeaseLostStopsSending(t *testing.T) {
+	api := testenv.StartKubeAPIServer(t) // its own: this test stops it
+	e := newKubeEnv(t, api)
+	const ns, ops = "team-l", "prom-tenant-lease"
+	e.namespace(t, ns)
+	e.namespace(t, ops)
+	src := startSource(t, new(leaseExposition))
+	recv := emptyPrometheus(t)
+	rec := &recorder{target: recv.URL, acked: map[string]int{}}
+	recSrv := httptest.NewServer(rec)
+	t.Cleanup(recSrv.Close)
+	e.apply(t, fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
+    enabled: true
+    interval: 5s
+    target: {type: remote_write, remoteWrite: {url: "%s/api/v1/write"}}
+`, recSrv.URL)))
+	caddy := testenv.StartCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		kubernetes {
+			kubeconfig %s
+			namespaces %s
+		}
+	}
+	prom_remote_write %s {
+		interval 5s
+		read_delay 2s
+		initial_lookback 5m
+		batch_size 5
+		allow_url %s
+		kubernetes {
+			kubeconfig %s
+		}
+		leader_election {
+			namespace %s
+			lease_duration 8s
+			renew_deadline 5s
+			retry_period 1s
+		}
+	}
+}
+`, testenv.FreePort(t), api.Kubeconfig, ns, src.URL, recSrv.URL, api.Kubeconfig, ops))
+	waitCopier(t, caddy, ns, 60*time.Second, "copying as the leader", func(s remotewrite.Status) bool {
+		return s.Leader != nil && *s.Leader && s.SamplesSent > 0
+	})
+
+	api.Stop()
+	deposed := waitCopier(t, caddy, ns, 60*time.Second, "deposed", func(s remotewrite.Status) bool {
+		return s.Leader != nil && !*s.Leader
+	})
+	assertLeaseHeld(t, caddy, deposed.Lease, 0)
+	// Nothing more goes out while the API server is away: the source keeps
+	// scraping, and the receiver gets none of it for a whole lease_duration
+	// and more.
+	acked := rec.acknowledged()
+	time.Sleep(10 * time.Second)
+	if now := rec.acknowledged(); now != acked {
+		t.Errorf("a deposed leader kept sending: %d samples acknowledged after it said leader: false", now-acked)
+	}
+
+	api.Restart(t)
+	back := time.Now()
+	s := waitCopier(t, caddy, ns, 90*time.Second, "leading and copying 10s past the restart", func(s remotewrite.Status) bool {
+		return s.Leader != nil && *s.Leader && s.CopiedUntil.After(back.Add(10*time.Second))
+	})
+	assertExactCopy(t, newAPI(t, src.URL, ""), newAPI(t, recv.URL, ""), `{__name__="app_requests_total",namespace="team-l"}`, relabel{}, s.CopiedUntil)
+	if d := rec.duplicates(); len(d) > 5 {
+		t.Errorf("%d samples acknowledged more than once (at most one resent batch of 5 may be), e.g. %v", len(d), d[:5])
+	}
+}

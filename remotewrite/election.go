@@ -188,6 +188,11 @@ func (e *election) started(ctx context.Context) {
 	metrics.leaseHeld.WithLabelValues(e.lease).Set(1)
 	leaseChanges.notify()
 	context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		if e.termCtx == ctx && e.holder == e.identity {
+			e.holder = "" // not known until the next campaign sees the Lease
+		}
+		e.mu.Unlock()
 		e.logger.Warn("lease lost or let go: its tenants' copiers stop here")
 		metrics.leaseHeld.WithLabelValues(e.lease).Set(0)
 		leaseChanges.notify()
@@ -209,10 +214,10 @@ func (e *election) Destruct() error {
 	<-e.done
 	metrics.leaseHeld.DeleteLabelValues(e.lease)
 	e.mu.Lock()
-	wasLeading := e.holder == e.identity
+	wasLeading := e.term > 0
 	e.mu.Unlock()
 	if !wasLeading {
-		return nil
+		return nil // never held it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.timings.Load().RenewDeadline))
 	defer cancel()
