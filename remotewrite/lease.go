@@ -35,7 +35,9 @@ type LeaderElection struct {
 	// NamePrefix starts the names of the Leases (<prefix>-<n>) and the
 	// progress ConfigMaps (<prefix>-state-<hash>). Replicas with the same
 	// prefix share the tenants; give separate deployments separate prefixes.
-	// Default: prom-tenant-copy.
+	// A new prefix or namespace finds no progress: copies then start from
+	// initial_lookback, as after a change of state_dir. Default:
+	// prom-tenant-copy.
 	NamePrefix string `json:"name_prefix,omitempty"`
 
 	// Leases is the number of Leases the tenants are spread over. One Lease
