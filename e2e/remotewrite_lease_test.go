@@ -141,6 +141,8 @@ func TestRemoteWriteLeaderElection(t *testing.T) {
 	}
 	first.Kill()
 	killedAt := time.Now()
+	waitCopier(t, second, ns, 90*time.Second, "leading", func(s remotewrite.Status) bool { return s.Leader != nil && *s.Leader })
+	t.Logf("the standby took the Lease over %s after the kill (lease_duration 8s)", time.Since(killedAt).Round(100*time.Millisecond))
 	took := waitCopier(t, second, ns, 90*time.Second, "taking over and copying 10s past the kill", func(s remotewrite.Status) bool {
 		return s.Leader != nil && *s.Leader && s.CopiedUntil.After(killedAt.Add(10*time.Second))
 	})
