@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,9 +53,13 @@ func (a *App) Start() error {
 // let go of one ends it and releases its Lease. The caller holds a.mu and
 // has stopped the copiers.
 func (a *App) releaseElectionsLocked() {
+	// At once: each release may wait up to renew_deadline for an API
+	// server that does not answer.
+	var wg sync.WaitGroup
 	for i := range a.elections {
-		releaseElection(a.LeaderElection, i)
+		wg.Go(func() { releaseElection(a.LeaderElection, i) })
 	}
+	wg.Wait()
 	a.elections = nil
 }
 
