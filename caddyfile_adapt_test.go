@@ -85,6 +85,8 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		{"remote write twice", "{\n\tprom_remote_write http://p\n\tprom_remote_write http://q\n}", "prom_remote_write is already set"},
 		{"remote write bad shard", "{\n\tprom_remote_write http://p {\n\t\tshard 3 3\n\t}\n}", "want 0 <= index < count"},
 		{"remote write zero interval", "{\n\tprom_remote_write http://p {\n\t\tinterval 0s\n\t}\n}", "interval must be positive"},
+		{"remote write leader election on", "{\n\tprom_remote_write http://p {\n\t\tleader_election on\n\t}\n}", "leader_election takes no argument but off, or a block"},
+		{"remote write bad lease", "{\n\tprom_remote_write http://p {\n\t\tleader_election {\n\t\t\tlease_duration 0s\n\t\t}\n\t}\n}", "lease_duration must be positive"},
 		{"remote write bad batch", "{\n\tprom_remote_write http://p {\n\t\tbatch_size -1\n\t}\n}", "batch_size must be a positive integer"},
 		{"tenancy twice", "{\n\tprom_tenancy {\n\t\tdirectory a\n\t}\n\tprom_tenancy {\n\t\tdirectory b\n\t}\n}\n:80 {\n\tprom_tenant\n}", "prom_tenancy is already set"},
 	} {

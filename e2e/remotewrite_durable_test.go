@@ -127,6 +127,7 @@ func copierState(t *testing.T, c *testenv.Caddy) (state, lastError string, sent 
 // that copied on from memory resumed from its stale state and mixed stored
 // and new samples in batches the receiver refused whole: samples lost.)
 func TestRemoteWriteStateUnwritable(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	d := startDurableCopy(t, 40, func(h http.Handler) http.Handler { return h })
 	caddy := testenv.StartCaddy(t, d.caddyfile(25))
 	d.checkExact(t, caddy)
@@ -139,7 +140,7 @@ func TestRemoteWriteStateUnwritable(t *testing.T) {
 	for {
 		state, lastError, _ := copierState(t, caddy)
 		if state == "state_unwritable" {
-			if !strings.Contains(lastError, "state_dir: cannot save the copy's progress") || !strings.Contains(lastError, blocker) {
+			if !strings.Contains(lastError, "cannot save the copy's progress") || !strings.Contains(lastError, blocker) {
 				t.Errorf("last_error %q does not say the state under state_dir cannot be saved, and where", lastError)
 			}
 			break
@@ -228,6 +229,7 @@ func (k *killer) arm(n int, ready chan struct{}) <-chan struct{} {
 // way, then a larger one. The receiver ends with every sample of the
 // source exactly once: 0 lost, 0 acknowledged twice.
 func TestRemoteWriteKillBatchSize(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
 	k := &killer{}
 	d := startDurableCopy(t, 150, func(h http.Handler) http.Handler { k.next = h; return k })
 	// The source holds some 20 samples per series before the copy starts:

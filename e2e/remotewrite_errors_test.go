@@ -113,7 +113,7 @@ func TestRemoteWriteCredentials(t *testing.T) {
 }
 `, admin, tenants, source, recv.URL, creds, kubernetes)
 	}
-	caddy := testenv.StartCaddy(t, caddyfile(testenv.FreePort(t), src.URL, "kubernetes {\n\t\t\tkubeconfig "+kube.Kubeconfig+"\n\t\t}"))
+	caddy := testenv.StartCaddy(t, caddyfile(testenv.FreePort(t), src.URL, "kubernetes {\n\t\t\tkubeconfig "+kube.Kubeconfig+"\n\t\t}\n\t\tleader_election off"))
 
 	failing := func(c *testenv.Caddy, ns, want string) {
 		t.Helper()

@@ -26,7 +26,7 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 	e := newKubeEnv(t, testenv.SharedKubeAPIServer(t))
 	src := startSource(t, new(exposition))
 	recv := emptyPrometheus(t)
-	for _, ns := range []string{"team-j", "team-k"} {
+	for _, ns := range []string{"team-j", "team-k", "prom-tenant-lease"} {
 		e.namespace(t, ns)
 	}
 	copyTo := func(ns, url string) string {
@@ -54,6 +54,10 @@ func TestRemoteWriteKubernetesStatus(t *testing.T) {
 		allow_url %s
 		kubernetes {
 			kubeconfig %s
+		}
+		leader_election {
+			namespace prom-tenant-lease
+			name_prefix status-test
 		}
 	}
 }
@@ -128,6 +132,7 @@ func TestRemoteWriteKubernetesServices(t *testing.T) {
 	victimPort := strings.TrimPrefix(victim.Addr, "127.0.0.1:")
 	const ns = "team-s"
 	e.namespace(t, ns)
+	e.namespace(t, "prom-tenant-lease")
 	e.servicePod(t, ns, "prometheus", ownPort)
 	e.service(t, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere"},
@@ -162,6 +167,10 @@ func TestRemoteWriteKubernetesServices(t *testing.T) {
 		initial_lookback 1m
 		kubernetes {
 			kubeconfig %s
+		}
+		leader_election {
+			namespace prom-tenant-lease
+			name_prefix services-test
 		}
 	}
 }

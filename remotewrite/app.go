@@ -134,12 +134,22 @@ type App struct {
 	// object's Service target is refused, and no status is written.
 	Kubernetes *KubernetesAccess `json:"kubernetes,omitempty"`
 
-	// Shards and Shard split the tenants among proxy replicas: this replica
-	// copies a tenant iff fnv32a(namespace) mod Shards == Shard. Give each
-	// replica its own Shard (a StatefulSet's ordinal) so that every tenant
-	// has exactly one copier. Default: 1 shard, this one.
+	// Shards and Shard split the tenants among proxy replicas statically,
+	// for setups without Kubernetes: this replica copies a tenant iff
+	// fnv32a(namespace) mod Shards == Shard. Give each replica its own Shard
+	// (a StatefulSet's ordinal) so that every tenant has exactly one
+	// copier. Setting them turns off the default leader election; they
+	// cannot be combined with a leader_election block. Default: 1 shard,
+	// this one.
 	Shards int `json:"shards,omitempty"`
 	Shard  int `json:"shard,omitempty"`
+
+	// LeaderElection elects, with Kubernetes Leases, the one replica that
+	// copies each tenant, and keeps the copies' progress in ConfigMaps every
+	// replica can read, so that another replica resumes exactly where a
+	// lost one stopped. Default: on with its defaults when Kubernetes is set
+	// and Shards is not; off otherwise.
+	LeaderElection *LeaderElection `json:"leader_election,omitempty"`
 
 	registry *tenancy.Registry
 	cfg      *settings
@@ -147,10 +157,14 @@ type App struct {
 	fingerprint string
 	logger      *zap.Logger
 
-	mu     sync.Mutex
-	held   map[string]*copier // by pool key
-	cancel context.CancelFunc
-	done   chan struct{}
+	kube     kubernetes.Interface // nil without Kubernetes
+	electing bool                 // LeaderElection is on
+
+	mu        sync.Mutex
+	held      map[string]*copier // by pool key
+	elections []*election        // by Lease index, while started
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // KubernetesAccess configures the Kubernetes client for Secrets, Services
@@ -248,9 +262,30 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.cfg.targets.secrets = newKubeSecrets(cs)
 		a.cfg.targets.services = newKubeServices(cs)
 		a.cfg.kube = &statusWriter{client: dyn}
+		a.kube = cs
+	}
+	if a.provisionLeaderElection() {
+		le := a.LeaderElection
+		a.cfg.stores = &kubeStores{client: a.kube.CoreV1(), namespace: le.Namespace, prefix: le.NamePrefix, identity: le.Identity}
 	}
 	a.fingerprint, err = a.settingsFingerprint()
 	return err
+}
+
+// provisionLeaderElection decides whether replicas elect their copiers
+// and applies leader_election's defaults. Two replicas must never both copy
+// a tenant: with Kubernetes, replicas elect a copier unless static shards
+// say who copies what. Validate refuses the combinations that make no sense.
+func (a *App) provisionLeaderElection() bool {
+	if a.LeaderElection == nil && a.Kubernetes != nil && a.Shards <= 1 {
+		a.LeaderElection = new(LeaderElection)
+	}
+	le := a.LeaderElection
+	a.electing = le != nil && !le.Disabled && a.Kubernetes != nil && a.Shards <= 1
+	if a.electing {
+		le.provision()
+	}
+	return a.electing
 }
 
 // setDefault sets *v to def if it is the zero value, which the fields'
@@ -299,6 +334,16 @@ func (a *App) Validate() error {
 	if shards := max(a.Shards, 1); a.Shard < 0 || a.Shard >= shards {
 		bad("shard must be in [0, %d), got %d", shards, a.Shard)
 	}
+	if le := a.LeaderElection; le != nil && !le.Disabled {
+		switch {
+		case a.Kubernetes == nil:
+			bad("leader_election needs kubernetes: the Leases and the copies' progress live in the API; without it, split the tenants with shard <index> <count>")
+		case a.Shards > 1:
+			bad("shard and leader_election exclude each other: leader election decides which replica copies a tenant; remove shard, or set leader_election off")
+		default:
+			le.validate(bad)
+		}
+	}
 	for _, raw := range a.AllowURLs {
 		u, err := url.Parse(raw)
 		switch {
@@ -332,6 +377,7 @@ func (a *App) settingsFingerprint() (string, error) {
 	delete(fields, "max_copies_per_tenant") // in copierKey, for the refused ones
 	delete(fields, "shards")
 	delete(fields, "shard")
+	delete(fields, "leader_election")              // in copierKey, as the Lease and its term
 	if b, err = json.Marshal(fields); err != nil { // keys sorted
 		return "", err
 	}

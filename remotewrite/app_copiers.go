@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,9 +18,11 @@ import (
 )
 
 // Start starts a copier for every enabled remote write of the tenants this
-// replica owns, then follows the registry. The first sync happens before
-// Start returns, so that a reload takes over the running copiers before the
-// old config lets go of them. It does no I/O and does not block.
+// replica owns, then follows the registry and, with leader election, the
+// Leases (whose elections it starts, or takes over from the previous
+// config). The first sync happens before Start returns, so that a reload
+// takes over the running copiers before the old config lets go of them. It
+// does no I/O and does not block.
 func (a *App) Start() error {
 	process.passes.resize(a.MaxInFlight)
 	a.mu.Lock()
@@ -28,12 +31,36 @@ func (a *App) Start() error {
 		return nil
 	}
 	a.held = map[string]*copier{}
-	changed := a.registry.Changed()
+	if a.electing {
+		for i := range a.LeaderElection.Leases {
+			e, err := acquireElection(a.LeaderElection, i, a.kube, a.logger)
+			if err != nil {
+				a.releaseElectionsLocked()
+				return err
+			}
+			a.elections = append(a.elections, e)
+		}
+	}
+	changed, leases := a.registry.Changed(), leaseChanges.changed()
 	a.syncLocked()
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.done = cancel, make(chan struct{})
-	go a.follow(ctx, changed, a.done)
+	go a.follow(ctx, changed, leases, a.done)
 	return nil
+}
+
+// releaseElectionsLocked lets go of the app's elections; the last config to
+// let go of one ends it and releases its Lease. The caller holds a.mu and
+// has stopped the copiers.
+func (a *App) releaseElectionsLocked() {
+	// At once: each release may wait up to renew_deadline for an API
+	// server that does not answer.
+	var wg sync.WaitGroup
+	for i := range a.elections {
+		wg.Go(func() { releaseElection(a.LeaderElection, i) })
+	}
+	wg.Wait()
+	a.elections = nil
 }
 
 // Stop lets go of the app's copiers; each stops unless the next config holds it.
@@ -55,18 +82,23 @@ func (a *App) Stop() error {
 		}
 	}
 	a.held = nil
+	// After the copiers: an election that ends releases its Lease, and
+	// nothing of ours may copy once another replica can take it.
+	a.releaseElectionsLocked()
 	return nil
 }
 
-func (a *App) follow(ctx context.Context, changed <-chan struct{}, done chan struct{}) {
+func (a *App) follow(ctx context.Context, changed, leases <-chan struct{}, done chan struct{}) {
 	defer close(done)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			changed = a.registry.Changed()
+		case <-leases:
+			leases = leaseChanges.changed()
 		}
-		changed = a.registry.Changed()
 		a.mu.Lock()
 		if ctx.Err() == nil {
 			a.syncLocked()
@@ -75,7 +107,7 @@ func (a *App) follow(ctx context.Context, changed <-chan struct{}, done chan str
 	}
 }
 
-// owns reports whether this replica copies the tenant.
+// owns reports whether this replica's static shard holds the tenant.
 func (a *App) owns(namespace string) bool {
 	if a.Shards <= 1 {
 		return true
@@ -90,21 +122,38 @@ func (a *App) owns(namespace string) bool {
 func (a *App) syncLocked() {
 	type wanted struct {
 		rw      *tenancy.RemoteWrite
-		refused error // set: the copier only reports it
+		refused error      // set: the copier only reports it
+		term    *leaseTerm // set: the copier runs in this term of its Lease
+		standby *election  // set: another replica holds the Lease; the copier only says so
 	}
 	want := map[string]wanted{}
 	for _, t := range a.registry.Tenants() {
 		if !a.owns(t.Namespace) {
 			continue
 		}
+		var term *leaseTerm
+		suffix := ""
+		if a.electing {
+			e := a.elections[a.LeaderElection.leaseOf(t.Namespace)]
+			lt, leading, _ := e.current()
+			if !leading {
+				for _, rw := range t.RemoteWrites {
+					want[a.copierKey(rw)+"#standby@"+e.lease] = wanted{rw: rw, standby: e}
+				}
+				continue
+			}
+			// A new term is a new copier and cursor, which load the
+			// progress again: another replica may have copied meanwhile.
+			term, suffix = &lt, fmt.Sprintf("#%s@%d", e.lease, lt.n)
+		}
 		for i, rw := range t.RemoteWrites { // by object name
 			if i < a.MaxCopiesPerTenant {
-				want[a.copierKey(rw)] = wanted{rw: rw}
+				want[a.copierKey(rw)+suffix] = wanted{rw: rw, term: term}
 				continue
 			}
 			err := fmt.Errorf("not copied: the tenant has %d copying MetricAccess objects, and max_copies_per_tenant is %d (the first by name are copied)",
 				len(t.RemoteWrites), a.MaxCopiesPerTenant)
-			want[a.copierKey(rw)+"#refused"] = wanted{rw: rw, refused: err}
+			want[a.copierKey(rw)+"#refused"+suffix] = wanted{rw: rw, refused: err, term: term}
 		}
 	}
 	for key, wc := range want {
@@ -114,11 +163,15 @@ func (a *App) syncLocked() {
 		rw := wc.rw
 		v, loaded, err := process.copiers.LoadOrNew(key, func() (caddy.Destructor, error) {
 			var c *copier
-			if wc.refused != nil {
+			switch {
+			case wc.standby != nil:
+				return newStandbyCopier(rw, a.copyInterval(rw), a.cfg, wc.standby), nil
+			case wc.refused != nil:
 				c = newRefusedCopier(rw, a.copyInterval(rw), a.cfg, wc.refused)
-			} else {
-				c = newCopier(rw, a.copyInterval(rw), a.cfg)
+			default:
+				c = newCopier(rw, a.copyInterval(rw), a.cfg, wc.term)
 			}
+			c.term = wc.term
 			c.start()
 			return c, nil
 		})
@@ -126,7 +179,7 @@ func (a *App) syncLocked() {
 			a.logger.Error("starting copier", zap.String("copier", key), zap.Error(err))
 			continue
 		}
-		if !loaded {
+		if !loaded && wc.standby == nil {
 			a.logger.Info("remote write started", zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name))
 		}
 		a.held[key] = v.(*copier)

@@ -50,6 +50,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        kubeconfig <path>
 //	    }
 //	    shard               <index> <count>
+//	    leader_election     off
+//	    leader_election {
+//	        namespace      <namespace>
+//	        name_prefix    <prefix>
+//	        leases         <n>
+//	        lease_duration <duration>
+//	        renew_deadline <duration>
+//	        retry_period   <duration>
+//	        identity       <name>
+//	    }
 //	}
 //
 // source may also be given as the option's argument:
@@ -156,8 +166,71 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("shard %s %s: want 0 <= index < count", idx, count)
 			}
 			a.Shard, a.Shards = i, n
+		case "leader_election":
+			if a.LeaderElection != nil {
+				return d.Err("leader_election already specified")
+			}
+			a.LeaderElection = new(LeaderElection)
+			if err := a.LeaderElection.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized prom_remote_write subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile parses `leader_election off` or its block.
+func (le *LeaderElection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("leader_election takes no argument but off, or a block")
+		}
+		le.Disabled = true
+		if d.NextBlock(d.Nesting()) {
+			return d.Err("leader_election off takes no block")
+		}
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "namespace":
+			if err := oneArg(d, &le.Namespace); err != nil {
+				return err
+			}
+		case "name_prefix":
+			if err := oneArg(d, &le.NamePrefix); err != nil {
+				return err
+			}
+		case "identity":
+			if err := oneArg(d, &le.Identity); err != nil {
+				return err
+			}
+		case "leases":
+			n, err := positiveInt(d, name)
+			if err != nil {
+				return err
+			}
+			le.Leases = n
+		case "lease_duration", "renew_deadline", "retry_period":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(raw)
+			if err != nil {
+				return d.Errf("parsing %s %q: %v", name, raw, err)
+			}
+			if dur <= 0 {
+				return d.Errf("%s must be positive, got %s", name, raw)
+			}
+			*map[string]*caddy.Duration{
+				"lease_duration": &le.LeaseDuration, "renew_deadline": &le.RenewDeadline, "retry_period": &le.RetryPeriod,
+			}[name] = caddy.Duration(dur)
+		default:
+			return d.Errf("unrecognized leader_election subdirective %q", name)
 		}
 	}
 	return nil

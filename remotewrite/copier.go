@@ -32,6 +32,7 @@ type settings struct {
 	src      *source
 	targets  *targetSettings
 	stateDir string        // "" keeps no progress on disk
+	stores   *kubeStores   // set: progress is kept in ConfigMaps (leader election), not in stateDir
 	passes   *limiter      // max_in_flight
 	kube     *statusWriter // nil: statuses are not written
 	logger   *zap.Logger
@@ -66,7 +67,14 @@ type copier struct {
 	targetErr error // the target could not be built, or the copy is refused: reported, never retried
 	rule      labelRule
 	cur       *cursor // nil when targetErr is set
+	curKey    string  // the object part of cur's key
 	logger    *zap.Logger
+
+	// With leader election: the term of the Lease this copier runs in (it
+	// stops when the term ends), or, for a standby copier, the election
+	// whose Lease another replica holds (it never runs).
+	term    *leaseTerm
+	standby *election
 
 	// Owned by the run goroutine: what reportStatus last wrote.
 	reported      time.Time
@@ -90,20 +98,22 @@ type copier struct {
 // stopGrace is how long stopping waits for a write in flight.
 const stopGrace = 5 * time.Second
 
-func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *copier {
+// newCopier makes the copier of rw; term is the Lease term it runs in, nil
+// without leader election.
+func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, term *leaseTerm) *copier {
 	c := &copier{
-		rw: rw, cfg: cfg, interval: interval,
+		rw: rw, cfg: cfg, interval: interval, term: term, curKey: rw.Key(),
 		rule:   newLabelRule(rw.Spec.ExtraLabels, rw.Spec.HonorLabels),
 		logger: cfg.logger.With(zap.String("tenant", rw.Namespace), zap.String("object", rw.Object.Name)),
 	}
 	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
-	c.target, c.targetErr = cfg.targets.newTarget(rw, func(reason string) {
+	c.target, c.targetErr = cfg.targets.newTarget(rw, func(reason string, err error) {
 		// Samples count as failed once the write gives up, not per attempt;
 		// the status (the object's too) says at once that the copy is
 		// retrying. The write runs on the run goroutine, which owns
 		// reportStatus.
-		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason))
-		c.retrying(reason)
+		c.logger.Debug("remote write attempt failed; retrying with backoff", zap.String("reason", reason), zap.Error(err))
+		c.retrying(reason, err)
 		c.reportStatus(c.writes)
 	})
 	if c.targetErr != nil {
@@ -111,11 +121,18 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings) *
 	} else {
 		c.status.Target, c.status.Protocol = c.target.id, c.target.protocol
 		c.logger = c.logger.With(zap.String("target", c.target.id))
-		var file stateFile
-		if cfg.stateDir != "" && c.target.delivery.keepsProgress() {
-			file = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
+		var store progressStore = stateFile{}
+		switch {
+		case !c.target.delivery.keepsProgress():
+		case term != nil && cfg.stores != nil:
+			// Each term loads the progress anew, from where every replica
+			// keeps it.
+			store = cfg.stores.store(rw.Key(), c.target.id)
+			c.curKey = fmt.Sprintf("%s#%s@%d", rw.Key(), term.e.lease, term.n)
+		case cfg.stateDir != "":
+			store = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
 		}
-		c.cur, c.targetErr = acquireCursor(rw.Key(), c.target.id, file)
+		c.cur, c.targetErr = acquireCursor(c.curKey, c.target.id, store)
 	}
 	return c
 }
@@ -131,10 +148,28 @@ func newRefusedCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *sett
 	return c
 }
 
+// newStandbyCopier is the copier of an object whose Lease another replica
+// holds: it never runs, and its status says who copies.
+func newStandbyCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, e *election) *copier {
+	c := &copier{rw: rw, cfg: cfg, interval: interval, standby: e, logger: cfg.logger}
+	c.status = Status{Namespace: rw.Namespace, Object: rw.Object.Name, Source: rw.Object.Source, Interval: interval.String()}
+	return c
+}
+
 func (c *copier) start() {
-	ctx, cancel := context.WithCancel(context.Background())
+	parent := context.Background()
+	if c.term != nil {
+		parent = c.term.ctx
+	}
+	ctx, cancel := context.WithCancel(parent)
 	c.cancel, c.stopped = cancel, make(chan struct{})
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
+	if c.term != nil {
+		// A deposed copier sends nothing more: the write in flight is
+		// cancelled too (its end is saved as in flight, so the next leader
+		// resends it alone), not given stopGrace.
+		context.AfterFunc(c.term.ctx, c.cancelWrites)
+	}
 	process.tenants.started(c.rw.Namespace)
 	c.setState(stateStarting)
 	go c.run(ctx)
@@ -155,7 +190,7 @@ func (c *copier) Destruct() error {
 		process.tenants.stopped(c.rw.Namespace)
 	}
 	if c.cur != nil {
-		releaseCursor(c.rw.Key(), c.target.id)
+		releaseCursor(c.curKey, c.target.id)
 	}
 	return nil
 }
@@ -218,7 +253,9 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	defer c.cfg.passes.release()
 	st := &c.cur.state
 	now := time.Now()
-	c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger)
+	if err := c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger); err != nil {
+		return false, err
+	}
 	c.setCopiedUntil()
 	if c.unwritable() {
 		// The last save failed: nothing is read or sent until one works.
@@ -351,7 +388,7 @@ func (c *copier) trackLast(w *window, samples []sample) {
 
 // errStateUnwritable: the copy's progress could not be saved, so nothing
 // more is sent (its status is state_unwritable) until a save works.
-var errStateUnwritable = errors.New("state_dir: cannot save the copy's progress; nothing is sent until it can be saved")
+var errStateUnwritable = errors.New("cannot save the copy's progress; nothing is sent until it can be saved")
 
 // save writes the copy state, with batches as the recorded batches. Its
 // error wraps errStateUnwritable: the caller must send nothing more.

@@ -17,6 +17,14 @@ func (c *copier) Status() Status {
 		s.SamplesSent, s.SamplesFailed, s.SamplesDropped = c.cur.sent.Load(), c.cur.failed.Load(), c.cur.dropped.Load()
 		s.SamplesResentRefused = c.cur.resentRefused.Load()
 	}
+	switch {
+	case c.term != nil:
+		leader := c.term.ctx.Err() == nil
+		s.Lease, s.Leader, s.LeaseHolder = c.term.e.lease, &leader, c.term.e.lastHolder()
+	case c.standby != nil:
+		leader := false
+		s.Lease, s.Leader, s.LeaseHolder = c.standby.lease, &leader, c.standby.lastHolder()
+	}
 	return s
 }
 
@@ -127,10 +135,15 @@ func (c *copier) state() string {
 }
 
 // retrying notes a failed write attempt that the target's client retries:
-// the status says so at once, not only once the retries give up.
-func (c *copier) retrying(reason string) {
+// the status says so at once, with the cause, not only once the retries
+// give up.
+func (c *copier) retrying(reason string, err error) {
+	msg := "write to the target failed (" + reason + ")"
+	if err != nil {
+		msg += ": " + err.Error()
+	}
 	c.mu.Lock()
-	c.status.LastError, c.status.LastErrorTime = "write to the target failed ("+reason+"); retrying with backoff", time.Now()
+	c.status.LastError, c.status.LastErrorTime = msg+"; retrying with backoff", time.Now()
 	c.mu.Unlock()
 	c.setState(stateRetrying)
 }

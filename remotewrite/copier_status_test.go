@@ -105,7 +105,7 @@ func TestCopierStatusUnwritable(t *testing.T) {
 	c.target = &resolvedTarget{id: "remote_write test"}
 	c.setState(stateCopying)
 	blocked := filepath.Join(t.TempDir(), "team")
-	c.cur.file = stateFile{path: filepath.Join(blocked, "state.json")}
+	c.cur.store = stateFile{path: filepath.Join(blocked, "state.json")}
 	if err := os.WriteFile(blocked, []byte("a file where the directory goes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestCopierStatusUnwritable(t *testing.T) {
 		backoffs = append(backoffs, c.saveBackoff().String())
 	}
 	s := c.Status()
-	if s.State != stateUnwritable || !strings.Contains(s.LastError, "state_dir: cannot save the copy's progress") || !strings.Contains(s.LastError, blocked) {
+	if s.State != stateUnwritable || !strings.Contains(s.LastError, "cannot save the copy's progress") || !strings.Contains(s.LastError, blocked) {
 		t.Errorf("status %+v, want state_unwritable, naming state_dir and the path", s)
 	}
 	if v := testutil.ToFloat64(metrics.saveFailures.WithLabelValues(ns)); v != 3 {

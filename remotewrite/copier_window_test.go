@@ -144,7 +144,7 @@ func testCopier(t *testing.T, src *source, rcv *testStrictReceiver, dir string, 
 		rw: rw, cfg: cfg, interval: time.Second,
 		target: &resolvedTarget{id: "remote_write test", protocol: "test", delivery: batchDelivery{target: rcv}},
 		logger: zap.NewNop(),
-		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), file: stateFile{path: filepath.Join(dir, "state.json")}},
+		cur:    &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: stateFile{path: filepath.Join(dir, "state.json")}},
 	}
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
 	t.Cleanup(c.cancelWrites)
@@ -353,7 +353,7 @@ func TestCopierStateUnwritable(t *testing.T) {
 				t.Fatalf("seed %d: a pass sent %d batches while the state could not be saved", seed, rcv.batches-sent)
 			case errors.Is(err, errStateUnwritable):
 				sawBlocked = true
-				if s := c.Status(); s.State != stateUnwritable || !strings.Contains(s.LastError, "state_dir: cannot save") {
+				if s := c.Status(); s.State != stateUnwritable || !strings.Contains(s.LastError, "cannot save the copy's progress") {
 					t.Fatalf("seed %d: after a failed save, status %+v", seed, s)
 				}
 			}

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,8 @@ type cursor struct {
 	state copyState
 	live  *liveSeries
 
-	fileMu sync.Mutex // guards file, which a reload may move
-	file   stateFile
+	storeMu sync.Mutex // guards store, which a reload may move
+	store   progressStore
 
 	// Samples acknowledged, failed (to be retried), given up, and resent
 	// and refused (most likely held already), since the process started;
@@ -36,9 +37,9 @@ func cursorKey(object, targetID string) string { return object + "\x00" + target
 
 // acquireCursor returns the shared cursor of object and target; release it
 // with releaseCursor.
-func acquireCursor(object, targetID string, file stateFile) (*cursor, error) {
+func acquireCursor(object, targetID string, store progressStore) (*cursor, error) {
 	v, loaded, err := process.cursors.LoadOrNew(cursorKey(object, targetID), func() (caddy.Destructor, error) {
-		return &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), file: file}, nil
+		return &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: store}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -47,9 +48,9 @@ func acquireCursor(object, targetID string, file stateFile) (*cursor, error) {
 	if loaded {
 		// The newest config says where progress is kept (state_dir may
 		// have moved): the next save goes there.
-		c.fileMu.Lock()
-		c.file = file
-		c.fileMu.Unlock()
+		c.storeMu.Lock()
+		c.store = store
+		c.storeMu.Unlock()
 	}
 	return c, nil
 }
@@ -74,20 +75,24 @@ func (c *cursor) unlock() { <-c.turn }
 // progress is on disk already.
 func (*cursor) Destruct() error { return nil }
 
-func (c *cursor) stateFile() stateFile {
-	c.fileMu.Lock()
-	defer c.fileMu.Unlock()
-	return c.file
+func (c *cursor) progressStore() progressStore {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	return c.store
 }
 
 // load loads the copy state once: the saved progress when it belongs to the
-// same target, else `start`. The caller holds the lock.
-func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
+// same target, else `start`. The caller holds the lock. A store that
+// cannot answer for now (errStoreUnavailable) leaves the state unloaded:
+// the pass fails and the next one asks again.
+func (c *cursor) load(targetID string, start int64, logger *zap.Logger) error {
 	if c.state.loaded {
-		return
+		return nil
 	}
-	saved, ok, err := c.stateFile().load()
+	saved, ok, err := c.progressStore().load()
 	switch {
+	case errors.Is(err, errStoreUnavailable):
+		return err
 	case err != nil:
 		logger.Warn("remote write state unreadable; starting from initial_lookback", zap.Error(err))
 	case ok && saved.Target == targetID:
@@ -96,6 +101,7 @@ func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
 		logger.Info("remote write target changed; starting from initial_lookback", zap.String("previous_target", saved.Target))
 	}
 	c.state.load(saved, err == nil && ok && saved.Target == targetID, start)
+	return nil
 }
 
 // save writes the copy state, with batches as the recorded batches (see
@@ -105,5 +111,9 @@ func (c *cursor) load(targetID string, start int64, logger *zap.Logger) {
 func (c *cursor) save(targetID string, batches []progress) error {
 	s := c.state.saved(targetID)
 	s.Batches = batches
-	return c.stateFile().save(s)
+	err := c.progressStore().save(s)
+	if errors.Is(err, errStoreUnavailable) {
+		c.state.unload() // what is stored is not known: load it again
+	}
+	return err
 }

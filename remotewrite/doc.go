@@ -10,11 +10,18 @@
 //     copiers share: the source, the rules for targets (targets.go), the
 //     Kubernetes clients. It reads the tenants of the prom_tenancy app,
 //     compiled by the same code as the query path.
-//  2. The app holds one copier per copying MetricAccess of the tenants its
-//     shard owns (app_copiers.go), in a process-wide pool (process.go), so
-//     that a config reload keeps the copiers whose object and settings did
-//     not change, and a replaced copier hands its cursor (progress,
-//     counters; cursor.go) to its successor.
+//  2. The app holds one copier per copying MetricAccess of the tenants this
+//     replica copies (app_copiers.go), in a process-wide pool (process.go),
+//     so that a config reload keeps the copiers whose object and settings
+//     did not change, and a replaced copier hands its cursor (progress,
+//     counters; cursor.go) to its successor. Which tenants a replica copies:
+//     with Kubernetes, those of the Leases it holds (lease.go, election.go:
+//     client-go's leader election, one election per Lease, tenants hashed
+//     onto a fixed number of Leases); the copiers of a Lease run in its
+//     term and stop, writes in flight included, when client-go gives up
+//     renewing, before another replica may take the Lease. For the other
+//     tenants the app lists standby copiers that only report the holder.
+//     Without Kubernetes, the static shard decides.
 //  3. A copier (copier.go) runs a pass every interval, or at once while it
 //     is behind. A pass holds the cursor, its tenant's turn and one of the
 //     max_in_flight slots, and runs four steps:
@@ -29,9 +36,16 @@
 //     stores timestamps (deliver_batches.go, over target_remotewrite.go),
 //     or as one push of current values to a Pushgateway
 //     (deliver_pushgateway.go, over target_pushgateway.go);
-//     d. save the progress (statefile.go, durably: file and directory
-//     synced): before a batch that is not recorded yet, with the ends of
-//     the next batchesPerSave batches, and when the window is done.
+//     d. save the progress (a progressStore, store.go, durably): before a
+//     batch that is not recorded yet, with the ends of the next
+//     batchesPerSave batches, and when the window is done; a batch is sent
+//     only once the store holds where it ends. The store is the state file
+//     (statefile.go; file and directory synced), or with leader election a
+//     ConfigMap every replica can read (store_kube.go), so that the next
+//     leader resumes exactly where the last one's acknowledgements ended.
+//     Its writes are fenced by resourceVersion: a new leader claims the
+//     ConfigMap first, and a deposed leader's save then fails, so it sends
+//     nothing more.
 //  4. The copier reports its state (starting, copying, retrying,
 //     state_unwritable, refused; copier_status.go): the admin API
 //     (admin.go), metrics (metrics.go), and status.remoteWrite of
@@ -74,8 +88,13 @@
 //     receiver committed) is unsure: it is resent alone, as above.
 //   - Stopping waits between batches; a write in flight gets stopGrace to
 //     finish, and the state is saved without the recorded batches never
-//     sent. Two copiers of one object (old and new settings during a
-//     reload) share the cursor and take turns.
+//     sent (a lost Lease cancels the write at once: the batch stays
+//     recorded, and the next leader resends it alone). Two copiers of one
+//     object (old and new settings during a reload) share the cursor and
+//     take turns.
+//   - Across replicas the same holds because the progress moves with the
+//     Lease: a new leader loads (and claims) the state the last one saved,
+//     and a save that may not have landed makes the cursor load again.
 //
 // The Pushgateway is the exception: it holds current values only, so its
 // copy keeps no progress on disk and a restart pushes the current values

@@ -8,7 +8,7 @@ import (
 // a tenant's gauges when its last copier stops.
 type copyMetrics struct {
 	sent, failed, dropped, resentRefused, saveFailures *prometheus.CounterVec
-	pending, lastSuccess, copiers                      *prometheus.GaugeVec
+	pending, lastSuccess, copiers, leaseHeld           *prometheus.GaugeVec
 }
 
 // metrics are created once per process and registered into each config's
@@ -46,9 +46,13 @@ var metrics = &copyMetrics{
 		Name: "prometheus_proxy_remote_write_last_success_timestamp_seconds",
 		Help: "When a copy pass of the tenant last completed, as a Unix time.",
 	}, []string{"tenant"}),
+	leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "prometheus_proxy_remote_write_lease_held",
+		Help: "1 while this replica holds the Lease (namespace/name) and copies its tenants, 0 while another replica does; only with leader election.",
+	}, []string{"lease"}),
 }
 
 // collectors are the metrics, for registering.
 func (m *copyMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.failed, m.dropped, m.resentRefused, m.saveFailures, m.pending, m.lastSuccess, m.copiers}
+	return []prometheus.Collector{m.sent, m.failed, m.dropped, m.resentRefused, m.saveFailures, m.pending, m.lastSuccess, m.copiers, m.leaseHeld}
 }

@@ -36,11 +36,16 @@ var process = struct {
 	// tenants counts each tenant's copiers and gives the tenant's passes
 	// their turns.
 	tenants *tenantRegistry
+	// elections holds the running leader elections, one per Lease
+	// (election.go): a reload keeps the Leases this replica holds, and
+	// with them its copiers.
+	elections *caddy.UsagePool
 }{
-	copiers: caddy.NewUsagePool(),
-	cursors: caddy.NewUsagePool(),
-	passes:  newLimiter(0),
-	tenants: &tenantRegistry{byName: map[string]*tenantEntry{}},
+	copiers:   caddy.NewUsagePool(),
+	cursors:   caddy.NewUsagePool(),
+	passes:    newLimiter(0),
+	tenants:   &tenantRegistry{byName: map[string]*tenantEntry{}},
+	elections: caddy.NewUsagePool(),
 }
 
 // tenantRegistry keeps an entry per tenant with a started copier.

@@ -75,7 +75,8 @@ func (a progress) before(b progress) int {
 //	             first unsure of them as resends (their answer was lost, or
 //	             the process restarted).
 //
-// The transitions: load (unloaded → any), recordBatches (→ recorded, once
+// The transitions: load (unloaded → any), unload (any → unloaded, after a
+// save a store may or may not have taken), recordBatches (→ recorded, once
 // the state file holds them), acknowledged (→ mid-window), lost (the
 // batch becomes unsure), stopped (drops the recorded batches not sent),
 // gathered (→ mid-window, Pushgateway), windowDone (→ between); tooFull and
@@ -130,6 +131,11 @@ func (s *copyState) load(saved savedState, ok bool, start int64) {
 	}
 	s.unsure = len(s.recorded)
 }
+
+// unload forgets where the copy stands, after a save to a store that may or
+// may not have taken it (kubeStore): the next pass loads what the store
+// holds. Transition (any → unloaded).
+func (s *copyState) unload() { s.loaded = false }
 
 // readPlan is the time range a pass reads.
 type readPlan struct {

@@ -41,4 +41,11 @@ type Status struct {
 	PendingSamples       int    `json:"pending_samples"`
 	// LiveSeries are the series the copier tracks for staleness.
 	LiveSeries int `json:"live_series"`
+	// With leader election: the Lease that decides which replica copies
+	// the object, whether this replica holds it (leader: false means this
+	// replica does not copy the object, lease_holder does), and the
+	// holder as last seen.
+	Lease       string `json:"lease,omitempty"`
+	Leader      *bool  `json:"leader,omitempty"`
+	LeaseHolder string `json:"lease_holder,omitempty"`
 }

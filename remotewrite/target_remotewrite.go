@@ -20,10 +20,10 @@ import (
 type remoteWriteTarget struct {
 	api     *remote.API
 	msgType remote.WriteMessageType
-	onRetry func(reason string)
+	onRetry func(reason string, err error)
 }
 
-func newRemoteWriteTarget(url, protocol string, client *http.Client, retries int, onRetry func(reason string)) (*remoteWriteTarget, error) {
+func newRemoteWriteTarget(url, protocol string, client *http.Client, retries int, onRetry func(reason string, err error)) (*remoteWriteTarget, error) {
 	msgType := remote.WriteV1MessageType
 	if protocol == v1alpha1.RemoteWriteProtocol2 {
 		msgType = remote.WriteV2MessageType
@@ -51,9 +51,9 @@ func (t *remoteWriteTarget) send(ctx context.Context, b *batch) error {
 		msg = encodeV1(b)
 	}
 	var status int
-	stats, err := t.api.Write(withStatus(ctx, &status), t.msgType, msg, remote.WithWriteRetryCallback(func(error) {
+	stats, err := t.api.Write(withStatus(ctx, &status), t.msgType, msg, remote.WithWriteRetryCallback(func(err error) {
 		if t.onRetry != nil {
-			t.onRetry(reasonOf(status))
+			t.onRetry(reasonOf(status), err)
 		}
 	}))
 	if err != nil && ctx.Err() != nil {

@@ -361,7 +361,7 @@ type retryLog struct {
 	reasons []string
 }
 
-func (l *retryLog) onRetry(reason string) {
+func (l *retryLog) onRetry(reason string, _ error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reasons = append(l.reasons, reason)

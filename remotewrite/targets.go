@@ -124,7 +124,7 @@ type resolvedTarget struct {
 }
 
 // newTarget builds the target of rw. onRetry counts retried attempts.
-func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason string)) (*resolvedTarget, error) {
+func (s *targetSettings) newTarget(rw *tenancy.RemoteWrite, onRetry func(reason string, err error)) (*resolvedTarget, error) {
 	spec := rw.Spec.Target
 	if spec == nil {
 		return nil, errors.New("no target: set target.type and its block")

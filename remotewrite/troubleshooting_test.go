@@ -9,14 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
@@ -72,7 +75,7 @@ func TestTroubleshootingInvalidTarget(t *testing.T) {
 			if s == nil {
 				s = testSettings(t, allowed)
 			}
-			c := newCopier(tc.rw, 30*time.Second, &settings{targets: s, logger: zap.NewNop()})
+			c := newCopier(tc.rw, 30*time.Second, &settings{targets: s, logger: zap.NewNop()}, nil)
 			if c.targetErr == nil {
 				t.Fatal("the target was built")
 			}
@@ -205,7 +208,7 @@ func TestTroubleshootingCopierStates(t *testing.T) {
 		doccheck.Shows(t, doc, "`"+s+"`")
 	}
 	c := &copier{rw: &tenancy.RemoteWrite{Namespace: "troubleshooting-test"}, logger: zap.NewNop(), cur: &cursor{}}
-	c.retrying("<reason>")
+	c.retrying("<reason>", errors.New("<cause>"))
 	doccheck.Shows(t, doc, "`"+c.Status().LastError+"`")
 	doccheck.Shows(t, doc, "`"+errStateUnwritable.Error()+": <cause>`")
 	doccheck.Shows(t, doc, "`prometheus_proxy_remote_write_state_save_failures_total`")
@@ -232,5 +235,56 @@ func TestTroubleshootingFailureReasons(t *testing.T) {
 			t.Errorf("status %d: reason %q, want %s", tc.status, te.reason, want)
 		}
 		doccheck.Shows(t, doc, tc.shown)
+	}
+}
+
+// TestTroubleshootingLeaderElection: what the status and the config errors
+// say when a copy's progress cannot be kept with the Lease.
+func TestTroubleshootingLeaderElection(t *testing.T) {
+	doc := doccheck.Troubleshooting(t)
+	cs := fake.NewClientset()
+	stores := &kubeStores{client: cs.CoreV1(), namespace: "ops", prefix: "copy", identity: "replica-a"}
+	c := &copier{rw: &tenancy.RemoteWrite{Namespace: "team-a"}, target: &resolvedTarget{id: "t"}, logger: zap.NewNop()}
+	c.cur = &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: stores.store("team-a/app", "t")}
+	if err := c.cur.load("t", 0, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	configMap := []string{`ConfigMap \S+/\S+:`, `ConfigMap <namespace>/<name>:`}
+	// Another replica claimed the copy: the API answers the update with a conflict.
+	cs.PrependReactor("update", "configmaps", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(corev1.Resource("configmaps"), "x", errors.New("changed"))
+	})
+	err := c.save(nil)
+	if !errors.Is(err, errFenced) {
+		t.Fatalf("save after another replica's claim: %v", err)
+	}
+	doccheck.Shows(t, doc, "`"+doccheck.Generalize(err.Error(), configMap...)+"`")
+	// The API server refuses the read.
+	cs.PrependReactor("get", "configmaps", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("configmaps"), "x", errors.New("RBAC"))
+	})
+	err = c.cur.load("t", 0, zap.NewNop())
+	if !errors.Is(err, errStoreUnavailable) {
+		t.Fatalf("load refused by the API: %v", err)
+	}
+	doccheck.Shows(t, doc, "`"+doccheck.Generalize(err.Error(), `ConfigMap \S+/\S+: .*`, `ConfigMap <namespace>/<name>: <cause>`)+"`")
+
+	t.Setenv("POD_NAMESPACE", "")
+	for _, a := range []*App{
+		{Shards: 1, Kubernetes: &KubernetesAccess{}},
+		{Shards: 1, LeaderElection: &LeaderElection{}},
+		{Shards: 2, Kubernetes: &KubernetesAccess{}, LeaderElection: &LeaderElection{}},
+	} {
+		a.Source, a.Interval, a.MaxWindow = "http://p:9090", caddy.Duration(time.Minute), caddy.Duration(time.Minute)
+		if a.provisionLeaderElection(); a.LeaderElection.Namespace != "" {
+			continue // in a pod
+		}
+		err := a.Validate()
+		if err == nil {
+			t.Fatalf("%+v: valid", a.LeaderElection)
+		}
+		msg := strings.TrimPrefix(err.Error(), "prom_remote_write: ")
+		msg = doccheck.Generalize(msg, ` \(no /var/run/secrets/kubernetes\.io/serviceaccount/namespace\) and POD_NAMESPACE is not set`, ` ...`, `(kubernetes|each other): .*`, `$1: ...`)
+		doccheck.Shows(t, doc, "`"+msg+"`")
 	}
 }
