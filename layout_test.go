@@ -35,6 +35,7 @@ var layers = map[string][]string{
 	"internal/metricreg":   {},
 	"internal/promapi":     {},
 	"cmd/benchdata":        {},
+	"cmd/httpbenchdata":    {},
 }
 
 // modulePackages lists the module's package directories, relative to the
