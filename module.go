@@ -106,6 +106,16 @@ type Handler struct {
 	// Default: 64 MiB.
 	MaxMetadataResponse int64 `json:"max_metadata_response,omitempty"`
 
+	// RewriteCacheSize bounds, in bytes, the cache of recent rewrites:
+	// Grafana sends a dashboard's queries with the same text on every
+	// refresh, and a query rewritten before under the same policy is taken
+	// from the cache instead of being parsed, rewritten and printed again.
+	// An entry is keyed by the tenant's compiled policy and the query, so a
+	// changed policy never finds the old one's rewrites; the least recently
+	// used entries are evicted. A negative value turns the cache off.
+	// Default: 16 MiB.
+	RewriteCacheSize int64 `json:"rewrite_cache_size,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -146,6 +156,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxMetadataResponse == 0 {
 		h.MaxMetadataResponse = 64 << 20
 	}
+	if h.RewriteCacheSize == 0 {
+		h.RewriteCacheSize = 16 << 20
+	}
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -167,7 +180,7 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 		MaxMatchers:       h.MaxMatchers,
 		MaxRewrittenSize:  h.MaxRewrittenSize,
 		MaxUnionSelectors: h.MaxUnionSelectors,
-	})
+	}).WithCache(int(min(h.RewriteCacheSize, 1<<40)))
 }
 
 // Validate checks the configuration.

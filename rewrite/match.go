@@ -19,6 +19,25 @@ import (
 // limit, or a result over the rewritten size limit is refused with a
 // *LimitError. It returns ctx.Err() once ctx is done.
 func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []string) ([]string, error) {
+	if e.cache == nil {
+		return e.enforceMatchers(ctx, p, match)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key := matchText(match)
+	if out, ok := e.cache.matchers(p, key); ok {
+		return out, nil
+	}
+	out, err := e.enforceMatchers(ctx, p, match)
+	if err != nil {
+		return nil, err
+	}
+	e.cache.addMatchers(p, key, out)
+	return out, nil
+}
+
+func (e *Enforcer) enforceMatchers(ctx context.Context, p *Policy, match []string) ([]string, error) {
 	if len(match) == 0 {
 		return e.checkSize(p.render(p.conj))
 	}
