@@ -95,6 +95,22 @@ func lookupEndpoint(path string) (*endpoint, bool) {
 	return nil, false
 }
 
+// valuesLabel returns the label a label-values path asks for, if it is
+// written literally; "" for another path, or a U__-escaped name (which the
+// API unescapes). It is only used to make the upstream's work lighter, so
+// the escaped names are not worth unescaping here.
+func valuesLabel(path string) string {
+	name, ok := strings.CutPrefix(path, labelValuesPrefix)
+	if !ok {
+		return ""
+	}
+	name, ok = strings.CutSuffix(name, labelValuesSuffix)
+	if !ok || strings.HasPrefix(name, "U__") || !model.LegacyValidation.IsValidLabelName(name) {
+		return ""
+	}
+	return name
+}
+
 // allows reports whether the endpoint takes the method.
 func (ep *endpoint) allows(method string) bool {
 	return method == http.MethodGet || (ep.post && method == http.MethodPost)

@@ -276,7 +276,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case kindExemplar:
 		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
-		err = h.enforceMatch(r.Context(), t.Policy, ep, form)
+		err = h.enforceMatch(r.Context(), t.Policy, ep, r.URL.Path, form)
 	case kindMetadata:
 		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
@@ -327,12 +327,19 @@ func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.
 	return nil
 }
 
-func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, form url.Values) error {
+// enforceMatch rewrites the form's match[] for the endpoint ep at path.
+func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, path string, form url.Values) error {
 	match := form["match[]"]
 	if ep.matchRequired && len(match) == 0 {
 		return promapi.Refuse(promapi.BadRequest, "no match[] parameter provided")
 	}
-	out, err := h.enforcer.EnforceMatchers(ctx, p, match)
+	var out []string
+	var err error
+	if label := valuesLabel(path); ep == labelValues && label != "" {
+		out, err = h.enforcer.EnforceLabelValuesMatchers(ctx, p, label, match)
+	} else {
+		out, err = h.enforcer.EnforceMatchers(ctx, p, match)
+	}
 	if err != nil {
 		return err
 	}
