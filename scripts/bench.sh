@@ -8,7 +8,8 @@
 # wrk runs on core 0; Prometheus and the proxies share core 1, so a proxy's CPU cost shows
 # up as lost throughput, as in the comparison in ANCHORS.md.
 #
-#   BENCH_DURATION   seconds per run (default 5)
+#   BENCH_DURATION   seconds per run (default 3)
+#   BENCH_ROUNDS     rounds of runs of the three proxies in turn (default 3)
 #   BENCH_HTTP_ONLY  if set: print the HTTP table and stop (no Go benchmarks, no docs)
 #   BENCH_PROFILE    a directory: CPU profiles of prom_tenant's Caddy, one per workload
 set -euo pipefail
@@ -251,31 +252,39 @@ cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 us_per() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
 
-duration=${BENCH_DURATION:-5}
-rps=() p50=() p99=() cmds=() cpu_proxy=() cpu_prom=()
+# Rounds: the three proxies take turns, each round a run of each, so that what else the
+# machine does falls on all three alike; each round gives a ratio of paired runs.
+duration=${BENCH_DURATION:-3}
+rounds=${BENCH_ROUNDS:-3}
+rps=() p50=() cmds=() reqs=() ticks_proxy=() ticks_prom=()
 for w in "${!w_name[@]}"; do
 	for p in 0 1 2; do
 		k=$((w * 3 + p))
-		echo "bench: ${w_name[w]}: ${labels[p]}" >&2
-		eval "$(wrk_cmd "$w" "$p" 1s)" >/dev/null # warm-up: connections, caches, Go heap
 		cmds[k]=$(wrk_cmd "$w" "$p" "${duration}s")
-		if [[ -n ${BENCH_PROFILE:-} && $p == 2 ]]; then
-			mkdir -p "$BENCH_PROFILE"
-			curl -fsS -o "$BENCH_PROFILE/$w.pprof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 1))" &
-			prof_pid=$!
-		fi
-		c0=$(cpu_ticks "${proxy_pid[p]}") q0=$(cpu_ticks "$prom_pid")
-		eval "${cmds[k]}" >"$tmp/wrk.$k"
-		c1=$(cpu_ticks "${proxy_pid[p]}") q1=$(cpu_ticks "$prom_pid")
-		[[ -z ${prof_pid:-} ]] || wait "$prof_pid"
-		prof_pid=
-		! grep -q 'Non-2xx' "$tmp/wrk.$k" || die "${w_name[w]}: ${labels[p]}: non-2xx answers during the run: $(cat "$tmp/wrk.$k")"
-		n=$(awk '/ requests in / {print $1}' "$tmp/wrk.$k")
-		rps[k]=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$k")
-		p50[k]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$k")")
-		p99[k]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$tmp/wrk.$k")")
-		cpu_proxy[k]=$(us_per $((c1 - c0)) "$n")
-		cpu_prom[k]=$(us_per $((q1 - q0)) "$n")
+		rps[k]="" p50[k]="" reqs[k]=0 ticks_proxy[k]=0 ticks_prom[k]=0
+	done
+	for ((r = 0; r < rounds; r++)); do
+		for p in 0 1 2; do
+			k=$((w * 3 + p))
+			echo "bench: ${w_name[w]}: round $((r + 1)): ${labels[p]}" >&2
+			eval "$(wrk_cmd "$w" "$p" 1s)" >/dev/null # warm-up: connections, caches, Go heap
+			if [[ -n ${BENCH_PROFILE:-} && $p == 2 ]]; then
+				mkdir -p "$BENCH_PROFILE"
+				curl -fsS -o "$BENCH_PROFILE/$w.$r.pprof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 1))" &
+				prof_pid=$!
+			fi
+			c0=$(cpu_ticks "${proxy_pid[p]}") q0=$(cpu_ticks "$prom_pid")
+			eval "${cmds[k]}" >"$tmp/wrk.$k.$r"
+			c1=$(cpu_ticks "${proxy_pid[p]}") q1=$(cpu_ticks "$prom_pid")
+			[[ -z ${prof_pid:-} ]] || wait "$prof_pid"
+			prof_pid=
+			! grep -q 'Non-2xx' "$tmp/wrk.$k.$r" || die "${w_name[w]}: ${labels[p]}: non-2xx answers during the run: $(cat "$tmp/wrk.$k.$r")"
+			rps[k]+=" $(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$k.$r")"
+			p50[k]+=" $(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$k.$r")")"
+			reqs[k]=$((reqs[k] + $(awk '/ requests in / {print $1}' "$tmp/wrk.$k.$r")))
+			ticks_proxy[k]=$((ticks_proxy[k] + c1 - c0))
+			ticks_prom[k]=$((ticks_prom[k] + q1 - q0))
+		done
 	done
 done
 
@@ -285,14 +294,31 @@ for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 pids=()
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# http_table: one row per workload.
+# median VALUES...: the median, as printed by awk.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# ratios A B: the per-round ratios of two lists of req/s, "a b c".
+ratios() {
+	local -a a b
+	read -ra a <<<"$1"
+	read -ra b <<<"$2"
+	local i out=()
+	for i in "${!a[@]}"; do out+=("$(ratio "${a[i]}" "${b[i]}")"); done
+	echo "${out[*]}"
+}
+# http_table: one row per workload. req/s and p50 are medians of the rounds; each ratio is
+# the median of the rounds' ratios (all of them in parentheses); CPU is over all rounds.
 http_table() {
-	echo '| workload | req/s: Caddy / PLP / prom-tenant | prom-tenant ÷ PLP | prom-tenant ÷ Caddy | proxy CPU µs/req: Caddy / PLP / prom-tenant | Prometheus CPU µs/req behind Caddy / PLP / prom-tenant | p50 ms: Caddy / PLP / prom-tenant |'
+	echo '| workload | req/s: Caddy / PLP / prom-tenant | prom-tenant ÷ PLP (each round) | prom-tenant ÷ Caddy (each round) | proxy CPU µs/req: Caddy / PLP / prom-tenant | Prometheus CPU µs/req behind Caddy / PLP / prom-tenant | p50 ms: Caddy / PLP / prom-tenant |'
 	echo '|---|---:|---:|---:|---:|---:|---:|'
-	local w k
+	local w k p vs_plp vs_rp
 	for w in "${!w_name[@]}"; do
 		k=$((w * 3))
-		echo "| ${w_name[w]} | ${rps[k]} / ${rps[k + 1]} / ${rps[k + 2]} | $(ratio "${rps[k + 2]}" "${rps[k + 1]}") | $(ratio "${rps[k + 2]}" "${rps[k]}") | ${cpu_proxy[k]} / ${cpu_proxy[k + 1]} / ${cpu_proxy[k + 2]} | ${cpu_prom[k]} / ${cpu_prom[k + 1]} / ${cpu_prom[k + 2]} | ${p50[k]} / ${p50[k + 1]} / ${p50[k + 2]} |"
+		# shellcheck disable=SC2086 # word splitting of the lists is meant
+		{
+			vs_plp=$(ratios "${rps[k + 2]}" "${rps[k + 1]}")
+			vs_rp=$(ratios "${rps[k + 2]}" "${rps[k]}")
+			echo "| ${w_name[w]} | $(median ${rps[k]}) / $(median ${rps[k + 1]}) / $(median ${rps[k + 2]}) | **$(median $vs_plp)** (${vs_plp// /, }) | **$(median $vs_rp)** (${vs_rp// /, }) | $(for p in 0 1 2; do us_per "${ticks_proxy[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(for p in 0 1 2; do us_per "${ticks_prom[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(median ${p50[k]}) / $(median ${p50[k + 1]}) / $(median ${p50[k + 2]}) |"
+		}
 	done
 }
 # requests_table: what each workload sends, and what prom_tenant sends upstream.
@@ -445,7 +471,9 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "reverse_proxy is sent the request prom_tenant sends upstream (below), so that all three make"
 	echo "Prometheus answer the same query, and every answer was checked equal between the three before"
 	echo "the runs. Prometheus, Caddy and prom-label-proxy run pinned to CPU 1 (\`taskset -c 1\`), wrk to"
-	echo "CPU 0, so a proxy's CPU shows as lost throughput. Each run: ${duration}s after a 1s warm-up,"
+	echo "CPU 0, so a proxy's CPU shows as lost throughput. $rounds rounds, in each a run of each proxy in"
+	echo "turn (${duration}s after a 1s warm-up), so that interference falls on all three alike; a ratio is the"
+	echo "median of the rounds' ratios, each round's in parentheses."
 	echo "\`Accept-Encoding: gzip\`. CPU per request is the process's user + system time over the run"
 	echo "(\`/proc/PID/stat\`) divided by the requests wrk counted; \"Prometheus CPU\" is Prometheus's in"
 	echo "the same runs, so a costlier upstream query shows there."
@@ -467,7 +495,10 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 		for p in 0 1 2; do
 			echo "# ${w_name[w]}: ${labels[p]}"
 			echo "${cmds[w * 3 + p]//$tmp\//}"
-			cat "$tmp/wrk.$((w * 3 + p))"
+			for ((r = 0; r < rounds; r++)); do
+				echo "## round $((r + 1))"
+				cat "$tmp/wrk.$((w * 3 + p)).$r"
+			done
 		done
 	done
 	echo '```'
