@@ -215,14 +215,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	endpoint := endpointName(r.URL.Path)
 	tenant, known, err := h.serve(w, r, next, endpoint)
-	ae := asAPIError(err)
+	var ae *promapi.Error
+	if err != nil {
+		ae = asAPIError(err)
+	}
 	outcome, reason := outcome(err, ae)
 	label := unknownTenant
 	if known {
 		label = tenant
 	}
-	metrics.requests.WithLabelValues(label, endpoint, outcome, reason).Inc()
-	metrics.duration.WithLabelValues(label, endpoint, outcome).Observe(time.Since(start).Seconds())
+	if err == nil {
+		s := servedSeriesOf(label, endpoint)
+		s.requests.Inc()
+		s.duration.Observe(time.Since(start).Seconds())
+	} else {
+		metrics.requests.WithLabelValues(label, endpoint, outcome, reason).Inc()
+		metrics.duration.WithLabelValues(label, endpoint, outcome).Observe(time.Since(start).Seconds())
+	}
 
 	extra, _ := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields)
 	if extra != nil && tenant != "" {
