@@ -308,16 +308,19 @@ ratios() {
 # http_table: one row per workload. req/s and p50 are medians of the rounds; each ratio is
 # the median of the rounds' ratios (all of them in parentheses); CPU is over all rounds.
 http_table() {
-	echo '| workload | req/s: Caddy / PLP / prom-tenant | prom-tenant ÷ PLP (each round) | prom-tenant ÷ Caddy (each round) | proxy CPU µs/req: Caddy / PLP / prom-tenant | Prometheus CPU µs/req behind Caddy / PLP / prom-tenant | p50 ms: Caddy / PLP / prom-tenant |'
-	echo '|---|---:|---:|---:|---:|---:|---:|'
-	local w k p vs_plp vs_rp
+	echo '| workload | req/s: Caddy / PLP / prom-tenant | prom-tenant ÷ PLP (each round) | prom-tenant ÷ Caddy (each round) | from CPU: ÷ PLP / ÷ Caddy | proxy CPU µs/req: Caddy / PLP / prom-tenant | Prometheus CPU µs/req behind Caddy / PLP / prom-tenant | p50 ms: Caddy / PLP / prom-tenant |'
+	echo '|---|---:|---:|---:|---:|---:|---:|---:|'
+	local w k p vs_plp vs_rp cost=()
 	for w in "${!w_name[@]}"; do
 		k=$((w * 3))
+		# What a request costs CPU 1 (the proxy's and Prometheus's CPU): the ratio
+		# of these is what req/s would show with nothing else on the machine.
+		for p in 0 1 2; do cost[p]=$(((ticks_proxy[k + p] + ticks_prom[k + p]) * 1000000 / reqs[k + p])); done
 		# shellcheck disable=SC2086 # word splitting of the lists is meant
 		{
 			vs_plp=$(ratios "${rps[k + 2]}" "${rps[k + 1]}")
 			vs_rp=$(ratios "${rps[k + 2]}" "${rps[k]}")
-			echo "| ${w_name[w]} | $(median ${rps[k]}) / $(median ${rps[k + 1]}) / $(median ${rps[k + 2]}) | **$(median $vs_plp)** (${vs_plp// /, }) | **$(median $vs_rp)** (${vs_rp// /, }) | $(for p in 0 1 2; do us_per "${ticks_proxy[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(for p in 0 1 2; do us_per "${ticks_prom[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(median ${p50[k]}) / $(median ${p50[k + 1]}) / $(median ${p50[k + 2]}) |"
+			echo "| ${w_name[w]} | $(median ${rps[k]}) / $(median ${rps[k + 1]}) / $(median ${rps[k + 2]}) | **$(median $vs_plp)** (${vs_plp// /, }) | **$(median $vs_rp)** (${vs_rp// /, }) | $(ratio "${cost[1]}" "${cost[2]}") / $(ratio "${cost[0]}" "${cost[2]}") | $(for p in 0 1 2; do us_per "${ticks_proxy[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(for p in 0 1 2; do us_per "${ticks_prom[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(median ${p50[k]}) / $(median ${p50[k + 1]}) / $(median ${p50[k + 2]}) |"
 		}
 	done
 }
@@ -476,7 +479,9 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "median of the rounds' ratios, each round's in parentheses."
 	echo "\`Accept-Encoding: gzip\`. CPU per request is the process's user + system time over the run"
 	echo "(\`/proc/PID/stat\`) divided by the requests wrk counted; \"Prometheus CPU\" is Prometheus's in"
-	echo "the same runs, so a costlier upstream query shows there."
+	echo "the same runs, so a costlier upstream query shows there. \"From CPU\": the ratio of what a request"
+	echo "costs CPU 1 (proxy + Prometheus CPU per request; above 1: prom-tenant costs less), which is what the"
+	echo "req/s ratio shows on an idle machine and is steadier than it when other work shares the cores."
 	echo
 	http_table
 	echo
