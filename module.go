@@ -272,6 +272,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	t, ok := h.registry.Lookup(tenant)
 	if !ok {
+		// Checked only here: the registry's tenants are namespace names
+		// (validated with their objects), and the check is a regexp.
+		if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
+			return "", false, promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
+		}
 		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody)
@@ -300,7 +305,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	return tenant, true, next.ServeHTTP(w, r)
 }
 
-// tenant resolves the tenant placeholder to one namespace name.
+// tenant resolves the tenant placeholder to one name; serve checks that it
+// is a namespace name if it is not a tenant.
 func (h *Handler) tenant(r *http.Request) (string, error) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
@@ -312,9 +318,6 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 		return "", promapi.Refuse(promapi.NoTenant, "no tenant: the request does not say which namespace it is for")
 	case strings.Contains(tenant, ","):
 		return "", promapi.Refuse(promapi.BadTenant, "more than one tenant given (%q): a request is for exactly one namespace", tenant)
-	}
-	if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
-		return "", promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
 	}
 	return tenant, nil
 }
