@@ -11,7 +11,8 @@
 #   BENCH_DURATION   seconds per run (default 3)
 #   BENCH_ROUNDS     rounds of runs of the three proxies in turn (default 3)
 #   BENCH_HTTP_ONLY  if set: print the HTTP table and stop (no Go benchmarks, no docs)
-#   BENCH_PROFILE    a directory: CPU profiles of prom_tenant's Caddy, one per workload
+#   BENCH_PROFILE    a directory: CPU profiles of Caddy during each run of reverse_proxy and of
+#                    prom_tenant (<workload>.<round>.<proxy>.pprof), to compare with -diff_base
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -268,9 +269,9 @@ for w in "${!w_name[@]}"; do
 			k=$((w * 3 + p))
 			echo "bench: ${w_name[w]}: round $((r + 1)): ${labels[p]}" >&2
 			eval "$(wrk_cmd "$w" "$p" 1s)" >/dev/null # warm-up: connections, caches, Go heap
-			if [[ -n ${BENCH_PROFILE:-} && $p == 2 ]]; then
+			if [[ -n ${BENCH_PROFILE:-} && $p != 1 ]]; then
 				mkdir -p "$BENCH_PROFILE"
-				curl -fsS -o "$BENCH_PROFILE/$w.$r.pprof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 1))" &
+				curl -fsS -o "$BENCH_PROFILE/$w.$r.${names[p]}.pprof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 1))" &
 				prof_pid=$!
 			fi
 			c0=$(cpu_ticks "${proxy_pid[p]}") q0=$(cpu_ticks "$prom_pid")
