@@ -87,12 +87,21 @@ func lookupEndpoint(path string) (*endpoint, bool) {
 	if ep, ok := endpoints[path]; ok {
 		return ep, true
 	}
-	if name, ok := strings.CutPrefix(path, labelValuesPrefix); ok {
-		if name, ok = strings.CutSuffix(name, labelValuesSuffix); ok && model.LegacyValidation.IsValidLabelName(name) {
-			return labelValues, true
-		}
+	if _, ok := labelValuesName(path); ok {
+		return labelValues, true
 	}
 	return nil, false
+}
+
+// labelValuesName returns the <name> of a path /api/v1/label/<name>/values
+// that names a valid (legacy, or U__-escaped) label.
+func labelValuesName(path string) (string, bool) {
+	name, ok := strings.CutPrefix(path, labelValuesPrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, labelValuesSuffix)
+	return name, ok && model.LegacyValidation.IsValidLabelName(name)
 }
 
 // valuesLabel returns the label a label-values path asks for, if it is
@@ -100,15 +109,10 @@ func lookupEndpoint(path string) (*endpoint, bool) {
 // API unescapes). It is only used to make the upstream's work lighter, so
 // the escaped names are not worth unescaping here.
 func valuesLabel(path string) string {
-	name, ok := strings.CutPrefix(path, labelValuesPrefix)
-	if !ok {
-		return ""
+	if name, ok := labelValuesName(path); ok && !strings.HasPrefix(name, "U__") {
+		return name
 	}
-	name, ok = strings.CutSuffix(name, labelValuesSuffix)
-	if !ok || strings.HasPrefix(name, "U__") || !model.LegacyValidation.IsValidLabelName(name) {
-		return ""
-	}
-	return name
+	return ""
 }
 
 // allows reports whether the endpoint takes the method.
