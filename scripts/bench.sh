@@ -464,7 +464,6 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "- $(prometheus --version 2>&1 | head -n1)"
 	echo "- caddy: $(bin/caddy version) (bin/caddy, \`make build\`)"
 	echo "- $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-3)"
-	echo
 	echo "- prom-label-proxy $(basename "$plp" | sed 's/^prom-label-proxy-//') (\`scripts/build-prom-label-proxy.sh\`)"
 	echo
 	echo "### HTTP path: prom-tenant against prom-label-proxy and Caddy's reverse_proxy"
@@ -494,7 +493,7 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	sed "s|$tmp/||" "$tmp/Caddyfile"
 	echo '```'
 	echo
-	echo '<details><summary>wrk commands and output</summary>'
+	echo '<details><summary>wrk commands and each run</summary>'
 	echo
 	echo '```'
 	for w in "${!w_name[@]}"; do
@@ -502,8 +501,13 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 			echo "# ${w_name[w]}: ${labels[p]}"
 			echo "${cmds[w * 3 + p]//$tmp\//}"
 			for ((r = 0; r < rounds; r++)); do
-				echo "## round $((r + 1))"
-				cat "$tmp/wrk.$((w * 3 + p)).$r"
+				awk -v r=$((r + 1)) '
+					/ requests in / { n = $1 " requests in " $4 }
+					/^Requests\/sec:/ { rps = $2 }
+					$1 == "50%" { p50 = $2 }
+					$1 == "99%" { p99 = $2 }
+					END { printf "round %d: %s %s req/s, p50 %s, p99 %s\n", r, n, rps, p50, p99 }
+				' "$tmp/wrk.$((w * 3 + p)).$r"
 			done
 		done
 	done
