@@ -31,6 +31,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    max_matchers           <n>
 //	    max_rewritten_size     <size>
 //	    max_union_selectors    <n>
+//	    rewrite_cache_size     <size>|off
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -88,6 +89,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxMatchers = n
+		case "rewrite_cache_size":
+			if d.CountRemainingArgs() == 1 {
+				d.NextArg()
+				if d.Val() == "off" {
+					h.RewriteCacheSize = -1
+					break
+				}
+				d.Prev() // back to the option's name, as sizeArg expects
+			}
+			size, err := sizeArg(d, 1<<40, "1 TiB")
+			if err != nil {
+				return err
+			}
+			h.RewriteCacheSize = int64(size)
 		case "max_union_selectors":
 			n, err := countArg(d)
 			if err != nil {

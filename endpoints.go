@@ -87,12 +87,32 @@ func lookupEndpoint(path string) (*endpoint, bool) {
 	if ep, ok := endpoints[path]; ok {
 		return ep, true
 	}
-	if name, ok := strings.CutPrefix(path, labelValuesPrefix); ok {
-		if name, ok = strings.CutSuffix(name, labelValuesSuffix); ok && model.LegacyValidation.IsValidLabelName(name) {
-			return labelValues, true
-		}
+	if _, ok := labelValuesName(path); ok {
+		return labelValues, true
 	}
 	return nil, false
+}
+
+// labelValuesName returns the <name> of a path /api/v1/label/<name>/values
+// that names a valid (legacy, or U__-escaped) label.
+func labelValuesName(path string) (string, bool) {
+	name, ok := strings.CutPrefix(path, labelValuesPrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, labelValuesSuffix)
+	return name, ok && model.LegacyValidation.IsValidLabelName(name)
+}
+
+// valuesLabel returns the label a label-values path asks for, if it is
+// written literally; "" for another path, or a U__-escaped name (which the
+// API unescapes). It is only used to make the upstream's work lighter, so
+// the escaped names are not worth unescaping here.
+func valuesLabel(path string) string {
+	if name, ok := labelValuesName(path); ok && !strings.HasPrefix(name, "U__") {
+		return name
+	}
+	return ""
 }
 
 // allows reports whether the endpoint takes the method.

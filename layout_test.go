@@ -35,6 +35,7 @@ var layers = map[string][]string{
 	"internal/metricreg":   {},
 	"internal/promapi":     {},
 	"cmd/benchdata":        {},
+	"cmd/httpbenchdata":    {},
 	"cmd/soakload":         {},
 }
 

@@ -81,8 +81,53 @@ type backendCounter struct {
 func (b backendCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil) // streams: nothing is buffered
 	err := b.next.ServeHTTP(rec, r)
-	metrics.backend.WithLabelValues(b.tenant, b.endpoint, statusClass(rec.Status(), err)).Inc()
+	if class := statusClass(rec.Status(), err); class == "2xx" {
+		servedSeriesOf(b.tenant, b.endpoint).backend2xx.Inc()
+	} else {
+		metrics.backend.WithLabelValues(b.tenant, b.endpoint, class).Inc()
+	}
 	return err
+}
+
+// servedSeries are the series a forwarded request with a 2xx answer counts
+// in, for one tenant and endpoint: resolved once, as WithLabelValues hashes
+// and checks every label value on each call, several times a request.
+type servedSeries struct {
+	requests   prometheus.Counter
+	duration   prometheus.Observer
+	backend2xx prometheus.Counter
+}
+
+type servedKey struct{ tenant, endpoint string }
+
+// served holds the resolved series. It stays small (tenants of the
+// registry times served endpoints) and is emptied when pruneStale deletes
+// series, so that a tenant that comes back counts in live ones.
+var served struct {
+	sync.RWMutex
+	m map[servedKey]*servedSeries
+}
+
+func servedSeriesOf(tenant, endpoint string) *servedSeries {
+	k := servedKey{tenant, endpoint}
+	served.RLock()
+	s := served.m[k]
+	served.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = &servedSeries{
+		requests:   metrics.requests.WithLabelValues(tenant, endpoint, outcomeForwarded, ""),
+		duration:   metrics.duration.WithLabelValues(tenant, endpoint, outcomeForwarded),
+		backend2xx: metrics.backend.WithLabelValues(tenant, endpoint, "2xx"),
+	}
+	served.Lock()
+	if served.m == nil {
+		served.m = make(map[servedKey]*servedSeries)
+	}
+	served.m[k] = s
+	served.Unlock()
+	return s
 }
 
 // statusClass is "2xx" ... "5xx" for a written status, "error" when nothing
@@ -133,10 +178,16 @@ func pruneTenantSeries(ctx context.Context, reg *tenancy.Registry) {
 // pruneStale deletes the series of tenant label values not in reg (but
 // unknownTenant).
 func pruneStale(reg *tenancy.Registry) {
-	for _, t := range staleTenants(reg) {
+	stale := staleTenants(reg)
+	for _, t := range stale {
 		for _, v := range tenantVecs {
 			v.DeletePartialMatch(prometheus.Labels{"tenant": t})
 		}
+	}
+	if len(stale) > 0 {
+		served.Lock()
+		clear(served.m)
+		served.Unlock()
 	}
 }
 

@@ -158,6 +158,19 @@ spec: {metrics: [up]}
 	if got := requests(unknownTenant, "/api/v1/query", "refused", "unknown_tenant"); got == 0 {
 		t.Error("the folded _unknown series was deleted")
 	}
+
+	// team-b comes back: its requests count in live series again, not in
+	// the deleted ones the handler resolved before.
+	serve(t, h, &upstream{}, get("/api/v1/query?query=up", "team-b"))
+	if got := requests("team-b", "/api/v1/query", outcomeForwarded, ""); got != 1 {
+		t.Errorf("team-b's forwarded requests after it came back: %v, want 1", got)
+	}
+	if got := backendRequests("team-b", "/api/v1/query", "2xx"); got != 1 {
+		t.Errorf("team-b's backend requests after it came back: %v, want 1", got)
+	}
+	if got := observations(t, "team-b", "/api/v1/query", outcomeForwarded); got != 1 {
+		t.Errorf("team-b's observed durations after it came back: %v, want 1", got)
+	}
 }
 
 // tenantsRegistry is the registry of one manifest file, read by the real

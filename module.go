@@ -106,6 +106,16 @@ type Handler struct {
 	// Default: 64 MiB.
 	MaxMetadataResponse int64 `json:"max_metadata_response,omitempty"`
 
+	// RewriteCacheSize bounds, in bytes, the cache of recent rewrites:
+	// Grafana sends a dashboard's queries with the same text on every
+	// refresh, and a query rewritten before under the same policy is taken
+	// from the cache instead of being parsed, rewritten and printed again.
+	// An entry is keyed by the tenant's compiled policy and the query, so a
+	// changed policy never finds the old one's rewrites; the least recently
+	// used entries are evicted. A negative value turns the cache off.
+	// Default: 16 MiB.
+	RewriteCacheSize int64 `json:"rewrite_cache_size,omitempty"`
+
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -146,6 +156,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.MaxMetadataResponse == 0 {
 		h.MaxMetadataResponse = 64 << 20
 	}
+	if h.RewriteCacheSize == 0 {
+		h.RewriteCacheSize = 16 << 20
+	}
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -167,7 +180,7 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 		MaxMatchers:       h.MaxMatchers,
 		MaxRewrittenSize:  h.MaxRewrittenSize,
 		MaxUnionSelectors: h.MaxUnionSelectors,
-	})
+	}).WithCache(int(min(h.RewriteCacheSize, 1<<40)))
 }
 
 // Validate checks the configuration.
@@ -202,14 +215,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	endpoint := endpointName(r.URL.Path)
 	tenant, known, err := h.serve(w, r, next, endpoint)
-	ae := asAPIError(err)
+	var ae *promapi.Error
+	if err != nil {
+		ae = asAPIError(err)
+	}
 	outcome, reason := outcome(err, ae)
 	label := unknownTenant
 	if known {
 		label = tenant
 	}
-	metrics.requests.WithLabelValues(label, endpoint, outcome, reason).Inc()
-	metrics.duration.WithLabelValues(label, endpoint, outcome).Observe(time.Since(start).Seconds())
+	if err == nil {
+		s := servedSeriesOf(label, endpoint)
+		s.requests.Inc()
+		s.duration.Observe(time.Since(start).Seconds())
+	} else {
+		metrics.requests.WithLabelValues(label, endpoint, outcome, reason).Inc()
+		metrics.duration.WithLabelValues(label, endpoint, outcome).Observe(time.Since(start).Seconds())
+	}
 
 	extra, _ := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields)
 	if extra != nil && tenant != "" {
@@ -253,6 +275,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	t, ok := h.registry.Lookup(tenant)
 	if !ok {
+		// Checked only here: the registry's tenants are namespace names
+		// (validated with their objects), and the check is a regexp.
+		if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
+			return "", false, promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
+		}
 		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody)
@@ -266,7 +293,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case kindExemplar:
 		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
-		err = h.enforceMatch(r.Context(), t.Policy, ep, form)
+		err = h.enforceMatch(r.Context(), t.Policy, ep, r.URL.Path, form)
 	case kindMetadata:
 		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
@@ -286,7 +313,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	return tenant, true, err
 }
 
-// tenant resolves the tenant placeholder to one namespace name.
+// tenant resolves the tenant placeholder to one name; serve checks that it
+// is a namespace name if it is not a tenant.
 func (h *Handler) tenant(r *http.Request) (string, error) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
@@ -298,9 +326,6 @@ func (h *Handler) tenant(r *http.Request) (string, error) {
 		return "", promapi.Refuse(promapi.NoTenant, "no tenant: the request does not say which namespace it is for")
 	case strings.Contains(tenant, ","):
 		return "", promapi.Refuse(promapi.BadTenant, "more than one tenant given (%q): a request is for exactly one namespace", tenant)
-	}
-	if errs := validation.IsDNS1123Label(tenant); len(errs) > 0 {
-		return "", promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
 	}
 	return tenant, nil
 }
@@ -322,12 +347,19 @@ func (h *Handler) enforceQuery(ctx context.Context, p *rewrite.Policy, form url.
 	return nil
 }
 
-func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, form url.Values) error {
+// enforceMatch rewrites the form's match[] for the endpoint ep at path.
+func (h *Handler) enforceMatch(ctx context.Context, p *rewrite.Policy, ep *endpoint, path string, form url.Values) error {
 	match := form["match[]"]
 	if ep.matchRequired && len(match) == 0 {
 		return promapi.Refuse(promapi.BadRequest, "no match[] parameter provided")
 	}
-	out, err := h.enforcer.EnforceMatchers(ctx, p, match)
+	var out []string
+	var err error
+	if label := valuesLabel(path); ep == labelValues && label != "" {
+		out, err = h.enforcer.EnforceLabelValuesMatchers(ctx, p, label, match)
+	} else {
+		out, err = h.enforcer.EnforceMatchers(ctx, p, match)
+	}
 	if err != nil {
 		return err
 	}

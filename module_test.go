@@ -269,3 +269,34 @@ func TestURLAndBodyMayAgree(t *testing.T) {
 		t.Errorf("upstream form = %v", f)
 	}
 }
+
+// TestLabelValuesLeaveOutSetOnlyName: a policy of every metric of a
+// namespace (`metrics: [".+"]`) sends label-values requests for the name
+// upstream without its __name__=~".+", which the upstream would evaluate by
+// merging the series of every name; other endpoints, and escaped names,
+// keep it.
+func TestLabelValuesLeaveOutSetOnlyName(t *testing.T) {
+	h := newTestHandlerWith(t, `
+apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata: {name: all, namespace: team-a}
+spec:
+  metricIsolation: true
+  metrics: [".+"]
+`)
+	const all = `{__name__=~"(?s:.+)",namespace="team-a"}`
+	for _, tc := range []struct{ path, want string }{
+		{"/api/v1/label/__name__/values", `{namespace="team-a"}`},
+		{"/api/v1/label/job/values", all},
+		{"/api/v1/label/U__name__/values", all},
+		{"/api/v1/labels", all},
+	} {
+		u := &upstream{}
+		if w := serve(t, h, u, get(tc.path+"?start=1", "team-a")); w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.path, w.Code, w.Body)
+		}
+		if got := u.form(t)["match[]"]; len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: upstream match[] %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}

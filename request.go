@@ -59,7 +59,7 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 				"unsupported Content-Type %q: POST takes application/x-www-form-urlencoded", ct)
 		}
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	raw, err := readAll(http.MaxBytesReader(nil, r.Body, maxBody), r.ContentLength, maxBody)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, promapi.Refuse(promapi.BodyTooLarge, "request body larger than %d bytes", maxBody)
@@ -76,6 +76,31 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 		return nil, promapi.Refuse(promapi.BadRequest, "cannot parse the request body: %v", err)
 	}
 	return form, nil
+}
+
+// readAll is io.ReadAll with a first buffer of the announced length (up to
+// maxBody), so that a body of known length is read without regrowing it.
+func readAll(body io.Reader, length, maxBody int64) ([]byte, error) {
+	if length <= 0 || length > maxBody {
+		return io.ReadAll(body)
+	}
+	// One byte more than announced, so that a body that is longer fills
+	// the buffer instead of being cut short, and goes on to ReadAll's path.
+	buf := make([]byte, 0, length+1)
+	for {
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			rest, err := io.ReadAll(body)
+			return append(buf, rest...), err
+		}
+	}
 }
 
 // forwardedHeaders are the client headers kept on the upstream request; every

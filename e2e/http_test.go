@@ -197,6 +197,18 @@ spec: {metricIsolation: true, metrics: [up]}
 		t.Fatal(err)
 	}
 	eventually("team-b disappears", func() bool { s, _ := query("team-b"); return s == 403 })
+
+	// A narrowed policy applies to the very query asked before, which the
+	// rewrite cache holds under the old policy.
+	writeFile(t, filepath.Join(dir, "team-a.yaml"), `apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata: {name: web, namespace: team-a}
+spec: {metricIsolation: true, metrics: [up], labelSelectors: {job: web}}
+`)
+	eventually("team-a's narrowed policy", func() bool {
+		s, env := query("team-a")
+		return s == 200 && strings.Contains(string(env.Data), `"2"`)
+	})
 }
 
 // TestBasicAuthIdentity takes the tenant from the authenticated user, so a

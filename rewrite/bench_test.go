@@ -62,3 +62,22 @@ func BenchmarkEnforceMatchers(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEnforceQueryCached is BenchmarkEnforceQuery's single-policy
+// queries answered from the rewrite cache, as a dashboard's repeated
+// queries are.
+func BenchmarkEnforceQueryCached(b *testing.B) {
+	e := NewEnforcer(parser.Options{}).WithCache(16 << 20)
+	p := newTestPolicy(b, `{namespace="t"}`)
+	for _, qname := range []string{"up", "dashboard", "quantile", "large"} {
+		b.Run(qname, func(b *testing.B) {
+			q := benchQueries[qname]
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.EnforceQuery(context.Background(), p, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

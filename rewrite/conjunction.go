@@ -176,6 +176,26 @@ func keptRegex(vs []string, from ...constraint) *labels.Matcher {
 	return nil
 }
 
+// withoutSetOnly returns the conjunction without its constraint on name if
+// that constraint only requires the label to be set (name=~"(?s:.+)" or
+// name!="") and the rest does not match the empty label set, which the API
+// would refuse; otherwise the conjunction itself.
+func (a conjunction) withoutSetOnly(name string) conjunction {
+	i := slices.IndexFunc(a, func(k constraint) bool { return k.name == name })
+	if i < 0 || a[i].values != nil || len(a[i].matchers) != 1 {
+		return a
+	}
+	m := a[i].matchers[0]
+	if !(m.Type == labels.MatchRegexp && m.Value == "(?s:.+)") && !(m.Type == labels.MatchNotEqual && m.Value == "") {
+		return a
+	}
+	rest := slices.Delete(slices.Clone(a), i, i+1)
+	if rest.matchesEmpty() {
+		return a
+	}
+	return rest
+}
+
 // matchesEmpty reports whether a series without any of the conjunction's
 // labels matches it: whether every constraint admits the empty value.
 func (a conjunction) matchesEmpty() bool {

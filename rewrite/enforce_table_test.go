@@ -260,12 +260,21 @@ type queryCase struct {
 	check queryCheck
 }
 
+// runQueryCases checks each case, and that an enforcer with a cache
+// answers it the same, computed and then from the cache.
 func runQueryCases(t *testing.T, e *Enforcer, p *Policy, cases []queryCase) {
 	t.Helper()
+	cached := e.WithCache(1 << 20)
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
 			got, err := e.EnforceQuery(context.Background(), p, c.query)
 			c.check(t, queryRun{e: e, p: p, query: c.query, got: got, err: err})
+			for range 2 {
+				cgot, cerr := cached.EnforceQuery(context.Background(), p, c.query)
+				if cgot != got || fmt.Sprint(cerr) != fmt.Sprint(err) {
+					t.Errorf("with a cache: %q, %v; without: %q, %v", cgot, cerr, got, err)
+				}
+			}
 		})
 	}
 }

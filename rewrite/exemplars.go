@@ -20,6 +20,18 @@ func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query st
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if out, ok := e.cache.query(rewriteExemplar, p, query); ok {
+		return out, nil
+	}
+	out, err := e.enforceExemplarQuery(ctx, p, query)
+	if err != nil {
+		return "", err
+	}
+	e.cache.addQuery(rewriteExemplar, p, query, out)
+	return out, nil
+}
+
+func (e *Enforcer) enforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {
 	expr, err := e.parse(query)
 	if err != nil {
 		return "", err

@@ -19,6 +19,7 @@ import (
 type Enforcer struct {
 	parser parser.Parser
 	limits Limits
+	cache  *cache // nil: none (see WithCache)
 }
 
 // NewEnforcer returns an Enforcer that parses with the given options and
@@ -39,6 +40,18 @@ func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (s
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if out, ok := e.cache.query(rewriteQuery, p, query); ok {
+		return out, nil
+	}
+	out, err := e.enforceQuery(ctx, p, query)
+	if err != nil {
+		return "", err
+	}
+	e.cache.addQuery(rewriteQuery, p, query, out)
+	return out, nil
+}
+
+func (e *Enforcer) enforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
 	expr, err := e.parse(query)
 	if err != nil {
 		return "", err

@@ -93,10 +93,11 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Unwrap() error { return ErrLimit }
 
 // WithLimits returns a copy of e that enforces l. Zero fields of l keep
-// DefaultLimits' values.
+// DefaultLimits' values. A cache (WithCache) is replaced by an empty one.
 func (e *Enforcer) WithLimits(l Limits) *Enforcer {
 	out := *e
 	out.limits = l.orDefault()
+	out.cache = e.cache.fresh() // the old limits' rewrites must not answer
 	return &out
 }
 

@@ -19,8 +19,48 @@ import (
 // limit, or a result over the rewritten size limit is refused with a
 // *LimitError. It returns ctx.Err() once ctx is done.
 func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []string) ([]string, error) {
+	return e.cachedMatchers(ctx, p, match, "")
+}
+
+// EnforceLabelValuesMatchers is EnforceMatchers for the match[] of
+// /api/v1/label/<label>/values. A series without the label adds no value
+// to that answer, so a matcher that only requires the label to be set
+// (label=~"(?s:.+)" or label!="", as a policy of `metrics: [".+"]` puts on
+// __name__) is left out of a selector that stays valid without it: the
+// values are the same, and the upstream does not merge the series of every
+// value of the label to evaluate it.
+func (e *Enforcer) EnforceLabelValuesMatchers(ctx context.Context, p *Policy, label string, match []string) ([]string, error) {
+	return e.cachedMatchers(ctx, p, match, label)
+}
+
+// cachedMatchers is enforceMatchers through the cache.
+func (e *Enforcer) cachedMatchers(ctx context.Context, p *Policy, match []string, valuesOf string) ([]string, error) {
+	if e.cache == nil {
+		return e.enforceMatchers(ctx, p, match, valuesOf)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key := matchText(match)
+	if valuesOf != "" {
+		key = matchText([]string{valuesOf}) + "values:" + key
+	}
+	if out, ok := e.cache.matchers(p, key); ok {
+		return out, nil
+	}
+	out, err := e.enforceMatchers(ctx, p, match, valuesOf)
+	if err != nil {
+		return nil, err
+	}
+	e.cache.addMatchers(p, key, out)
+	return out, nil
+}
+
+// enforceMatchers rewrites match[]; valuesOf is the label whose values are
+// asked for, if any (see EnforceLabelValuesMatchers).
+func (e *Enforcer) enforceMatchers(ctx context.Context, p *Policy, match []string, valuesOf string) ([]string, error) {
 	if len(match) == 0 {
-		return e.checkSize(p.render(p.conj))
+		return e.checkSize(p.render(p.conj, valuesOf))
 	}
 	// Each match[] is ANDed with each policy selector before the union is
 	// reduced: for a policy of more than matchProduct selectors the limit
@@ -65,7 +105,7 @@ func (e *Enforcer) EnforceMatchers(ctx context.Context, p *Policy, match []strin
 	if err != nil {
 		return nil, err
 	}
-	return e.checkSize(p.render(cs))
+	return e.checkSize(p.render(cs, valuesOf))
 }
 
 // matchProduct is how many policy selectors a policy may have before it
@@ -87,10 +127,15 @@ func (e *Enforcer) checkSize(out []string) ([]string, error) {
 // render writes conjunctions as match[] selectors. The API refuses a
 // selector whose every matcher matches the empty string, so one that matches
 // series without any of its labels gets __name__=~".+": every series has a
-// name, so it selects the same series.
-func (p *Policy) render(cs []conjunction) []string {
+// name, so it selects the same series. valuesOf, if set, is the label of a
+// label-values request: a constraint that only requires it to be set is
+// left out where the selector stays valid without it.
+func (p *Policy) render(cs []conjunction, valuesOf string) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
+		if valuesOf != "" {
+			c = c.withoutSetOnly(valuesOf)
+		}
 		ms := c.selector(false)
 		if c.matchesEmpty() {
 			ms = append(ms, matchAnyName)

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# make bench: throughput and latency of a cheap instant query against Prometheus
-# directly, through Caddy's plain reverse_proxy, and through prom_tenant + reverse_proxy;
-# then the Go benchmarks, and the bench/ module's comparison of the PromQL enforcer with
-# prom-label-proxy's. Writes the marked section of docs/BENCHMARKS.md (the rest of that
-# file is left as it is).
+# make bench: six Grafana workloads (issue 15's table) through Caddy's plain reverse_proxy,
+# prom-label-proxy and prom_tenant + reverse_proxy in front of one Prometheus, with each
+# proxy's and Prometheus's CPU per request; then the Go benchmarks, and the bench/ module's
+# comparison of the PromQL enforcer with prom-label-proxy's. Writes the marked section of
+# docs/BENCHMARKS.md (the rest of that file is left as it is).
 #
-# wrk runs on core 0; Prometheus and Caddy share core 1, so the proxy's CPU cost shows up
-# as lost throughput, as in the comparison in ANCHORS.md.
+# wrk runs on core 0; Prometheus and the proxies share core 1, so a proxy's CPU cost shows
+# up as lost throughput, as in the comparison in ANCHORS.md.
+#
+#   BENCH_DURATION   seconds per run (default 3)
+#   BENCH_ROUNDS     rounds of runs of the three proxies in turn (default 3)
+#   BENCH_HTTP_ONLY  if set: print the HTTP table and stop (no Go benchmarks, no docs)
+#   BENCH_PROFILE    a directory: CPU profiles of Caddy during each run of reverse_proxy and of
+#                    prom_tenant (<workload>.<round>.<proxy>.pprof), to compare with -diff_base
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 scripts/install-deps.sh
 make --no-print-directory build
+plp=$(scripts/build-prom-label-proxy.sh)
 
 prog=bench
 # shellcheck source=scripts/lib.sh
@@ -27,32 +34,56 @@ else
 	pin_servers=()
 fi
 
-# Data and Prometheus, as in make demo.
+# Data: cmd/httpbenchdata's 20 namespaces of 1,000 series (the tenant sees 1/20), 70
+# minutes at 30 s, so that the range panel's 5m rate has data over its whole hour.
 end=$(date -u +%Y-%m-%dT%H:%M:00Z)
-start=$(date -u -d "$end - 1 hour" +%Y-%m-%dT%H:%M:%SZ)
+start=$(date -u -d "$end - 70 minutes" +%Y-%m-%dT%H:%M:%SZ)
 t=$(date -u -d "$end" +%s)
-go run ./cmd/exampledata -start "$start" -end "$end" >"$tmp/data.om"
+go run ./cmd/httpbenchdata -start "$start" -end "$end" >"$tmp/data.om"
 promtool tsdb create-blocks-from openmetrics --quiet "$tmp/data.om" "$tmp/data" >/dev/null
+rm -f "$tmp/data.om"
 printf 'global:\n  scrape_interval: 15s\n' >"$tmp/prometheus.yml"
 free_port
 prom_port=$port
 "${pin_servers[@]}" prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
 	--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
 pids+=($!)
-wait_for Prometheus "${pids[-1]}" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+prom_pid=${pids[-1]}
+wait_for Prometheus "$prom_pid" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
 
-# One Caddy, two sites: plain reverse_proxy, and prom_tenant in front of reverse_proxy.
+# The tenant: every series of its namespace, which is what prom-label-proxy enforces with
+# -label namespace.
+tenant=tenant-00
+mkdir -p "$tmp/tenants"
+cat >"$tmp/tenants/$tenant.yaml" <<TENANT
+apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata:
+  name: everything
+  namespace: $tenant
+spec:
+  metricIsolation: true
+  metrics:
+    - ".+"
+TENANT
+
+# One Caddy: plain reverse_proxy; prom_tenant in front of reverse_proxy; and prom_tenant in
+# front of a site that echoes the request it gets, to learn what prom_tenant sends upstream.
 free_port
 admin_port=$port
 free_port
 rp_port=$port
 free_port
 pt_port=$port
+free_port
+cap_port=$port
+free_port
+echo_port=$port
 cat >"$tmp/Caddyfile" <<CADDYFILE
 {
 	admin 127.0.0.1:$admin_port
 	prom_tenancy {
-		directory $root/examples/tenants
+		directory $tmp/tenants
 	}
 }
 
@@ -64,35 +95,124 @@ cat >"$tmp/Caddyfile" <<CADDYFILE
 	prom_tenant
 	reverse_proxy 127.0.0.1:$prom_port
 }
+
+:$cap_port {
+	prom_tenant
+	reverse_proxy 127.0.0.1:$echo_port
+}
+
+:$echo_port {
+	respond "{http.request.method} {http.request.uri}
+{http.request.body}"
+}
 CADDYFILE
 XDG_CONFIG_HOME=$tmp/config XDG_DATA_HOME=$tmp/caddy-data \
 	"${pin_servers[@]}" bin/caddy run --config "$tmp/Caddyfile" --adapter caddyfile >"$tmp/caddy.log" 2>&1 &
 pids+=($!)
+caddy_pid=${pids[-1]}
 caddy_loaded() { curl -fsS "http://127.0.0.1:$admin_port/config/" | grep -qv '^null$'; }
-wait_for Caddy "${pids[-1]}" "$tmp/caddy.log" 30 caddy_loaded
+wait_for Caddy "$caddy_pid" "$tmp/caddy.log" 30 caddy_loaded
 
-# prom_tenant sends team-a's `up` upstream as up{namespace="team-a"}; the other two
-# targets are asked that query directly, so all three make Prometheus do the same work
-# and return the same answer, and the difference is the proxies' own cost.
-path="/api/v1/query?query=up&time=$t"
-enforced="/api/v1/query?query=up%7Bnamespace%3D%22team-a%22%7D&time=$t"
-names=(prometheus reverse_proxy prom_tenant)
-labels=("Prometheus directly" "Caddy reverse_proxy" "Caddy prom_tenant + reverse_proxy")
-urls=("http://127.0.0.1:$prom_port$enforced" "http://127.0.0.1:$rp_port$enforced" "http://127.0.0.1:$pt_port$path")
-headers=("" "" "X-Tenant-Namespace: team-a")
+# prom-label-proxy, enforcing namespace=<the X-Tenant-Namespace header>.
+free_port
+plp_port=$port
+"${pin_servers[@]}" "$plp" -insecure-listen-address "127.0.0.1:$plp_port" -upstream "http://127.0.0.1:$prom_port" \
+	-label namespace -header-name X-Tenant-Namespace -enable-label-apis >"$tmp/plp.log" 2>&1 &
+pids+=($!)
+plp_pid=${pids[-1]}
+wait_for prom-label-proxy "$plp_pid" "$tmp/plp.log" 30 curl -fsS -H "X-Tenant-Namespace: $tenant" \
+	"http://127.0.0.1:$plp_port/api/v1/query?query=vector(1)"
 
-# Every target must answer the query with data, and prom_tenant with team-a's only.
+uri() { jq -rn --arg v "$1" '$v | @uri'; }
+
+# The workloads, as Grafana sends them. The 4 KB query is a panel with a multi-value
+# variable expanded into a regex of pod names.
+regex="api-0|api-1|api-2|api-3|api-4|api-5|api-6|api-7|api-8|api-9"
+for ((k = 0; ${#regex} < 3950; k++)); do regex+="|api-canary-$k"; done
+q_long="sum by (pod) (rate(http_requests_total{job=\"api\",pod=~\"$regex\"}[5m]))"
+q_range='sum by (pod) (rate(http_requests_total{job="api"}[5m]))'
+hour="start=$((t - 3600))&end=$t"
+w_name=("instant, concurrency 1" "instant, concurrency 4" "range panel, 1 h" "series with match[]" "label __name__ values" "4 KB query by POST")
+w_conc=(1 4 4 4 4 4)
+w_method=(GET GET GET GET GET POST)
+w_path=(
+	"/api/v1/query?query=$(uri 'up{job="api"}')&time=$t"
+	"/api/v1/query?query=$(uri 'up{job="api"}')&time=$t"
+	"/api/v1/query_range?query=$(uri "$q_range")&$hour&step=15"
+	"/api/v1/series?match%5B%5D=$(uri 'up{job="api"}')&$hour"
+	"/api/v1/label/__name__/values?$hour"
+	"/api/v1/query"
+)
+w_body=("" "" "" "" "" "query=$(uri "$q_long")&time=$t")
+# jq checks of each workload's answer (after the comparison between proxies).
+w_check=(
+	'.data.result | length == 10 and all(.metric.namespace == "tenant-00")'
+	'.data.result | length == 10 and all(.metric.namespace == "tenant-00")'
+	'.data.result | length == 10 and all(.values | length == 241)'
+	'.data | length == 10 and all(.namespace == "tenant-00")'
+	'.data | length == 47'
+	'.data.result | length == 10'
+)
+names=(reverse_proxy prom-label-proxy prom_tenant)
+labels=("Caddy reverse_proxy" "prom-label-proxy" "prom_tenant + reverse_proxy")
+proxy_pid=("$caddy_pid" "$plp_pid" "$caddy_pid")
+base=("http://127.0.0.1:$rp_port" "http://127.0.0.1:$plp_port" "http://127.0.0.1:$pt_port")
+
+# request W P: sets method, url, body and hdr (an array of curl/wrk -H values) of workload
+# W sent to proxy P. reverse_proxy is sent what prom_tenant sends upstream (up_uri, up_body
+# of W), so that all three make Prometheus do the same work.
+request() {
+	local w=$1 p=$2
+	method=${w_method[w]} body=${w_body[w]} url=${base[p]}${w_path[w]}
+	hdr=("Accept-Encoding: gzip")
+	[[ $method != POST ]] || hdr+=("Content-Type: application/x-www-form-urlencoded")
+	if ((p == 0)); then
+		url=${base[p]}${up_uri[w]} body=${up_body[w]}
+	else
+		hdr+=("X-Tenant-Namespace: $tenant")
+	fi
+}
+# fetch W P: the answer's JSON, uncompressed.
+fetch() {
+	request "$1" "$2"
+	local args=(-fsS --compressed -X "$method") h
+	for h in "${hdr[@]}"; do args+=(-H "$h"); done
+	[[ $method != POST ]] || args+=(--data-binary "$body")
+	curl "${args[@]}" "$url"
+}
+
+up_uri=() up_body=()
+for w in "${!w_name[@]}"; do
+	request "$w" 2
+	args=(-fsS -X "$method")
+	for h in "${hdr[@]}"; do args+=(-H "$h"); done
+	[[ $method != POST ]] || args+=(--data-binary "$body")
+	echoed=$(curl "${args[@]}" "http://127.0.0.1:$cap_port${w_path[w]}") || die "${w_name[w]}: capturing the upstream request failed"
+	first=$(head -n1 <<<"$echoed")
+	[[ ${first%% *} == "$method" ]] || die "${w_name[w]}: prom_tenant sent $first upstream"
+	up_uri[w]=${first#* }
+	up_body[w]=$(tail -n +2 <<<"$echoed")
+done
+
+# Every proxy must give the same answer (series in a canonical order), and the expected one.
+norm='.data | if type == "object" and has("result") then .result |= sort_by(.metric) else . end | if type == "array" then sort else . end'
 gzip=()
-for i in 0 1 2; do
-	args=(-fsS --compressed -H 'Accept-Encoding: gzip')
-	[[ -z ${headers[i]} ]] || args+=(-H "${headers[i]}")
-	body=$(curl "${args[@]}" "${urls[i]}") || die "${labels[i]}: ${urls[i]} failed"
-	want='length == 4 and all(.metric.namespace == "team-a")'
-	jq -e ".data.result | $want" <<<"$body" >/dev/null || die "${labels[i]}: unexpected answer: $body"
-	# Whether the answer stays gzip-compressed end to end: a proxy that loses the
-	# client's Accept-Encoding makes Prometheus send plain JSON, a different workload.
-	gzip[i]=no
-	! curl "${args[@]}" -o /dev/null -D - "${urls[i]}" | grep -qi '^content-encoding: *gzip' || gzip[i]=yes
+for w in "${!w_name[@]}"; do
+	for p in 0 1 2; do
+		fetch "$w" "$p" >"$tmp/answer.$p" || die "${w_name[w]}: ${labels[p]} failed"
+		jq -e "${w_check[w]}" "$tmp/answer.$p" >/dev/null || die "${w_name[w]}: ${labels[p]}: unexpected answer: $(head -c 2000 "$tmp/answer.$p")"
+		jq -S "$norm" "$tmp/answer.$p" >"$tmp/norm.$p"
+		((p == 0)) || cmp -s "$tmp/norm.0" "$tmp/norm.$p" ||
+			die "${w_name[w]}: ${labels[p]} answers differently from ${labels[0]}: $(diff "$tmp/norm.0" "$tmp/norm.$p" | head -20)"
+		# Whether the answer stays gzip-compressed end to end: a proxy that loses the
+		# client's Accept-Encoding makes Prometheus send plain JSON, a different workload.
+		request "$w" "$p"
+		args=(-fsS -o /dev/null -D - -X "$method")
+		for h in "${hdr[@]}"; do args+=(-H "$h"); done
+		[[ $method != POST ]] || args+=(--data-binary "$body")
+		gzip[w * 3 + p]=no
+		! curl "${args[@]}" "$url" | grep -qi '^content-encoding: *gzip' || gzip[w * 3 + p]=yes
+	done
 done
 
 # quote ARGS...: a shell command line, single-quoting only the words that need it.
@@ -103,10 +223,20 @@ quote() {
 	done
 	echo "${out[*]}"
 }
-wrk_cmd() { # INDEX DURATION
-	local cmd=("${pin_load[@]}" wrk -t1 -c8 -d"$2" --latency -H 'Accept-Encoding: gzip')
-	[[ -z ${headers[$1]} ]] || cmd+=(-H "${headers[$1]}")
-	cmd+=("${urls[$1]}")
+# wrk_cmd W P DURATION: the wrk command line of workload W against proxy P. A POST's method
+# and body are set by a Lua script (wrk takes no body on its command line).
+wrk_cmd() {
+	request "$1" "$2"
+	local cmd=("${pin_load[@]}" wrk -t1 -c"${w_conc[$1]}" -d"$3" --latency) h
+	for h in "${hdr[@]}"; do cmd+=(-H "$h"); done
+	if [[ $method == POST ]]; then
+		local script=$tmp/post.$1.$2.lua
+		printf '%s\n' "$body" >"$script.body"
+		truncate -s -1 "$script.body"
+		printf 'local f = assert(io.open("%s", "rb"))\nwrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n' "$script.body" >"$script"
+		cmd+=(-s "$script")
+	fi
+	cmd+=("$url")
 	quote "${cmd[@]}"
 }
 # to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.00s" in milliseconds.
@@ -118,24 +248,102 @@ to_ms() {
 		printf "%.3f", n * f
 	}'
 }
+# cpu_ticks PID: the process's user + system CPU time, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+us_per() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
 
-rps=() p50=() p99=() cmds=()
-for i in 0 1 2; do
-	echo "bench: ${labels[i]}" >&2
-	eval "$(wrk_cmd "$i" 2s)" >/dev/null # warm-up: connections, caches, Go heap
-	cmds[i]=$(wrk_cmd "$i" 10s)
-	eval "${cmds[i]}" >"$tmp/wrk.$i"
-	cat "$tmp/wrk.$i" >&2
-	rps[i]=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$i")
-	p50[i]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$i")")
-	p99[i]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$tmp/wrk.$i")")
-	! grep -q 'Non-2xx' "$tmp/wrk.$i" || die "${labels[i]}: non-2xx answers during the run; see above"
+# Rounds: the three proxies take turns, each round a run of each, so that what else the
+# machine does falls on all three alike; each round gives a ratio of paired runs.
+duration=${BENCH_DURATION:-3}
+rounds=${BENCH_ROUNDS:-3}
+rps=() p50=() cmds=() reqs=() ticks_proxy=() ticks_prom=()
+for w in "${!w_name[@]}"; do
+	for p in 0 1 2; do
+		k=$((w * 3 + p))
+		cmds[k]=$(wrk_cmd "$w" "$p" "${duration}s")
+		rps[k]="" p50[k]="" reqs[k]=0 ticks_proxy[k]=0 ticks_prom[k]=0
+	done
+	for ((r = 0; r < rounds; r++)); do
+		for p in 0 1 2; do
+			k=$((w * 3 + p))
+			echo "bench: ${w_name[w]}: round $((r + 1)): ${labels[p]}" >&2
+			eval "$(wrk_cmd "$w" "$p" 1s)" >/dev/null # warm-up: connections, caches, Go heap
+			if [[ -n ${BENCH_PROFILE:-} && $p != 1 ]]; then
+				mkdir -p "$BENCH_PROFILE"
+				curl -fsS -o "$BENCH_PROFILE/$w.$r.${names[p]}.pprof" "http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=$((duration - 1))" &
+				prof_pid=$!
+			fi
+			c0=$(cpu_ticks "${proxy_pid[p]}") q0=$(cpu_ticks "$prom_pid")
+			eval "${cmds[k]}" >"$tmp/wrk.$k.$r"
+			c1=$(cpu_ticks "${proxy_pid[p]}") q1=$(cpu_ticks "$prom_pid")
+			[[ -z ${prof_pid:-} ]] || wait "$prof_pid"
+			prof_pid=
+			! grep -q 'Non-2xx' "$tmp/wrk.$k.$r" || die "${w_name[w]}: ${labels[p]}: non-2xx answers during the run: $(cat "$tmp/wrk.$k.$r")"
+			rps[k]+=" $(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$k.$r")"
+			p50[k]+=" $(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$k.$r")")"
+			reqs[k]=$((reqs[k] + $(awk '/ requests in / {print $1}' "$tmp/wrk.$k.$r")))
+			ticks_proxy[k]=$((ticks_proxy[k] + c1 - c0))
+			ticks_prom[k]=$((ticks_prom[k] + q1 - q0))
+		done
+	done
 done
 
 # Stop the servers before the Go benchmarks, so they have the machine to themselves.
 for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 pids=()
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# median VALUES...: the median, as printed by awk.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# ratios A B: the per-round ratios of two lists of req/s, "a b c".
+ratios() {
+	local -a a b
+	read -ra a <<<"$1"
+	read -ra b <<<"$2"
+	local i out=()
+	for i in "${!a[@]}"; do out+=("$(ratio "${a[i]}" "${b[i]}")"); done
+	echo "${out[*]}"
+}
+# http_table: one row per workload. req/s and p50 are medians of the rounds; each ratio is
+# the median of the rounds' ratios (all of them in parentheses); CPU is over all rounds.
+http_table() {
+	echo '| workload | req/s: Caddy / PLP / prom-tenant | prom-tenant ÷ PLP (each round) | prom-tenant ÷ Caddy (each round) | from CPU: ÷ PLP / ÷ Caddy | proxy CPU µs/req: Caddy / PLP / prom-tenant | Prometheus CPU µs/req behind Caddy / PLP / prom-tenant | p50 ms: Caddy / PLP / prom-tenant |'
+	echo '|---|---:|---:|---:|---:|---:|---:|---:|'
+	local w k p vs_plp vs_rp cost=()
+	for w in "${!w_name[@]}"; do
+		k=$((w * 3))
+		# What a request costs CPU 1 (the proxy's and Prometheus's CPU): the ratio
+		# of these is what req/s would show with nothing else on the machine.
+		for p in 0 1 2; do cost[p]=$(((ticks_proxy[k + p] + ticks_prom[k + p]) * 1000000 / reqs[k + p])); done
+		# shellcheck disable=SC2086 # word splitting of the lists is meant
+		{
+			vs_plp=$(ratios "${rps[k + 2]}" "${rps[k + 1]}")
+			vs_rp=$(ratios "${rps[k + 2]}" "${rps[k]}")
+			echo "| ${w_name[w]} | $(median ${rps[k]}) / $(median ${rps[k + 1]}) / $(median ${rps[k + 2]}) | **$(median $vs_plp)** (${vs_plp// /, }) | **$(median $vs_rp)** (${vs_rp// /, }) | $(ratio "${cost[1]}" "${cost[2]}") / $(ratio "${cost[0]}" "${cost[2]}") | $(for p in 0 1 2; do us_per "${ticks_proxy[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(for p in 0 1 2; do us_per "${ticks_prom[k + p]}" "${reqs[k + p]}"; ((p == 2)) || printf ' / '; done) | $(median ${p50[k]}) / $(median ${p50[k + 1]}) / $(median ${p50[k + 2]}) |"
+		}
+	done
+}
+# requests_table: what each workload sends, and what prom_tenant sends upstream.
+requests_table() {
+	echo '| workload | sent to prom_tenant and prom-label-proxy | prom_tenant sends upstream (and Caddy is sent) | gzip: Caddy / PLP / prom-tenant |'
+	echo '|---|---|---|---|'
+	local w sent upstream
+	for w in "${!w_name[@]}"; do
+		sent="${w_method[w]} ${w_path[w]}"
+		[[ -z ${w_body[w]} ]] || sent+=" (body: ${#w_body[w]} bytes)"
+		upstream="${w_method[w]} ${up_uri[w]}"
+		[[ -z ${up_body[w]} ]] || upstream+=" (body: ${#up_body[w]} bytes)"
+		echo "| ${w_name[w]} | \`$sent\` | \`$upstream\` | ${gzip[w * 3]} / ${gzip[w * 3 + 1]} / ${gzip[w * 3 + 2]} |"
+	done
+}
+if [[ -n ${BENCH_HTTP_ONLY:-} ]]; then
+	http_table
+	echo
+	requests_table
+	exit 0
+fi
 
 echo "bench: go test -run '^\$' -bench . -benchmem ./..." >&2
 gobench_status=0
@@ -244,7 +452,6 @@ enforce_tables() {
 	' "$tmp/enforce.tsv" FS=' ' "$tmp/enforce"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
 	echo '<!-- bench.sh:start -->'
@@ -257,37 +464,52 @@ cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "- $(prometheus --version 2>&1 | head -n1)"
 	echo "- caddy: $(bin/caddy version) (bin/caddy, \`make build\`)"
 	echo "- $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-3)"
+	echo "- prom-label-proxy $(basename "$plp" | sed 's/^prom-label-proxy-//') (\`scripts/build-prom-label-proxy.sh\`)"
 	echo
-	echo "Query: team-a's \`GET $path\` through prom_tenant, which sends \`up{namespace=\"team-a\"}\`"
-	echo "upstream; Prometheus and plain reverse_proxy are asked that same query directly, so all three"
-	echo "answer the same 4 series and the ratios are the proxies' own cost. \`Accept-Encoding: gzip\`."
-	echo "Prometheus and Caddy run pinned to CPU 1 (\`taskset -c 1\`), wrk to CPU 0. Each run follows a"
-	echo "2s warm-up. \"gzip\": whether the answer arrived compressed."
+	echo "### HTTP path: prom-tenant against prom-label-proxy and Caddy's reverse_proxy"
 	echo
-	echo '| target | req/s | p50 (ms) | p99 (ms) | × Prometheus | × reverse_proxy | gzip |'
-	echo '|---|---:|---:|---:|---:|---:|---|'
-	for i in 0 1 2; do
-		echo "| ${labels[i]} | ${rps[i]} | ${p50[i]} | ${p99[i]} | $(ratio "${rps[i]}" "${rps[0]}") | $(ratio "${rps[i]}" "${rps[1]}") | ${gzip[i]} |"
-	done
+	echo "Prometheus holds 20 namespaces of 1,000 series (\`cmd/httpbenchdata\`, 70 minutes at 30 s);"
+	echo "the tenant, $tenant, may see its namespace's series (\`metricIsolation: true\`, \`metrics: [\".+\"]\`),"
+	echo "1/20 of them. prom-label-proxy enforces \`namespace\` from the same header; Caddy's plain"
+	echo "reverse_proxy is sent the request prom_tenant sends upstream (below), so that all three make"
+	echo "Prometheus answer the same query, and every answer was checked equal between the three before"
+	echo "the runs. Prometheus, Caddy and prom-label-proxy run pinned to CPU 1 (\`taskset -c 1\`), wrk to"
+	echo "CPU 0, so a proxy's CPU shows as lost throughput. $rounds rounds, in each a run of each proxy in"
+	echo "turn (${duration}s after a 1s warm-up), so that interference falls on all three alike; a ratio is the"
+	echo "median of the rounds' ratios, each round's in parentheses."
+	echo "\`Accept-Encoding: gzip\`. CPU per request is the process's user + system time over the run"
+	echo "(\`/proc/PID/stat\`) divided by the requests wrk counted; \"Prometheus CPU\" is Prometheus's in"
+	echo "the same runs, so a costlier upstream query shows there. \"From CPU\": the ratio of what a request"
+	echo "costs CPU 1 (proxy + Prometheus CPU per request; above 1: prom-tenant costs less), which is what the"
+	echo "req/s ratio shows on an idle machine and is steadier than it when other work shares the cores."
 	echo
-	echo 'Commands (ports are picked at random per run):'
+	http_table
 	echo
-	echo '```'
-	for i in 0 1 2; do echo "${cmds[i]}"; done
-	echo '```'
+	requests_table
 	echo
-	echo 'Caddyfile:'
-	echo
-	echo '```'
-	sed "s|$root/||" "$tmp/Caddyfile"
-	echo '```'
-	echo
-	echo '<details><summary>wrk output</summary>'
+	echo 'Caddyfile (ports are picked at random per run):'
 	echo
 	echo '```'
-	for i in 0 1 2; do
-		echo "# ${labels[i]}"
-		cat "$tmp/wrk.$i"
+	sed "s|$tmp/||" "$tmp/Caddyfile"
+	echo '```'
+	echo
+	echo '<details><summary>wrk commands and each run</summary>'
+	echo
+	echo '```'
+	for w in "${!w_name[@]}"; do
+		for p in 0 1 2; do
+			echo "# ${w_name[w]}: ${labels[p]}"
+			echo "${cmds[w * 3 + p]//$tmp\//}"
+			for ((r = 0; r < rounds; r++)); do
+				awk -v r=$((r + 1)) '
+					/ requests in / { n = $1 " requests in " $4 }
+					/^Requests\/sec:/ { rps = $2 }
+					$1 == "50%" { p50 = $2 }
+					$1 == "99%" { p99 = $2 }
+					END { printf "round %d: %s %s req/s, p50 %s, p99 %s\n", r, n, rps, p50, p99 }
+				' "$tmp/wrk.$((w * 3 + p)).$r"
+			done
+		done
 	done
 	echo '```'
 	echo
