@@ -22,10 +22,21 @@ bare=${BASH_REMATCH[1]}
 cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
 out=$cache/thanos-$version
 
+# Thanos's own build tags (.promu.yml). slicelabels is not optional: Thanos converts
+# between Prometheus's labels.Labels and its protobuf labels without copying, which
+# needs the slice layout; Prometheus 3's default (stringlabels) makes the sidecar panic
+# in its gRPC codec on the first Series call (thanos-io/thanos#8543).
+tags=netgo,slicelabels
+
 # `thanos --version` prints "thanos, version 0.42.5 (branch: ..., revision: ...)" with our
-# ldflags; anything else (a build without them, a truncated file) is rebuilt.
+# ldflags, and the build info records the tags; anything else (a build without them, a
+# truncated file) is rebuilt.
 want="thanos, version $bare "
-if [[ -x $out ]] && [[ $("$out" --version 2>&1 | head -1) == "$want"* ]]; then
+built_right() {
+	[[ -x $1 ]] && [[ $("$1" --version 2>&1 | head -1) == "$want"* ]] &&
+		go version -m "$1" 2>/dev/null | grep -q "^[[:space:]]*build[[:space:]]*-tags=$tags\$"
+}
+if built_right "$out"; then
 	echo "$prog: cached $out" >&2
 	echo "$out"
 	exit 0
@@ -70,9 +81,8 @@ ldflags="-s -w -X $pkg.Version=$bare -X $pkg.Revision=$version -X $pkg.Branch=$v
 ldflags+=" -X $pkg.BuildUser=prom-tenant -X $pkg.BuildDate=19700101-00:00:00"
 # Build next to the target and rename, so a concurrent or interrupted run never leaves
 # a half-written binary at $out.
-go build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" github.com/thanos-io/thanos/cmd/thanos
-got=$("$out.tmp.$$" --version 2>&1 | head -1) || die "built binary does not run"
-[[ $got == "$want"* ]] || die "built binary reports '$got', want '$want...'"
+go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp.$$" github.com/thanos-io/thanos/cmd/thanos
+built_right "$out.tmp.$$" || die "built binary reports '$("$out.tmp.$$" --version 2>&1 | head -1)', want '$want...' built with -tags=$tags"
 mv -f "$out.tmp.$$" "$out"
 echo "$prog: built in $((SECONDS - start))s" >&2
 echo "$out"
