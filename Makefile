@@ -14,7 +14,7 @@ deps:
 
 # Unit and end-to-end tests against the real Prometheus and bin/caddy.
 # The builds run in parallel (make -j): on a fresh machine most of their time is spent
-# downloading modules, and kube-apiserver and Prometheus 3 are built once, then cached.
+# downloading modules, and kube-apiserver, Prometheus 3 and Thanos are built once, then cached.
 # go test's own timeout is 10 minutes per package; the e2e package takes about 6 on an
 # idle 2-core machine, so the limit is explicit, with room for a busy one.
 E2E_TIMEOUT ?= 30m
@@ -22,25 +22,29 @@ test:
 	scripts/install-deps.sh
 	$(MAKE) --no-print-directory -j4 build verify-generate test-binaries
 	PROM_TENANT_E2E=1 PROM_TENANT_KUBE_APISERVER="$$(cat bin/.kube-apiserver)" PROM_TENANT_PROMETHEUS3="$$(cat bin/.prometheus3)" \
-		$(GO) test -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) ./...
+		PROM_TENANT_THANOS="$$(cat bin/.thanos)" $(GO) test -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) ./...
 	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
 	@# then the differential oracle against the Prometheus engine (rewrite/oracle_test.go).
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzOracle$$' -fuzztime 60s ./rewrite/
 
 # The servers the end-to-end tests run that Debian does not package: kube-apiserver
-# (built from the module proxy, about 5 minutes on 2 cores with empty caches) and
-# Prometheus 3.x (the remote-write 2.0 receiver; Debian's 2.42 takes 1.0 only), each
-# built once into ~/.cache/prom-tenant; bin/.kube-apiserver and bin/.prometheus3 hold
+# (built from the module proxy, about 5 minutes on 2 cores with empty caches),
+# Prometheus 3.x (the remote-write 2.0 receiver; Debian's 2.42 takes 1.0 only) and
+# Thanos (sidecar, query, query-frontend: the scale-out topology), each built once into
+# ~/.cache/prom-tenant; bin/.kube-apiserver, bin/.prometheus3 and bin/.thanos hold
 # their paths.
-test-binaries: bin/.kube-apiserver bin/.prometheus3
-.PHONY: test-binaries bin/.kube-apiserver bin/.prometheus3
+test-binaries: bin/.kube-apiserver bin/.prometheus3 bin/.thanos
+.PHONY: test-binaries bin/.kube-apiserver bin/.prometheus3 bin/.thanos
 bin/.kube-apiserver:
 	@mkdir -p bin
 	scripts/build-kube-apiserver.sh >$@.tmp && mv $@.tmp $@
 bin/.prometheus3:
 	@mkdir -p bin
 	scripts/build-prometheus3.sh >$@.tmp && mv $@.tmp $@
+bin/.thanos:
+	@mkdir -p bin
+	scripts/build-thanos.sh >$@.tmp && mv $@.tmp $@
 
 # The MetricAccess CRD and deepcopy code, generated from the API package tenancy/v1alpha1.
 CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0

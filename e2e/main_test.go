@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/api"
@@ -56,6 +57,15 @@ func startProxyTo(t *testing.T, prom *testenv.Prometheus, tenants string, extraS
 // startProxyWith runs bin/caddy with the given prom_tenancy sources.
 func startProxyWith(t *testing.T, prom *testenv.Prometheus, sources string, extraSites string) *proxy {
 	t.Helper()
+	p := startProxyToUpstream(t, prom.Addr, sources, extraSites)
+	p.prom = prom
+	return p
+}
+
+// startProxyToUpstream is startProxyWith in front of any upstream address (a
+// Thanos Query Frontend): the proxy's prom is nil.
+func startProxyToUpstream(t *testing.T, upstream string, sources string, extraSites string) *proxy {
+	t.Helper()
 	port, admin := testenv.FreePort(t), testenv.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -68,9 +78,9 @@ http://127.0.0.1:%d {
 	prom_tenant
 	reverse_proxy %s
 }
-%s`, admin, sources, port, prom.Addr, strings.ReplaceAll(extraSites, "{prometheus}", prom.Addr))
+%s`, admin, sources, port, upstream, strings.ReplaceAll(extraSites, "{prometheus}", upstream))
 	c := testenv.StartCaddy(t, caddyfile)
-	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), prom: prom, caddyfile: caddyfile}
+	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
 }
 
 // tenantHeader is an http.RoundTripper that says which tenant a request is for.
@@ -118,12 +128,18 @@ func startOracle(t *testing.T, shared *testenv.Prometheus, reg *tenancy.Registry
 // startOracleWith is startOracle running binary (default: Debian's 2.42).
 func startOracleWith(t *testing.T, shared *testenv.Prometheus, reg *tenancy.Registry, tenant, binary string) (v1.API, string) {
 	t.Helper()
+	return startOracleOver(t, shared.Start, shared.End, reg, tenant, binary)
+}
+
+// startOracleOver is startOracleWith for data in [start, end].
+func startOracleOver(t *testing.T, start, end time.Time, reg *tenancy.Registry, tenant, binary string) (v1.API, string) {
+	t.Helper()
 	tn, ok := reg.Lookup(tenant)
 	if !ok {
-		t.Fatalf("tenant %s not in %s", tenant, tenantsDir)
+		t.Fatalf("tenant %s has no policy", tenant)
 	}
 	o := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
-		Start: shared.Start, End: shared.End, Binary: binary,
+		Start: start, End: end, Binary: binary,
 		Keep: func(series map[string]string) bool { return tn.Policy.Matches(labels.FromMap(series)) },
 	})
 	return newAPI(t, o.URL, ""), o.URL

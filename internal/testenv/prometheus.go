@@ -227,10 +227,15 @@ func backfill(ctx context.Context, dir string, p *Prometheus, keep func(map[stri
 
 // count evaluates an instant query at End whose answer is one number.
 func (p *Prometheus) count(ctx context.Context, query string) (int, error) {
-	body, err := get(ctx, p.URL+"/api/v1/query?"+url.Values{
+	return countAt(ctx, p.URL+"/api/v1/query?"+url.Values{
 		"query": {query},
 		"time":  {strconv.FormatInt(p.End.Unix(), 10)},
 	}.Encode())
+}
+
+// countAt fetches an instant query's URL whose answer is one number.
+func countAt(ctx context.Context, queryURL string) (int, error) {
+	body, err := get(ctx, queryURL)
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+)
+
+// samePolicyDir holds viewers-1 and viewers-2, two tenants with one policy.
+var samePolicyDir = filepath.Join(testenv.RepoRoot(), "e2e", "testdata", "same-policy")
+
+// TestThanosChain runs prom_tenant in front of Thanos Query Frontend (results
+// cache) → Thanos Query (deduplicating an HA pair) → sidecars → an HA pair of
+// Prometheus servers and a shard. Each tenant sees exactly what a Prometheus
+// holding only its series, once, answers: deduplication hides the pair, the
+// shard contributes team-c's namespace. Then the results cache is shown to be
+// tenant-safe: it is keyed by the upstream request, which carries the policy.
+func TestThanosChain(t *testing.T) {
+	prom3 := testenv.Prometheus3Binary(t)
+	// Prometheus 3.x servers, and a 3.x oracle: Thanos v0.42's engine is
+	// Prometheus 3's (left-open range selectors).
+	th := testenv.StartThanos(t, testenv.ThanosOptions{PrometheusBinary: prom3})
+
+	dir := t.TempDir()
+	for _, src := range []string{unionTenantsDir, samePolicyDir} {
+		files, _ := filepath.Glob(filepath.Join(src, "*.yaml"))
+		for _, f := range files {
+			copyFile(t, f, filepath.Join(dir, filepath.Base(f)))
+		}
+	}
+	p := startProxyToUpstream(t, th.Frontend.Addr, fmt.Sprintf("directory %s", dir), "")
+	reg := loadPolicies(t, dir)
+
+	oracles := map[string]v1.API{}
+	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
+		oracles[tenant], _ = startOracleOver(t, th.Start, th.End, reg, tenant, prom3)
+	}
+	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
+		t.Run(tenant, func(t *testing.T) {
+			checkTenantSeesOracle(t, p.url, tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
+		})
+	}
+
+	t.Run("cache", func(t *testing.T) {
+		// A query text and range no test above asked: the cache starts cold.
+		const q = `sum by (namespace, code) (rate(http_requests_total[5m]))`
+		rng := v1.Range{Start: th.End.Add(-40 * time.Minute), End: th.End.Add(-5 * time.Minute), Step: 30 * time.Second}
+		ask := func(tenant string) (answer string, hits, misses float64) {
+			t.Helper()
+			h0, m0 := frontendCache(t, th)
+			v, _, _, err := newAPI(t, p.url, tenant).QueryRange(t.Context(), q, rng)
+			if err != nil {
+				t.Fatalf("%s: %v", tenant, err)
+			}
+			h1, m1 := frontendCache(t, th)
+			return render(v), h1 - h0, m1 - m0
+		}
+		oracle := func(tenant string) string {
+			v, _, _, err := oracles[tenant].QueryRange(t.Context(), q, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return render(v)
+		}
+
+		// viewers-1 warms the cache with team-a's counters.
+		warm, hits, misses := ask("viewers-1")
+		if want := oracle("team-a"); warm != want {
+			t.Fatalf("viewers-1:\nproxy:  %s\noracle: %s", warm, want)
+		}
+		if hits != 0 || misses == 0 {
+			t.Errorf("viewers-1 asked first: %v hits, %v misses; want a miss only", hits, misses)
+		}
+
+		// team-b asks the same text: its rewritten query differs, so the
+		// cache misses and it gets its own counters.
+		got, hits, misses := ask("team-b")
+		if want := oracle("team-b"); got != want {
+			t.Errorf("team-b after viewers-1 warmed the cache:\nproxy:  %s\noracle: %s", got, want)
+		}
+		if got == warm {
+			t.Errorf("team-b got viewers-1's answer from the cache: %s", got)
+		}
+		if hits != 0 || misses == 0 {
+			t.Errorf("team-b: %v hits, %v misses; want a miss only", hits, misses)
+		}
+
+		// viewers-2 has viewers-1's policy: the same upstream request, a hit.
+		got, hits, misses = ask("viewers-2")
+		if got != warm {
+			t.Errorf("viewers-2:\ngot:        %s\nviewers-1: %s", got, warm)
+		}
+		if hits == 0 || misses != 0 {
+			t.Errorf("viewers-2, with viewers-1's policy: %v hits, %v misses; want a hit only", hits, misses)
+		}
+	})
+
+	t.Run("other endpoints", func(t *testing.T) {
+		// What Thanos does with the endpoints Thanos Query may not serve as
+		// Prometheus does. Whatever the status, a tenant must never get
+		// another namespace's series.
+		for _, path := range []string{
+			"/federate?match[]=up",
+			"/api/v1/metadata",
+			"/api/v1/metadata?metric=db_password_len",
+			"/api/v1/query_exemplars?query=http_requests_total&start=" + strconv.FormatInt(th.Start.Unix(), 10) + "&end=" + strconv.FormatInt(th.End.Unix(), 10),
+			"/api/v1/targets/metadata?match_target={job=\"api\"}",
+		} {
+			status, body := getAs(t, p.url+path, "team-a")
+			t.Logf("team-a GET %s: %d %s", path, status, truncate(body, 400))
+			var env struct{ Status string }
+			if err := json.Unmarshal([]byte(body), &env); err != nil || (env.Status != "success") != (status >= 400) {
+				t.Errorf("GET %s: %d is not in Prometheus's envelope: %s", path, status, body)
+			}
+			for _, other := range []string{"team-b", "team-c", "db_password_len"} {
+				if status == http.StatusOK && strings.Contains(body, other) {
+					t.Errorf("GET %s as team-a leaks %s: %s", path, other, body)
+				}
+			}
+		}
+	})
+}
+
+// thanosQuirks are what Thanos v0.42 answers differently from Prometheus
+// through the proxy today; the proxy should absorb both (issue 16):
+//   - Query's /api/v1/labels and /api/v1/label/<name>/values keep the
+//     replica label that its query and series APIs deduplicate away, so
+//     label names carry "replica" (and its values are the replicas').
+//   - Query Frontend sends its error envelopes as text/plain, so the proxy
+//     puts them in an envelope of its own as a non-JSON upstream error:
+//     "upstream answered 422 Unprocessable Entity: {<Thanos's envelope>}".
+var thanosQuirks = quirks{
+	extraLabelNames: model.LabelNames{testenv.ThanosReplicaLabel},
+	errorText:       unwrapUpstreamEnvelope,
+}
+
+// unwrapUpstreamEnvelope returns the upstream's own error from an error the
+// proxy wrapped, with the same error type; any other error as it is.
+func unwrapUpstreamEnvelope(err error) error {
+	var apiErr *v1.Error
+	if !errors.As(err, &apiErr) || !strings.HasPrefix(apiErr.Msg, "upstream answered ") {
+		return err
+	}
+	_, inner, ok := strings.Cut(apiErr.Msg, ": {")
+	var env struct {
+		ErrorType v1.ErrorType `json:"errorType"`
+		Error     string       `json:"error"`
+	}
+	if !ok || json.Unmarshal([]byte("{"+inner), &env) != nil || env.ErrorType != apiErr.Type {
+		return err
+	}
+	return &v1.Error{Type: env.ErrorType, Msg: env.Error, Detail: apiErr.Detail}
+}
+
+// frontendCache reads the counters of the query frontend's range-query
+// results cache (not its labels cache): keys found, and keys asked for but
+// not found.
+func frontendCache(t *testing.T, th *testenv.Thanos) (hits, misses float64) {
+	t.Helper()
+	m, err := th.Frontend.Metrics(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits = rangeCacheCounter(t, m, "cortex_cache_hits_total")
+	return hits, rangeCacheCounter(t, m, "cortex_cache_fetched_keys_total") - hits
+}
+
+// rangeCacheCounter sums name's samples of the query_range tripperware in a
+// text exposition; there must be one.
+func rangeCacheCounter(t *testing.T, exposition, name string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{([^}]*)\} (\S+)$`)
+	var sum float64
+	found := false
+	for _, m := range re.FindAllStringSubmatch(exposition, -1) {
+		if !strings.Contains(m[1], `tripperware="query_range"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		t.Fatalf("no %s{tripperware=\"query_range\"} in the frontend's metrics:\n%s", name, exposition)
+	}
+	return sum
+}
+
+func getAs(t *testing.T, url, tenant string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req.Header.Set("X-Tenant-Namespace", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
