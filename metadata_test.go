@@ -260,19 +260,27 @@ func TestMetadataSubrequests(t *testing.T) {
 	}
 }
 
+// TestMetadataUpstreamErrors: the sub-request's error answers reach the
+// tenant as a forwarded request's do (readUpstreamError): the upstream's
+// status and error type, its envelope's error whatever the Content-Type,
+// or its text; a success that cannot be read is the proxy's 502.
 func TestMetadataUpstreamErrors(t *testing.T) {
 	h := newTestHandlerWith(t, metadataTenants)
 	for _, tc := range []struct {
 		name, answer string
 		status       int
 		want         string
+		code         int
+		errorType    string
 	}{
-		{"not an array", `{"status":"success","data":{"up":[17]}}`, http.StatusOK, `upstream /api/v1/targets/metadata answered 200 with no valid JSON: unexpected JSON token: {, want [`},
-		{"wrong entry", `{"status":"success","data":[{"target":"x"}]}`, http.StatusOK, `upstream /api/v1/targets/metadata: unexpected data: json: cannot unmarshal string into Go value of type map[string]string`},
-		{"not JSON", `<html>`, http.StatusOK, `upstream /api/v1/targets/metadata answered 200 with no valid JSON: invalid character '<' looking for beginning of value`},
-		{"not served (Thanos, VictoriaMetrics)", `{"status":"error","errorType":"not_found","error":"not found"}`, http.StatusNotFound, `upstream /api/v1/targets/metadata answered 404: not found`},
-		{"Prometheus starting", "text/plain: Service Unavailable\n", http.StatusServiceUnavailable, `upstream /api/v1/targets/metadata answered 503: Service Unavailable`},
-		{"load balancer page", "text/html: <html><body><h1>502 Bad Gateway</h1></body></html>", http.StatusBadGateway, `upstream /api/v1/targets/metadata answered 502: 502 Bad Gateway`},
+		{"not an array", `{"status":"success","data":{"up":[17]}}`, http.StatusOK, `upstream /api/v1/targets/metadata answered 200 with no valid JSON: unexpected JSON token: {, want [`, 502, promapi.ErrorUnavailable},
+		{"wrong entry", `{"status":"success","data":[{"target":"x"}]}`, http.StatusOK, `upstream /api/v1/targets/metadata: unexpected data: json: cannot unmarshal string into Go value of type map[string]string`, 502, promapi.ErrorUnavailable},
+		{"not JSON", `<html>`, http.StatusOK, `upstream /api/v1/targets/metadata answered 200 with no valid JSON: invalid character '<' looking for beginning of value`, 502, promapi.ErrorUnavailable},
+		{"not served (Thanos, VictoriaMetrics)", `{"status":"error","errorType":"not_found","error":"not found"}`, http.StatusNotFound, `upstream /api/v1/targets/metadata answered 404: not found`, 404, promapi.ErrorNotFound},
+		{"envelope as text/plain (Thanos Query Frontend)", `text/plain: {"status":"error","errorType":"execution","error":"bad"}`, http.StatusUnprocessableEntity, `upstream /api/v1/targets/metadata answered 422: bad`, 422, promapi.ErrorExecution},
+		{"Prometheus starting", "text/plain: Service Unavailable\n", http.StatusServiceUnavailable, `upstream /api/v1/targets/metadata answered 503: Service Unavailable`, 503, promapi.ErrorUnavailable},
+		{"load balancer page", "text/html: <html><body><h1>502 Bad Gateway</h1></body></html>", http.StatusBadGateway, `upstream /api/v1/targets/metadata answered 502: 502 Bad Gateway`, 502, promapi.ErrorUnavailable},
+		{"no Content-Type", "dial tcp 10.0.0.9:9090: connection refused", http.StatusInternalServerError, `upstream /api/v1/targets/metadata answered 500: dial tcp <address>: connection refused`, 500, promapi.ErrorInternal},
 	} {
 		next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 			if ct, body, ok := strings.Cut(tc.answer, ": "); ok && strings.HasPrefix(ct, "text/") {
@@ -286,8 +294,8 @@ func TestMetadataUpstreamErrors(t *testing.T) {
 		w := serve(t, h, next, get("/api/v1/metadata", "team-a"))
 		var env struct{ ErrorType, Error string }
 		_ = json.Unmarshal(w.Body.Bytes(), &env)
-		if w.Code != http.StatusBadGateway || env.ErrorType != promapi.ErrorUnavailable || env.Error != tc.want {
-			t.Errorf("%s: %d %s\nwant 502 %q", tc.name, w.Code, w.Body, tc.want)
+		if w.Code != tc.code || env.ErrorType != tc.errorType || env.Error != tc.want {
+			t.Errorf("%s: %d %s\nwant %d %s %q", tc.name, w.Code, w.Body, tc.code, tc.errorType, tc.want)
 		}
 	}
 }

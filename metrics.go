@@ -102,16 +102,23 @@ type servedKey struct{ tenant, endpoint string }
 
 // served holds the resolved series. It stays small (tenants of the
 // registry times served endpoints) and is emptied when pruneStale deletes
-// series, so that a tenant that comes back counts in live ones.
+// series, so that a tenant that comes back counts in live ones. gen counts
+// those prunes: series resolved before one (and so perhaps deleted by it)
+// are not stored after it.
 var served struct {
 	sync.RWMutex
-	m map[servedKey]*servedSeries
+	m   map[servedKey]*servedSeries
+	gen uint64
 }
+
+// afterServedResolve, when set (by tests), runs between resolving a
+// tenant's series and storing them: where a prune can come.
+var afterServedResolve func()
 
 func servedSeriesOf(tenant, endpoint string) *servedSeries {
 	k := servedKey{tenant, endpoint}
 	served.RLock()
-	s := served.m[k]
+	s, gen := served.m[k], served.gen
 	served.RUnlock()
 	if s != nil {
 		return s
@@ -121,12 +128,18 @@ func servedSeriesOf(tenant, endpoint string) *servedSeries {
 		duration:   metrics.duration.WithLabelValues(tenant, endpoint, outcomeForwarded),
 		backend2xx: metrics.backend.WithLabelValues(tenant, endpoint, "2xx"),
 	}
+	if afterServedResolve != nil {
+		afterServedResolve()
+	}
 	served.Lock()
+	defer served.Unlock()
+	if served.gen != gen {
+		return s // used for this request only: the next resolves again
+	}
 	if served.m == nil {
 		served.m = make(map[servedKey]*servedSeries)
 	}
 	served.m[k] = s
-	served.Unlock()
 	return s
 }
 
@@ -178,17 +191,25 @@ func pruneTenantSeries(ctx context.Context, reg *tenancy.Registry) {
 // pruneStale deletes the series of tenant label values not in reg (but
 // unknownTenant).
 func pruneStale(reg *tenancy.Registry) {
-	stale := staleTenants(reg)
-	for _, t := range stale {
+	deleteTenantSeries(staleTenants(reg))
+}
+
+// deleteTenantSeries deletes the series of the given tenants, and forgets
+// every resolved series, under served's lock with a new generation, so
+// that no request stores series resolved before the deletion.
+func deleteTenantSeries(tenants []string) {
+	if len(tenants) == 0 {
+		return
+	}
+	served.Lock()
+	defer served.Unlock()
+	for _, t := range tenants {
 		for _, v := range tenantVecs {
 			v.DeletePartialMatch(prometheus.Labels{"tenant": t})
 		}
 	}
-	if len(stale) > 0 {
-		served.Lock()
-		clear(served.m)
-		served.Unlock()
-	}
+	clear(served.m)
+	served.gen++
 }
 
 // staleTenants returns the tenant label values of the handler's metrics

@@ -189,3 +189,23 @@ func tenantsRegistry(t *testing.T, manifests string) *tenancy.Registry {
 	}
 	return app.Registry()
 }
+
+// TestPruneDuringResolveIsNotRemembered: a prune that comes between a
+// request resolving its tenant's series and storing them deletes those
+// series; later requests of the tenant must count in live series, not in
+// the deleted ones.
+func TestPruneDuringResolveIsNotRemembered(t *testing.T) {
+	const tenant, endpoint = "team-race", "/api/v1/query"
+	afterServedResolve = func() { deleteTenantSeries([]string{tenant}) }
+	s := servedSeriesOf(tenant, endpoint)
+	afterServedResolve = nil
+	s.requests.Inc() // the racing request: in the deleted series, lost
+
+	for range 2 {
+		servedSeriesOf(tenant, endpoint).requests.Inc()
+	}
+	if got := requests(tenant, endpoint, outcomeForwarded, ""); got != 2 {
+		t.Errorf("forwarded requests after the prune: %v, want 2 (counted in live series)", got)
+	}
+	t.Cleanup(func() { deleteTenantSeries([]string{tenant}) })
+}

@@ -51,12 +51,11 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 	}()
 	<-w.ready
 	var err error
-	if ct := w.header.Get("Content-Type"); w.status >= 400 && ct != "" && !isJSON(ct) {
-		// Not Prometheus's envelope (a load balancer's page, Prometheus's
-		// plain-text 503 while it starts): its text, as for an envelope.
-		// (Without a type, the answer is read as JSON.)
+	if w.status >= 400 {
+		// An error answer is read as a forwarded one's (readUpstreamError),
+		// and the tenant gets the upstream's status and error type.
 		body, _ := io.ReadAll(io.LimitReader(pr, maxUpstreamErrorBody))
-		err = promapi.Refuse(promapi.UpstreamFailed, "upstream %s answered %d: %s", path, w.status, upstreamText(w.header, body))
+		err = upstreamErrorRefusal(path, w.status, w.header, body)
 	} else {
 		err = readAnswer(pr, w.status, w.header, path, max, decode)
 	}
@@ -81,6 +80,19 @@ func (h *Handler) subrequest(r *http.Request, method, path string, form url.Valu
 	default:
 		return promapi.Refuse(promapi.UpstreamFailed, "upstream %s answered %d with no valid JSON: %v", path, w.status, err)
 	}
+}
+
+// upstreamErrorRefusal is the refusal for a sub-request's error answer:
+// the upstream's status and error type, its error or text named by path.
+func upstreamErrorRefusal(path string, status int, h http.Header, body []byte) *promapi.Error {
+	ue := readUpstreamError(status, h, body)
+	msg := fmt.Sprintf("upstream %s answered %d", path, status)
+	if ue.text != "" {
+		msg += ": " + ue.text
+	}
+	e := promapi.Refuse(promapi.UpstreamFailed, "%s", msg)
+	e.Status, e.Type = status, ue.errorType
+	return e
 }
 
 // errStopped ends a sub-request whose answer is no longer read.

@@ -3,6 +3,7 @@ package promtenant
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -28,11 +29,12 @@ const (
 
 // envelopeWriter is the response writer the next handler (reverse_proxy)
 // writes the upstream's answer to. Every answer passes through as it
-// streams, except an error (status 400 and above) that is not JSON: Grafana
-// and API clients show only an envelope's "error", so such an answer is held
-// (its first maxUpstreamErrorBody bytes) and finish writes it in
-// Prometheus's envelope, with the upstream's status and text. JSON answers,
-// the upstream's own envelopes among them, are untouched.
+// streams, except an error (status 400 and above) that is not typed JSON:
+// Grafana and API clients show only an envelope's "error", so such an
+// answer is held (its first maxUpstreamErrorBody bytes) and finish writes
+// it: Prometheus's envelope as it is, anything else in an envelope, with
+// the upstream's status and text. JSON answers, the upstream's own
+// envelopes among them, are untouched.
 type envelopeWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	wroteHeader bool
@@ -90,18 +92,62 @@ func (w *envelopeWriter) FlushError() error {
 	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
 }
 
-// finish writes a held answer in the envelope, and reports whether it did.
+// finish writes a held answer, and reports whether it did: the upstream's
+// own error envelope as it is, anything else in an envelope of ours.
 func (w *envelopeWriter) finish() bool {
 	if !w.held {
 		return false
 	}
-	msg := fmt.Sprintf("upstream answered %d %s", w.status, http.StatusText(w.status))
-	if text := upstreamText(w.Header(), w.body); text != "" {
-		msg += ": " + text
+	ue := readUpstreamError(w.status, w.Header(), w.body)
+	h := w.Header()
+	h.Del("Content-Length") // the upstream's, for its own body
+	if ue.envelope != nil {
+		h.Del("Content-Encoding") // the envelope is written decoded
+		h.Set("Content-Type", "application/json")
+		w.ResponseWriterWrapper.WriteHeader(w.status)
+		_, _ = w.ResponseWriterWrapper.Write(ue.envelope)
+		return true
 	}
-	w.Header().Del("Content-Length") // the upstream's, for its own body
-	promapi.WriteError(&w.ResponseWriterWrapper, w.status, upstreamErrorType(w.status), msg)
+	msg := fmt.Sprintf("upstream answered %d %s", w.status, http.StatusText(w.status))
+	if ue.text != "" {
+		msg += ": " + ue.text
+	}
+	promapi.WriteError(&w.ResponseWriterWrapper, w.status, ue.errorType, msg)
 	return true
+}
+
+// upstreamError is what a tenant is told of an upstream's error answer.
+type upstreamError struct {
+	// envelope is the body, decoded, when it is Prometheus's error
+	// envelope; errorType and text are then the envelope's own.
+	envelope  []byte
+	errorType string
+	text      string
+}
+
+// readUpstreamError reads an upstream's error answer (status 400 and
+// above, its first maxUpstreamErrorBody bytes), for forwarded requests
+// and sub-requests alike. A body that is Prometheus's error envelope is
+// the upstream's own answer, whatever its Content-Type says (Thanos Query
+// Frontend sends its envelopes as text/plain, a server may send none);
+// anything else is typed by its status, and its text is upstreamText's.
+func readUpstreamError(status int, h http.Header, body []byte) upstreamError {
+	ue := upstreamError{errorType: upstreamErrorType(status)}
+	body, note := decodedBody(h, body)
+	if note != "" {
+		ue.text = note
+		return ue
+	}
+	var env struct {
+		Status    string  `json:"status"`
+		ErrorType string  `json:"errorType"`
+		Error     *string `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil && env.Status == "error" && env.ErrorType != "" && env.Error != nil {
+		return upstreamError{envelope: body, errorType: env.ErrorType, text: *env.Error}
+	}
+	ue.text = upstreamText(h, body)
+	return ue
 }
 
 // isJSON reports whether a Content-Type is JSON (application/json, or a
@@ -130,28 +176,37 @@ func upstreamErrorType(status int) string {
 	}
 }
 
-// upstreamText is the readable text of an upstream's error body, on one
-// line and at most maxUpstreamErrorText bytes: HTML reduced to its text,
-// gzip decoded (the client's Accept-Encoding reaches the upstream).
-func upstreamText(h http.Header, body []byte) string {
+// decodedBody returns an error body without its content encoding (the
+// client's Accept-Encoding reaches the upstream), or a note saying why it
+// could not be: gzip is decoded, other encodings are not.
+func decodedBody(h http.Header, body []byte) ([]byte, string) {
 	switch enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc {
 	case "", "identity":
+		return body, ""
 	case "gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
-			return ""
+			return nil, "(body in gzip encoding, not readable)"
 		}
 		// A body cut at maxUpstreamErrorBody ends in a read error: keep
 		// what was decoded.
-		body, _ = io.ReadAll(io.LimitReader(zr, maxUpstreamErrorBody))
+		out, _ := io.ReadAll(io.LimitReader(zr, maxUpstreamErrorBody))
+		return out, ""
 	default:
-		return "(body in " + enc + " encoding)"
+		return nil, "(body in " + enc + " encoding)"
 	}
+}
+
+// upstreamText is the readable text of an upstream's decoded error body,
+// on one line and at most maxUpstreamErrorText bytes: HTML reduced to its
+// text, network addresses redacted (see redactAddresses).
+func upstreamText(h http.Header, body []byte) string {
 	text := string(body)
 	if t, _, _ := mime.ParseMediaType(h.Get("Content-Type")); t == "text/html" {
 		text = htmlText(body)
 	}
 	text = strings.Join(strings.Fields(strings.ToValidUTF8(text, "\uFFFD")), " ")
+	text = redactAddresses(text)
 	if len(text) <= maxUpstreamErrorText {
 		return text
 	}

@@ -77,6 +77,10 @@ func TestUpstreamNonJSONErrorsAreEnveloped(t *testing.T) {
 			500, "internal", "upstream answered 500 Internal Server Error: (body in br encoding)"},
 		{"no body", answering(404, "", "", nil), 404, "not_found", "upstream answered 404 Not Found"},
 		{"gateway timeout", answering(504, "text/plain", "", []byte("timeout")), 504, "timeout", "upstream answered 504 Gateway Timeout: timeout"},
+		{"another proxy's address", answering(502, "text/plain", "", []byte("dial tcp 10.0.0.9:9090: connect: connection refused")),
+			502, "unavailable", "upstream answered 502 Bad Gateway: dial tcp <address>: connect: connection refused"},
+		{"not quite an envelope", answering(400, "text/plain", "", []byte(`{"status":"error","error":"x"}`)),
+			400, "bad_data", `upstream answered 400 Bad Request: {"status":"error","error":"x"}`},
 		{"long", answering(500, "text/plain", "", bytes.Repeat([]byte("é"), 100_000)),
 			500, "internal", "upstream answered 500 Internal Server Error: " + strings.Repeat("é", maxUpstreamErrorText/2) + "…"},
 	} {
@@ -118,6 +122,31 @@ func TestUpstreamJSONPassesUntouched(t *testing.T) {
 		w := serve(t, newTestHandler(t), answering(tc.status, tc.contentType, "", []byte(tc.body)), get("/federate?match[]=up", "team-a"))
 		if w.Code != tc.status || w.Body.String() != tc.body || w.Header().Get("Content-Type") != tc.contentType {
 			t.Errorf("%d %s: got %d %q %q", tc.status, tc.contentType, w.Code, w.Header().Get("Content-Type"), w.Body)
+		}
+	}
+}
+
+// TestUpstreamEnvelopePassesWhateverItsType: an error body that is
+// Prometheus's envelope is the upstream's own answer, passed on as it is
+// (decoded, typed JSON), whatever its Content-Type says: Thanos Query
+// Frontend sends its envelopes as text/plain.
+func TestUpstreamEnvelopePassesWhateverItsType(t *testing.T) {
+	const env = `{"status":"error","errorType":"execution","error":"expanding series: dial tcp 10.0.0.9:10901","warnings":["w"]}`
+	for _, tc := range []struct {
+		name                  string
+		contentType, encoding string
+		body                  []byte
+	}{
+		{"text/plain", "text/plain; charset=utf-8", "", []byte(env)},
+		{"no type", "", "", []byte(env)},
+		{"gzip", "text/plain", "gzip", gzipped(env)},
+	} {
+		for _, path := range servedPaths {
+			w := serve(t, newTestHandler(t), answering(422, tc.contentType, tc.encoding, tc.body), get(path, "team-a"))
+			h := w.Header()
+			if w.Code != 422 || w.Body.String() != env || h.Get("Content-Type") != "application/json" || h.Get("Content-Encoding") != "" || h.Get("Content-Length") != "" {
+				t.Errorf("%s %s: got %d %v %q, want 422 and the upstream's envelope as it is", tc.name, path, w.Code, h, w.Body)
+			}
 		}
 	}
 }

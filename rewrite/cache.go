@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"container/list"
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,10 +16,13 @@ import (
 // A rewrite depends on the policy, the query and the Enforcer (its parser
 // options and limits). A cache belongs to one Enforcer (WithLimits and
 // WithCache give the copy a cache of its own), and each entry is keyed by
-// the kind of rewrite, the *Policy and the text. Keying by the policy's
-// pointer, not its text, means two tenants never share an entry even when
-// their policies print the same, and a policy that changes (a new *Policy
-// from the registry) never finds the old one's entries: they age out.
+// the kind of rewrite, the policy's id and the text. Keying by the id (each
+// *Policy's own, never reused), not its text, means two tenants never share
+// an entry even when their policies print the same, and a policy that
+// changes (a new *Policy from the registry) never finds the old one's
+// entries: they age out. Unlike its pointer, the id does not keep the
+// policy alive, so the byte bound, which counts only the texts, bounds the
+// memory the cache holds.
 // Only successes are kept: a refusal, or a request that left, is computed
 // again.
 type cache struct {
@@ -42,7 +46,7 @@ const (
 
 type cacheKey struct {
 	kind   rewriteKind
-	policy *Policy
+	policy uint64 // Policy.id
 	// text is the query, or the match[] selectors length-prefixed.
 	text string
 }
@@ -96,7 +100,7 @@ func matchText(match []string) string {
 
 // get returns the entry for k, marked as recently used.
 func (c *cache) get(k cacheKey) (*cacheEntry, bool) {
-	if c == nil {
+	if c == nil || k.policy == 0 { // a Policy not from NewPolicy: not cached
 		return nil, false
 	}
 	c.mu.Lock()
@@ -114,7 +118,7 @@ func (c *cache) get(k cacheKey) (*cacheEntry, bool) {
 // under the bound. An entry over 1/64 of the bound is not kept, so that
 // one large query cannot empty the cache.
 func (c *cache) add(e *cacheEntry) {
-	if c == nil {
+	if c == nil || e.key.policy == 0 {
 		return
 	}
 	e.size = entryOverhead + len(e.key.text) + len(e.query)
@@ -140,20 +144,27 @@ func (c *cache) add(e *cacheEntry) {
 	}
 }
 
-func (c *cache) query(kind rewriteKind, p *Policy, q string) (string, bool) {
-	e, ok := c.get(cacheKey{kind: kind, policy: p, text: q})
-	if !ok {
-		return "", false
+// cachedQuery returns the rewrite of query by kind under p from e's cache,
+// or computes it and keeps it when it succeeds.
+func (e *Enforcer) cachedQuery(ctx context.Context, kind rewriteKind, p *Policy, query string,
+	compute func(context.Context, *Policy, string) (string, error)) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
 	}
-	return e.query, true
-}
-
-func (c *cache) addQuery(kind rewriteKind, p *Policy, q, out string) {
-	c.add(&cacheEntry{key: cacheKey{kind: kind, policy: p, text: q}, query: out})
+	k := cacheKey{kind: kind, policy: p.id, text: query}
+	if ce, ok := e.cache.get(k); ok {
+		return ce.query, nil
+	}
+	out, err := compute(ctx, p, query)
+	if err != nil {
+		return "", err
+	}
+	e.cache.add(&cacheEntry{key: k, query: out})
+	return out, nil
 }
 
 func (c *cache) matchers(p *Policy, key string) ([]string, bool) {
-	e, ok := c.get(cacheKey{kind: rewriteMatch, policy: p, text: key})
+	e, ok := c.get(cacheKey{kind: rewriteMatch, policy: p.id, text: key})
 	if !ok {
 		return nil, false
 	}
@@ -162,7 +173,7 @@ func (c *cache) matchers(p *Policy, key string) ([]string, bool) {
 }
 
 func (c *cache) addMatchers(p *Policy, key string, out []string) {
-	c.add(&cacheEntry{key: cacheKey{kind: rewriteMatch, policy: p, text: key}, match: slices.Clone(out)})
+	c.add(&cacheEntry{key: cacheKey{kind: rewriteMatch, policy: p.id, text: key}, match: slices.Clone(out)})
 }
 
 // WithCache returns a copy of e that remembers the rewrites of its recent

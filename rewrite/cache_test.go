@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
+	"weak"
 
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -147,14 +149,55 @@ func TestCacheBounded(t *testing.T) {
 	if n < 100 || n > size/entryOverhead {
 		t.Errorf("%d entries in %d bytes", n, size)
 	}
-	if _, ok := e.cache.items[cacheKey{kind: rewriteQuery, policy: p, text: "up"}]; !ok {
+	if _, ok := e.cache.items[cacheKey{kind: rewriteQuery, policy: p.id, text: "up"}]; !ok {
 		t.Error("the query used all along was evicted")
 	}
 	big := fmt.Sprintf("up{job=%q}", string(make([]byte, size/64)))
 	if _, err := e.EnforceQuery(ctx, p, big); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.cache.items[cacheKey{kind: rewriteQuery, policy: p, text: big}]; ok {
+	if _, ok := e.cache.items[cacheKey{kind: rewriteQuery, policy: p.id, text: big}]; ok {
 		t.Error("a query over 1/64 of the cache was kept")
+	}
+}
+
+// TestCacheDoesNotKeepPoliciesAlive: entries of a policy the registry has
+// replaced must not hold it in memory, as the byte bound counts only texts
+// (a policy may have up to 1024 patterns, each compiled).
+func TestCacheDoesNotKeepPoliciesAlive(t *testing.T) {
+	e := NewEnforcer(parser.Options{}).WithCache(1 << 20)
+	p := newTestPolicy(t, `{namespace="a"}`)
+	if _, err := e.EnforceQuery(context.Background(), p, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.EnforceMatchers(context.Background(), p, []string{"up"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.cache.items) != 2 {
+		t.Fatalf("%d cache entries, want 2", len(e.cache.items))
+	}
+	wp := weak.Make(p)
+	p = nil
+	for range 5 {
+		runtime.GC()
+	}
+	if wp.Value() != nil {
+		t.Error("the cache keeps a policy alive after its last user dropped it")
+	}
+	if len(e.cache.items) != 2 { // and keeps e (its cache) alive until here
+		t.Errorf("%d cache entries after GC, want 2", len(e.cache.items))
+	}
+}
+
+// TestCacheSkipsPolicyWithoutID: a Policy not built by NewPolicy has no id
+// of its own; it must never share entries with another such policy.
+func TestCacheSkipsPolicyWithoutID(t *testing.T) {
+	e := NewEnforcer(parser.Options{}).WithCache(1 << 20)
+	a, b := *newTestPolicy(t, `{namespace="a"}`), *newTestPolicy(t, `{namespace="b"}`)
+	a.id, b.id = 0, 0
+	ga, _ := e.EnforceQuery(context.Background(), &a, "up")
+	gb, _ := e.EnforceQuery(context.Background(), &b, "up")
+	if ga != `up{namespace="a"}` || gb != `up{namespace="b"}` || len(e.cache.items) != 0 {
+		t.Errorf("got %q and %q with %d entries; want each policy's own rewrite, none cached", ga, gb, len(e.cache.items))
 	}
 }

@@ -17,18 +17,7 @@ import (
 //
 // The limits apply as for EnforceQuery.
 func (e *Enforcer) EnforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if out, ok := e.cache.query(rewriteExemplar, p, query); ok {
-		return out, nil
-	}
-	out, err := e.enforceExemplarQuery(ctx, p, query)
-	if err != nil {
-		return "", err
-	}
-	e.cache.addQuery(rewriteExemplar, p, query, out)
-	return out, nil
+	return e.cachedQuery(ctx, rewriteExemplar, p, query, e.enforceExemplarQuery)
 }
 
 func (e *Enforcer) enforceExemplarQuery(ctx context.Context, p *Policy, query string) (string, error) {

@@ -37,18 +37,7 @@ func NewEnforcer(opts parser.Options) *Enforcer {
 // unions need more selectors than the limit, with a *UnionLimitError. It
 // returns ctx.Err() once ctx is done.
 func (e *Enforcer) EnforceQuery(ctx context.Context, p *Policy, query string) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if out, ok := e.cache.query(rewriteQuery, p, query); ok {
-		return out, nil
-	}
-	out, err := e.enforceQuery(ctx, p, query)
-	if err != nil {
-		return "", err
-	}
-	e.cache.addQuery(rewriteQuery, p, query, out)
-	return out, nil
+	return e.cachedQuery(ctx, rewriteQuery, p, query, e.enforceQuery)
 }
 
 func (e *Enforcer) enforceQuery(ctx context.Context, p *Policy, query string) (string, error) {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -32,7 +33,13 @@ type Policy struct {
 	conj     []conjunction // normalized branches, for rewriting
 	branches []Selector    // the same, as compiled matchers, for callers
 	text     string
+	// id is unique to this Policy, never reused: caches key by it, so that
+	// a cache entry does not keep an old policy alive (see cache.go).
+	id uint64
 }
+
+// policyIDs numbers policies; 0 is never handed out.
+var policyIDs atomic.Uint64
 
 // ErrEmptyPolicy is returned by NewPolicy for a policy that allows nothing.
 var ErrEmptyPolicy = errors.New("policy has no selectors")
@@ -69,7 +76,7 @@ func NewPolicy(selectors []Selector) (*Policy, error) {
 	if err != nil {
 		return nil, err // unreachable: the context is never done
 	}
-	p := &Policy{conj: cs, branches: make([]Selector, len(cs))}
+	p := &Policy{conj: cs, branches: make([]Selector, len(cs)), id: policyIDs.Add(1)}
 	texts := make([]string, len(cs))
 	for i, c := range cs {
 		p.branches[i] = c.selector(true)

@@ -123,6 +123,9 @@ type Error struct {
 	// one (UpstreamFailed).
 	Status  int
 	Message string
+	// Type is the envelope's errorType where it is not the refusal's: an
+	// upstream's own (UpstreamFailed). Default: the refusal's.
+	Type string
 }
 
 // Refuse returns a refusal of kind r with a formatted message.
@@ -133,7 +136,12 @@ func Refuse(r Refusal, format string, args ...any) *Error {
 func (e *Error) Error() string { return e.Message }
 
 // ErrorType is the envelope's errorType.
-func (e *Error) ErrorType() string { return e.Refusal.ErrorType() }
+func (e *Error) ErrorType() string {
+	if e.Type != "" {
+		return e.Type
+	}
+	return e.Refusal.ErrorType()
+}
 
 // Reason is the refusal's reason (one of the Reason constants).
 func (e *Error) Reason() string { return e.Refusal.Reason() }
