@@ -25,7 +25,7 @@ const redactedAddress = "<address>"
 // 10.0.0.9:9090: connect: connection refused"), which is none of a
 // tenant's business, as upstreamRefusal says. Redacted are IP addresses,
 // with or without a port, and host:port where the host is a DNS name with
-// a dot or a hyphen, or localhost; a bare word before a number ("line
+// a dot, or a hyphen after a leading letter, or localhost; a bare word before a number ("line
 // 1:5", "code:404") is not taken for a host.
 func redactAddresses(text string) string {
 	return addressPattern.ReplaceAllStringFunc(text, func(m string) string {
@@ -47,6 +47,11 @@ func isAddress(m string) bool {
 	if net.ParseIP(host) != nil || host == "localhost" {
 		return true
 	}
-	hasLetter := strings.ContainsFunc(host, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' })
-	return hasLetter && strings.ContainsAny(host, ".-")
+	isLetter := func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+	if !strings.ContainsFunc(host, isLetter) {
+		return false
+	}
+	// A dotted name, or a hyphenated one that starts with a letter
+	// (prom-k8s-0); not an RFC 3339 time, "2026-12-04T23:06".
+	return strings.Contains(host, ".") || isLetter(rune(host[0])) && strings.Contains(host, "-")
 }

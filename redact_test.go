@@ -15,6 +15,7 @@ func TestRedactAddresses(t *testing.T) {
 		"no route to fe80::1ff:fe23:4567:890a":                                       "no route to <address>",
 		"connect to 192.168.1.20 failed, and to localhost:9090":                      "connect to <address> failed, and to <address>",
 		"parse error at 1:5: unexpected at 12:30:45, code:404, version 1.2.3":        "parse error at 1:5: unexpected at 12:30:45, code:404, version 1.2.3",
+		`cannot parse "2026-12-04T23:06:33Z" to a valid timestamp`:                   `cannot parse "2026-12-04T23:06:33Z" to a valid timestamp`,
 	} {
 		if got := redactAddresses(in); got != want {
 			t.Errorf("redactAddresses(%q)\n = %q\nwant %q", in, got, want)
