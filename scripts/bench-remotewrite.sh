@@ -20,7 +20,7 @@
 # Environment: BENCH_RW_SERIES (default 100000), BENCH_RW_MINUTES (10), BENCH_RW_MAX_WINDOW
 # (1m), BENCH_RW_BATCH_SIZE (2000), BENCH_RW_VMAGENT_SAMPLES (1500000),
 # BENCH_RW_PROFILE_SECONDS (30; 0 for no CPU profile), BENCH_RW_KEEP (a directory to copy
-# the CPU profile and the progress readings to).
+# the CPU and allocation profiles and the progress readings to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -231,6 +231,10 @@ while :; do
 		curl -fsS -o "$tmp/cpu.pprof" "http://$admin/debug/pprof/profile?seconds=$profile_seconds" &
 		profile_pid=$!
 		pids+=("$profile_pid")
+		# The allocations of the same span (a delta profile), kept with BENCH_RW_KEEP.
+		curl -fsS -o "$tmp/allocs.pprof" "http://$admin/debug/pprof/allocs?seconds=$profile_seconds" &
+		allocs_pid=$!
+		pids+=("$allocs_pid")
 	fi
 	# Done when copied_until is past the data's last timestamp: at that timestamp itself it
 	# can still be in the middle of the series (progress is a timestamp and a series).
@@ -246,12 +250,15 @@ ours_src_cpu=$(calc %.2f "$(cpu_s "$src_pid") - $src_cpu0")
 if ((profiling)); then
 	wait "$profile_pid" || echo "$prog: CPU profile failed" >&2
 	forget "$profile_pid"
+	wait "$allocs_pid" || echo "$prog: allocation profile failed" >&2
+	forget "$allocs_pid"
 fi
 stop "$caddy_pid"
 if [[ -n ${BENCH_RW_KEEP:-} ]]; then
 	mkdir -p "$BENCH_RW_KEEP"
 	cp "$tmp/ours.tsv" "$BENCH_RW_KEEP/"
 	[[ ! -s $tmp/cpu.pprof ]] || cp "$tmp/cpu.pprof" "$BENCH_RW_KEEP/"
+	[[ ! -s $tmp/allocs.pprof ]] || cp "$tmp/allocs.pprof" "$BENCH_RW_KEEP/"
 fi
 ours_recv_cpu=$(calc %.2f "$(cpu_s "$recv_pid") - $recv_cpu0")
 ours_got=$(samples_in "$recv_port")
