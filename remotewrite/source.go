@@ -17,9 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	config_util "github.com/prometheus/common/config"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 
@@ -35,7 +33,7 @@ const chunkedReadLimit = 50e6
 type source struct {
 	url    string
 	base   string
-	client remote.ReadClient
+	client *readClient
 	http   *http.Client
 
 	mu      sync.Mutex // guards checked and ext
@@ -117,13 +115,8 @@ func newSource(base string, timeout time.Duration, userAgent string) (*source, e
 	if err != nil {
 		return nil, fmt.Errorf("source URL %q: %w", base, err)
 	}
-	c, err := remote.NewReadClient("prom_remote_write", &remote.ClientConfig{
-		URL:                   &config_util.URL{URL: u},
-		Timeout:               model.Duration(timeout),
-		HTTPClientConfig:      config_util.DefaultHTTPClientConfig,
-		ChunkedReadLimit:      chunkedReadLimit,
-		AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{prompb.ReadRequest_STREAMED_XOR_CHUNKS},
-	}, config_util.WithUserAgent(userAgent), config_util.WithDialContextFunc(dialBuffered))
+	rc, err := config_util.NewClientFromConfig(config_util.DefaultHTTPClientConfig, "prom_remote_write_source",
+		config_util.WithUserAgent(userAgent), config_util.WithDialContextFunc(dialBuffered))
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +125,7 @@ func newSource(base string, timeout time.Duration, userAgent string) (*source, e
 		return nil, err
 	}
 	hc.Timeout = timeout
+	c := &readClient{url: u.String(), client: rc, timeout: timeout}
 	return &source{url: u.String(), base: strings.TrimSuffix(base, "/"), client: c, http: hc}, nil
 }
 
@@ -211,7 +205,7 @@ func (s *source) read(ctx context.Context, p *rewrite.Policy, from, to int64) (s
 		if err != nil {
 			return nil, err
 		}
-		ss, err := s.client.Read(ctx, q, true)
+		ss, err := s.client.Read(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("remote read from %s: %w", s.url, err)
 		}
