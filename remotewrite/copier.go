@@ -68,10 +68,12 @@ type copier struct {
 	cur       *cursor // nil when targetErr is set
 	logger    *zap.Logger
 
-	// Owned by the run goroutine: what reportStatus last wrote.
+	// Owned by the run goroutine: what reportStatus last wrote, and the
+	// next window, read while this one is delivered (readahead.go).
 	reported     time.Time
 	reportedErr  string
 	reportFailed bool
+	ahead        *readAhead
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -215,12 +217,17 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	if !ok {
 		return true, nil
 	}
-	// 2. Read.
-	w, err := c.read(ctx, plan)
-	if err != nil {
-		return false, err
+	// 2. Read (or take the read made during the last pass), and read the
+	// next window while this one is delivered.
+	w := c.takeAhead(plan)
+	if w == nil {
+		if w, err = c.read(ctx, plan); err != nil {
+			return false, err
+		}
 	}
 	defer w.release()
+	c.readNext(ctx, plan, w, end)
+	defer func() { c.settleAhead(err == nil && !w.truncated) }()
 	c.setPending(len(w.samples))
 	defer c.setPending(0)
 	// 3. Deliver (saving as it goes).
@@ -249,7 +256,7 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 func (c *copier) read(ctx context.Context, p readPlan) (*window, error) {
 	st := &c.cur.state
 	for {
-		w, err := c.readOnce(ctx, p)
+		w, err := c.readOnce(ctx, p, st.acked)
 		if errors.Is(err, errWindowFull) {
 			p.to = st.tooFull(p.from, p.to)
 			continue
@@ -261,7 +268,8 @@ func (c *copier) read(ctx context.Context, p readPlan) (*window, error) {
 	}
 }
 
-func (c *copier) readOnce(ctx context.Context, p readPlan) (*window, error) {
+// readOnce reads p, leaving out what done covers.
+func (c *copier) readOnce(ctx context.Context, p readPlan, done progress) (*window, error) {
 	// Cancelling ends the streamed answers a full window leaves unread.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -269,7 +277,7 @@ func (c *copier) readOnce(ctx context.Context, p readPlan) (*window, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(ss, c.rw.Policy, c.cur.state.acked, p.from, p.to, c.cfg.maxPending, p.truncates())
+	return collect(ss, c.rw.Policy, done, p.from, p.to, c.cfg.maxPending, p.truncates())
 }
 
 // write sends one batch to t. A refusal for good is counted and logged, and
