@@ -327,7 +327,9 @@ while :; do
 	fi
 	awk -v e="$elapsed" 'BEGIN { exit !(e > 300) }' &&
 		die "vmagent: not done after 300s (rows $rows, blocks $blocks, 2xx $ok, pending $pending, scrapes $scrapes): $(tail -n 5 "$tmp/vmagent.log")"
-	sleep 0.2
+	# As often as the copier's status: a reading of vmagent's /metrics (about 30 KB of
+	# text) costs it about 0.7 ms of CPU, counted in its samples per CPU second.
+	sleep 0.5
 done
 vm_hwm=$(hwm_mb "$vm_pid")
 vm_src_cpu=$(calc %.2f "$(cpu_s "$src_pid") - $src_cpu0")
@@ -403,18 +405,20 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	echo "\"per core\": samples acknowledged ÷ CPU seconds (utime + stime from /proc/<pid>/stat) of the copier"
 	echo "process. \"whole run\" counts everything from process start; \"steady\" counts from the first reading at"
 	echo "10% of the samples to the last (start-up, empty windows, the first read left out). Peak RSS is VmHWM."
+	echo "Both are read every 0.5s (the copier's status, vmagent's /metrics); the copier's CPU also pays for the"
+	echo "CPU and allocation profiles of ${profile_seconds}s."
 	echo
 	echo '| copier | samples written | CPU s | samples/s per core, whole run | per core, steady | wall s | samples/s wall, steady | peak RSS (MiB) | source CPU s per 1M samples | receiver CPU s per 1M samples |'
 	echo '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
 	echo "| prom_remote_write | $ours_sent | $ours_cpu | $ours_rate | $ours_steady_cpu | $ours_wall | $ours_steady_wall | $ours_hwm | $(per1m "$ours_src_cpu" "$ours_sent") | $(per1m "$ours_recv_cpu" "$ours_sent") |"
 	echo "| vmagent (federate) | $vm_sent | $vm_cpu | $vm_rate | $vm_steady_cpu | $vm_wall | $vm_steady_wall | $vm_hwm | $(per1m "$vm_src_cpu" "$vm_sent") | $(per1m "$vm_recv_cpu" "$vm_sent") |"
 	echo
-	echo "- **prom_remote_write ÷ vmagent, samples/s per core: $(ratio "$ours_steady_cpu" "$vm_steady_cpu") steady, $(ratio "$ours_rate" "$vm_rate") whole run.** Goal (issue 5): at least 1.00 — met: $(goal_met "$ours_steady_cpu" "$vm_steady_cpu")."
+	echo "- **prom_remote_write ÷ vmagent, samples/s per core: $(ratio "$ours_steady_cpu" "$vm_steady_cpu") steady, $(ratio "$ours_rate" "$vm_rate") whole run.** Goal (issue 15): at least 1.50 — met: $(goal_met "$ours_steady_cpu" "$(calc %.0f "$vm_steady_cpu * 1.5")")."
 	echo "- Memory: idle caddy (same config, MetricAccess not copying) peaks at $idle_hwm MiB RSS after 5s ($idle_cpu CPU s of start-up);"
 	echo "  copying $series series it peaks at $ours_hwm MiB, so about $(calc %.0f "($ours_hwm - $idle_hwm) * 100000 / $series") MiB per 100k copied series. vmagent: $vm_hwm MiB."
 	echo "- Wall clock is not a fair comparison: vmagent's rate is set by its scrape interval and by how fast"
 	echo "  the source renders /federate (about 13 MB of text per scrape here); prom_remote_write reads and"
-	echo "  sends one window at a time, one write request in flight."
+	echo "  sends a window while it reads the next, one write request in flight."
 	echo
 	echo "The read paths are not the same, so neither is the copy. /federate answers with the latest sample of"
 	echo "each series at the time of the scrape, as text (about 13 MB for these 100k series, gzip on the wire):"
