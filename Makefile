@@ -65,7 +65,7 @@ demo:
 	scripts/demo.sh
 
 # The HTTP path and the enforcer (scripts/bench.sh), then the remote-write copier against
-# vmagent (scripts/bench-remotewrite.sh, about 4 minutes); each rewrites its own marked
+# vmagent (scripts/bench-remotewrite.sh, about 6 minutes); each rewrites its own marked
 # section of docs/BENCHMARKS.md.
 bench:
 	scripts/bench.sh

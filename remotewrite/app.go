@@ -71,10 +71,12 @@ type App struct {
 	// tenants. Default: 4.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 
-	// MaxPendingSamples bounds the samples one pass holds in memory; a
-	// window with more is read in halves. Memory stays bounded whatever the
-	// target does: a copier whose target is down keeps no queue, it reads
-	// the same window again on the next pass. Default: 500000.
+	// MaxPendingSamples bounds the samples one window holds in memory; a
+	// window with more is read in halves. A copier that is behind reads
+	// the next window while it sends one, so it holds up to twice as many.
+	// Memory stays bounded whatever the target does: a copier whose target
+	// is down keeps no queue, it reads the same window again on the next
+	// pass. Default: 500000.
 	MaxPendingSamples int `json:"max_pending_samples,omitempty"`
 
 	// MaxCopiesPerTenant bounds the copying MetricAccess objects of one

@@ -76,12 +76,14 @@ type copier struct {
 	term    *leaseTerm
 	standby *election
 
-	// Owned by the run goroutine: what reportStatus last wrote.
+	// Owned by the run goroutine: what reportStatus last wrote, and the
+	// next window, read while this one is delivered (readahead.go).
 	reported      time.Time
 	reportedErr   string
 	reportedState string
 	reportFailed  bool
 	saveFailures  int // consecutive; sets the backoff of saveBackoff
+	ahead         *readAhead
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -270,12 +272,17 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 	if !ok {
 		return true, nil
 	}
-	// 2. Read.
-	w, err := c.read(ctx, plan)
-	if err != nil {
-		return false, err
+	// 2. Read (or take the read made during the last pass), and read the
+	// next window while this one is delivered.
+	w := c.takeAhead(plan)
+	if w == nil {
+		if w, err = c.read(ctx, plan); err != nil {
+			return false, err
+		}
 	}
 	defer w.release()
+	c.readNext(ctx, plan, w, end)
+	defer func() { c.settleAhead(err == nil && !w.truncated) }()
 	c.setPending(len(w.samples))
 	defer c.setPending(0)
 	// 3. Deliver (saving as it goes).
@@ -309,7 +316,7 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 func (c *copier) read(ctx context.Context, p readPlan) (*window, error) {
 	st := &c.cur.state
 	for {
-		w, err := c.readOnce(ctx, p)
+		w, err := c.readOnce(ctx, p, st.acked)
 		if errors.Is(err, errWindowFull) {
 			p.to = st.tooFull(p.from, p.to)
 			continue
@@ -321,7 +328,8 @@ func (c *copier) read(ctx context.Context, p readPlan) (*window, error) {
 	}
 }
 
-func (c *copier) readOnce(ctx context.Context, p readPlan) (*window, error) {
+// readOnce reads p, leaving out what done covers.
+func (c *copier) readOnce(ctx context.Context, p readPlan, done progress) (*window, error) {
 	// Cancelling ends the streamed answers a full window leaves unread.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -329,7 +337,7 @@ func (c *copier) readOnce(ctx context.Context, p readPlan) (*window, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(ss, c.rw.Policy, c.cur.state.acked, p.from, p.to, c.cfg.maxPending, p.truncates())
+	return collect(ss, c.rw.Policy, done, p.from, p.to, c.cfg.maxPending, p.truncates())
 }
 
 // write sends one batch to t. A refusal for good is counted and logged, and

@@ -31,7 +31,9 @@
 //     b. read it by remote read (source.go; extlabels.go strips a source's
 //     external labels, parts.go joins a series cut into frames) into
 //     memory, series by series, leaving out what was acknowledged and
-//     checking every series against the policy (window.go);
+//     checking every series against the policy (window.go); while it is
+//     delivered, a copier that is behind reads the next window
+//     (readahead.go), which the next pass takes if it plans that read;
 //     c. deliver it (the delivery interface): in batches to a target that
 //     stores timestamps (deliver_batches.go, over target_remotewrite.go),
 //     or as one push of current values to a Pushgateway

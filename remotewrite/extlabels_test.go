@@ -220,7 +220,7 @@ func TestReadExternalLabelsReturnedOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss, err := src.client.Read(context.Background(), q, true)
+	ss, err := src.client.Read(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}

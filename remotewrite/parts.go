@@ -33,23 +33,26 @@ func (j *joinedParts) Next() bool {
 	if j.next == nil {
 		return false
 	}
-	parts := []storage.Series{j.next}
+	first := j.next
 	j.next = nil
-	if j.join != nil && !j.join(parts[0].Labels()) {
-		j.cur = parts[0]
+	if j.join != nil && !j.join(first.Labels()) {
+		j.cur = first
 		return true
 	}
-	for j.advance() && labels.Equal(j.next.Labels(), parts[0].Labels()) {
+	// Most series come in one frame: no slice of parts for them.
+	if !j.advance() || !labels.Equal(j.next.Labels(), first.Labels()) {
+		j.cur = first
+		return true
+	}
+	parts := []storage.Series{first, j.next}
+	j.next = nil
+	for j.advance() && labels.Equal(j.next.Labels(), first.Labels()) {
 		parts = append(parts, j.next)
 		j.next = nil
 	}
-	if len(parts) == 1 {
-		j.cur = parts[0]
-	} else {
-		// The parts are in time order and do not overlap: the chained
-		// merge concatenates them.
-		j.cur = storage.ChainedSeriesMerge(parts...)
-	}
+	// The parts are in time order and do not overlap: the chained merge
+	// concatenates them.
+	j.cur = storage.ChainedSeriesMerge(parts...)
 	return true
 }
 

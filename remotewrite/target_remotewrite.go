@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/exp/api/remote"
@@ -48,7 +50,10 @@ func (t *remoteWriteTarget) send(ctx context.Context, b *batch) error {
 	if t.msgType == remote.WriteV2MessageType {
 		msg = encodeV2(b)
 	} else {
-		msg = encodeV1(b)
+		buf := v1Pool.Get().(*v1Buffers)
+		defer v1Pool.Put(buf)
+		msg = buf.encode(b)
+		defer buf.reset() // Write has marshalled it
 	}
 	var status int
 	stats, err := t.api.Write(withStatus(ctx, &status), t.msgType, msg, remote.WithWriteRetryCallback(func(err error) {
@@ -87,8 +92,8 @@ type seriesRun struct{ series, start, end int }
 // where they change between floats and histograms: a time series of a
 // request holds its floats and its histograms apart, and a receiver appends
 // the floats first. A series-major batch (what a copier sends) is its own
-// order, and pos is nil: position i is i.
-func groupBySeries(b *batch) (runs []seriesRun, pos []int) {
+// order, and pos is nil: position i is i. The runs are appended to runs.
+func groupBySeries(b *batch, runs []seriesRun) (_ []seriesRun, pos []int) {
 	major := true
 	for i := 1; i < len(b.samples) && major; i++ {
 		major = b.samples[i].series >= b.samples[i-1].series
@@ -135,17 +140,41 @@ func at(b *batch, pos []int, i int) *sample {
 	return &b.samples[i]
 }
 
-// encodeV1 builds a 1.0 request. Labels and samples of all series are cut
-// from one buffer each: a batch is thousands of series.
-func encodeV1(b *batch) *prompb.WriteRequest {
-	runs, pos := groupBySeries(b)
+// encodeV1 builds a 1.0 request.
+func encodeV1(b *batch) *prompb.WriteRequest { return new(v1Buffers).encode(b) }
+
+// v1Buffers hold a 1.0 request's parts. Labels and samples of all series are
+// cut from one buffer each (a batch is thousands of series), and the
+// buffers are used again for the next batch once a request is marshalled.
+type v1Buffers struct {
+	req     prompb.WriteRequest
+	labels  []prompb.Label
+	samples []prompb.Sample
+	runs    []seriesRun
+}
+
+var v1Pool = sync.Pool{New: func() any { return new(v1Buffers) }}
+
+// reset empties the buffers, dropping what they point to (labels of the
+// last batch's series).
+func (v *v1Buffers) reset() {
+	clear(v.req.Timeseries)
+	clear(v.labels)
+	v.req.Timeseries, v.labels, v.samples = v.req.Timeseries[:0], v.labels[:0], v.samples[:0]
+}
+
+// encode builds b's request in v; the request is valid until v is reset.
+func (v *v1Buffers) encode(b *batch) *prompb.WriteRequest {
+	runs, pos := groupBySeries(b, v.runs[:0])
+	v.runs = runs
 	nLabels := 0
 	for _, r := range runs {
 		nLabels += b.series[r.series].Len()
 	}
-	labelBuf := make([]prompb.Label, 0, nLabels)
-	sampleBuf := make([]prompb.Sample, 0, len(b.samples))
-	req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, len(runs))}
+	labelBuf := slices.Grow(v.labels[:0], nLabels)
+	sampleBuf := slices.Grow(v.samples[:0], len(b.samples))
+	req := &v.req
+	req.Timeseries = slices.Grow(req.Timeseries[:0], len(runs))
 	for _, r := range runs {
 		l0 := len(labelBuf)
 		b.series[r.series].Range(func(l labels.Label) {
@@ -169,11 +198,12 @@ func encodeV1(b *batch) *prompb.WriteRequest {
 		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
+	v.labels, v.samples = labelBuf, sampleBuf
 	return req
 }
 
 func encodeV2(b *batch) *writev2.Request {
-	runs, pos := groupBySeries(b)
+	runs, pos := groupBySeries(b, nil)
 	symbols := writev2.NewSymbolTable()
 	nLabels := 0
 	for _, r := range runs {
