@@ -96,22 +96,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "source_timeout", "interval", "read_delay", "initial_lookback", "max_window", "timeout":
-			var raw string
-			if err := oneArg(d, &raw); err != nil {
-				return err
-			}
-			dur, err := caddy.ParseDuration(raw)
+			dur, err := positiveDuration(d, name)
 			if err != nil {
-				return d.Errf("parsing %s %q: %v", name, raw, err)
-			}
-			if dur <= 0 {
-				// 0 means the default in JSON; in the Caddyfile, leave the line out.
-				return d.Errf("%s must be positive, got %s", name, raw)
+				return err
 			}
 			*map[string]*caddy.Duration{
 				"source_timeout": &a.SourceTimeout, "interval": &a.Interval, "read_delay": &a.ReadDelay,
 				"initial_lookback": &a.InitialLookback, "max_window": &a.MaxWindow, "timeout": &a.Timeout,
-			}[name] = caddy.Duration(dur)
+			}[name] = dur
 		case "batch_size", "max_in_flight", "max_pending_samples", "max_copies_per_tenant":
 			n, err := positiveInt(d, name)
 			if err != nil {
@@ -215,20 +207,13 @@ func (le *LeaderElection) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			le.Leases = n
 		case "lease_duration", "renew_deadline", "retry_period":
-			var raw string
-			if err := oneArg(d, &raw); err != nil {
-				return err
-			}
-			dur, err := caddy.ParseDuration(raw)
+			dur, err := positiveDuration(d, name)
 			if err != nil {
-				return d.Errf("parsing %s %q: %v", name, raw, err)
-			}
-			if dur <= 0 {
-				return d.Errf("%s must be positive, got %s", name, raw)
+				return err
 			}
 			*map[string]*caddy.Duration{
 				"lease_duration": &le.LeaseDuration, "renew_deadline": &le.RenewDeadline, "retry_period": &le.RetryPeriod,
-			}[name] = caddy.Duration(dur)
+			}[name] = dur
 		default:
 			return d.Errf("unrecognized leader_election subdirective %q", name)
 		}
@@ -258,6 +243,23 @@ func positiveInt(d *caddyfile.Dispenser, name string) (int, error) {
 		return 0, d.Errf("%s must be a positive integer, got %q", name, raw)
 	}
 	return n, nil
+}
+
+// positiveDuration reads the option's one argument, a duration above 0: 0
+// means the default in JSON; in the Caddyfile, the line is left out.
+func positiveDuration(d *caddyfile.Dispenser, name string) (caddy.Duration, error) {
+	var raw string
+	if err := oneArg(d, &raw); err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(raw)
+	if err != nil {
+		return 0, d.Errf("parsing %s %q: %v", name, raw, err)
+	}
+	if dur <= 0 {
+		return 0, d.Errf("%s must be positive, got %s", name, raw)
+	}
+	return caddy.Duration(dur), nil
 }
 
 // Interface guard.

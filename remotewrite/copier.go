@@ -129,14 +129,23 @@ func newCopier(rw *tenancy.RemoteWrite, interval time.Duration, cfg *settings, t
 		case term != nil && cfg.stores != nil:
 			// Each term loads the progress anew, from where every replica
 			// keeps it.
-			store = cfg.stores.store(rw.Key(), c.target.id)
+			store = cfg.stores.store(rw.Key(), c.target.id, c.legacyStateFile())
 			c.curKey = fmt.Sprintf("%s#%s@%d", rw.Key(), term.e.lease, term.n)
 		case cfg.stateDir != "":
-			store = stateFile{path: filepath.Join(cfg.stateDir, rw.Namespace, rw.Object.Name+".json")}
+			store = c.legacyStateFile()
 		}
 		c.cur, c.targetErr = acquireCursor(c.curKey, c.target.id, store)
 	}
 	return c
+}
+
+// legacyStateFile is where the copy's progress is kept without leader
+// election: none without state_dir.
+func (c *copier) legacyStateFile() stateFile {
+	if c.cfg.stateDir == "" {
+		return stateFile{}
+	}
+	return stateFile{path: filepath.Join(c.cfg.stateDir, c.rw.Namespace, c.rw.Object.Name+".json")}
 }
 
 // newRefusedCopier is a copier that copies nothing and reports why: it
@@ -168,8 +177,8 @@ func (c *copier) start() {
 	c.writes, c.cancelWrites = context.WithCancel(context.Background())
 	if c.term != nil {
 		// A deposed copier sends nothing more: the write in flight is
-		// cancelled too (its end is saved as in flight, so the next leader
-		// resends it alone), not given stopGrace.
+		// cancelled too (its end is among the recorded batches, so the
+		// next leader resends it alone), not given stopGrace.
 		context.AfterFunc(c.term.ctx, c.cancelWrites)
 	}
 	process.tenants.started(c.rw.Namespace)
@@ -253,9 +262,15 @@ func (c *copier) pass(ctx context.Context) (caughtUp bool, err error) {
 		return false, err
 	}
 	defer c.cfg.passes.release()
+	// Each wait above may have ended with ctx done and the slot free at
+	// once (select picks at random): a deposed copier must not go on to
+	// load, which would claim the progress back from the new leader.
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	st := &c.cur.state
 	now := time.Now()
-	if err := c.cur.load(c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger); err != nil {
+	if err := c.cur.load(ctx, c.target.id, now.Add(-c.cfg.readDelay-c.target.delivery.lookback(c.cfg)).UnixMilli(), c.logger); err != nil {
 		return false, err
 	}
 	c.setCopiedUntil()

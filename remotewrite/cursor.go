@@ -49,6 +49,15 @@ func acquireCursor(object, targetID string, store progressStore) (*cursor, error
 		// The newest config says where progress is kept (state_dir may
 		// have moved): the next save goes there.
 		c.storeMu.Lock()
+		if old, ok := c.store.(*kubeStore); ok {
+			if nw, ok := store.(*kubeStore); ok && nw.name == old.name {
+				// Same term, same ConfigMap: the claim is kept, else the
+				// loaded state's next save would fail for no fault.
+				old.mu.Lock()
+				nw.cm = old.cm
+				old.mu.Unlock()
+			}
+		}
 		c.store = store
 		c.storeMu.Unlock()
 	}
@@ -81,15 +90,15 @@ func (c *cursor) progressStore() progressStore {
 	return c.store
 }
 
-// load loads the copy state once: the saved progress when it belongs to the
+// load loads the copy state once, for a copier running in ctx: the saved progress when it belongs to the
 // same target, else `start`. The caller holds the lock. A store that
 // cannot answer for now (errStoreUnavailable) leaves the state unloaded:
 // the pass fails and the next one asks again.
-func (c *cursor) load(targetID string, start int64, logger *zap.Logger) error {
+func (c *cursor) load(ctx context.Context, targetID string, start int64, logger *zap.Logger) error {
 	if c.state.loaded {
 		return nil
 	}
-	saved, ok, err := c.progressStore().load()
+	saved, ok, err := c.progressStore().load(ctx)
 	switch {
 	case errors.Is(err, errStoreUnavailable):
 		return err

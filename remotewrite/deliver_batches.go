@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -59,6 +60,9 @@ func (d batchDelivery) deliver(ctx context.Context, c *copier, w *window) error 
 			}
 			st.recordBatches(ends)
 			bp = st.batchAt(w, i, c.cfg.batchSize)
+			if !bp.recorded {
+				return fmt.Errorf("internal error: the batch at sample %d would go out unrecorded; not sent", i)
+			}
 		}
 		chunk := w.samples[i : i+bp.n]
 		if err := c.write(c.writes, d.target, &batch{series: out, samples: chunk, hists: w.hists}, bp.resend); err != nil {

@@ -47,7 +47,9 @@
 //     leader resumes exactly where the last one's acknowledgements ended.
 //     Its writes are fenced by resourceVersion: a new leader claims the
 //     ConfigMap first, and a deposed leader's save then fails, so it sends
-//     nothing more.
+//     nothing more; a copier whose term has ended claims nothing back.
+//     A ConfigMap made anew takes the state file's progress, if any (an
+//     upgrade from a version without leader election).
 //  4. The copier reports its state (starting, copying, retrying,
 //     state_unwritable, refused; copier_status.go): the admin API
 //     (admin.go), metrics (metrics.go), and status.remoteWrite of

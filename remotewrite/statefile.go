@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ type stateFile struct {
 // stateVersion is the Version of states saved now.
 const stateVersion = 3
 
-func (f stateFile) load() (savedState, bool, error) {
+func (f stateFile) load(context.Context) (savedState, bool, error) {
 	var s savedState
 	if f.path == "" {
 		return s, false, nil
@@ -56,6 +57,15 @@ func (f stateFile) load() (savedState, bool, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, false, fmt.Errorf("state file %s: %w", f.path, err)
 	}
+	if err := s.upgrade(); err != nil {
+		return s, false, fmt.Errorf("state file %s: %w", f.path, err)
+	}
+	return s, true, nil
+}
+
+// upgrade converts a state saved by an older version to this one (its
+// in-flight batch becomes the recorded batches), wherever it was kept.
+func (s *savedState) upgrade() error {
 	switch s.Version {
 	case stateVersion:
 	case 2:
@@ -64,10 +74,10 @@ func (f stateFile) load() (savedState, bool, error) {
 		}
 	default:
 		// Version 1, (timestamp, series) order, was never released.
-		return s, false, fmt.Errorf("state file %s: version %d, not %d", f.path, s.Version, stateVersion)
+		return fmt.Errorf("version %d, not %d", s.Version, stateVersion)
 	}
-	s.InFlight = nil
-	return s, true, nil
+	s.Version, s.InFlight = stateVersion, nil
+	return nil
 }
 
 func (f stateFile) save(s savedState) error {

@@ -63,7 +63,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 			if err := f.save(tc.s); err != nil {
 				t.Fatal(err)
 			}
-			got, ok, err := f.load()
+			got, ok, err := f.load(t.Context())
 			if err != nil || !ok {
 				t.Fatalf("load = %v, %v", ok, err)
 			}
@@ -167,7 +167,7 @@ func TestStateFileOverwrites(t *testing.T) {
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
-	got, ok, err := f.load()
+	got, ok, err := f.load(t.Context())
 	if err != nil || !ok {
 		t.Fatalf("load = %v, %v", ok, err)
 	}
@@ -181,7 +181,7 @@ func TestStateFileMissing(t *testing.T) {
 		filepath.Join(t.TempDir(), "none.json"),
 		filepath.Join(t.TempDir(), "no", "such", "dir", "none.json"),
 	} {
-		s, ok, err := stateFile{path: path}.load()
+		s, ok, err := stateFile{path: path}.load(t.Context())
 		if err != nil || ok {
 			t.Errorf("load(%s) = %+v, %v, %v; want nothing, no error", path, s, ok, err)
 		}
@@ -193,7 +193,7 @@ func TestStateFileOff(t *testing.T) {
 	if err := f.save(savedState{Target: "x", Progress: progress{T: 1}}); err != nil {
 		t.Errorf("save without a path: %v", err)
 	}
-	if _, ok, err := f.load(); ok || err != nil {
+	if _, ok, err := f.load(t.Context()); ok || err != nil {
 		t.Errorf("load without a path = %v, %v", ok, err)
 	}
 }
@@ -204,7 +204,7 @@ func TestStateFileCorrupt(t *testing.T) {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, ok, err := stateFile{path: path}.load()
+		_, ok, err := stateFile{path: path}.load(t.Context())
 		if err == nil {
 			t.Errorf("%q: no error", content)
 			continue
@@ -221,7 +221,7 @@ func TestStateFileCorrupt(t *testing.T) {
 func TestStateFileUnreadable(t *testing.T) {
 	// A directory where the file should be: an error, not "no state".
 	path := t.TempDir()
-	if _, ok, err := (stateFile{path: path}).load(); err == nil || ok {
+	if _, ok, err := (stateFile{path: path}).load(t.Context()); err == nil || ok {
 		t.Errorf("load of a directory = %v, %v; want an error", ok, err)
 	}
 }
@@ -237,7 +237,7 @@ func TestStateFileOtherVersion(t *testing.T) {
 		if err := os.WriteFile(f.path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, err := f.load(); ok || err == nil || !strings.Contains(err.Error(), "version") {
+		if _, ok, err := f.load(t.Context()); ok || err == nil || !strings.Contains(err.Error(), "version") {
 			t.Errorf("load(%s) = %v, %v; want an error naming the version", body, ok, err)
 		}
 	}
@@ -251,7 +251,7 @@ func TestStateFileVersion2(t *testing.T) {
 	if err := os.WriteFile(f.path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := f.load()
+	got, ok, err := f.load(t.Context())
 	want := progress{T: 100, Window: 400, Series: labels.FromStrings("__name__", "m"), SeriesT: 150}
 	if err != nil || !ok || len(got.Batches) != 1 || !testProgressEqual(got.Batches[0], want) || got.InFlight != nil {
 		t.Errorf("load = %+v, %v, %v; want the batch in flight as the one recorded batch", got, ok, err)
@@ -274,7 +274,7 @@ func TestStateFileSaveFails(t *testing.T) {
 	if err := f.save(savedState{Target: "x", Progress: progress{T: 2}}); err == nil {
 		t.Fatal("save with a directory where the temporary file goes: no error")
 	}
-	if got, ok, err := f.load(); err != nil || !ok || got.Progress.T != 1 {
+	if got, ok, err := f.load(t.Context()); err != nil || !ok || got.Progress.T != 1 {
 		t.Errorf("after a failed save, load = %+v, %v, %v; want the state saved before", got, ok, err)
 	}
 	if err := os.Remove(f.path + ".tmp"); err != nil {

@@ -1,6 +1,9 @@
 package remotewrite
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // progressStore keeps one copy's savedState between runs: a file on the
 // replica's disk (stateFile), or, with leader election, a ConfigMap that
@@ -11,8 +14,10 @@ import "errors"
 type progressStore interface {
 	// load returns the saved state; ok is false when there is none. An
 	// error wrapping errStoreUnavailable means "try again": the copy must
-	// not start from initial_lookback instead.
-	load() (s savedState, ok bool, err error)
+	// not start from initial_lookback instead. Once ctx is done, load
+	// must not claim the progress: ctx is the loading copier's, which
+	// ends with its Lease term.
+	load(ctx context.Context) (s savedState, ok bool, err error)
 	// save stores s. An error means s may not be stored: the copier must
 	// not send what it would cover.
 	save(s savedState) error

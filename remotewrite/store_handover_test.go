@@ -27,7 +27,7 @@ type replicaStore struct {
 	seen int
 }
 
-func (r *replicaStore) load() (savedState, bool, error) {
+func (r *replicaStore) load(context.Context) (savedState, bool, error) {
 	r.sh.version++
 	r.seen = r.sh.version
 	return r.sh.s, true, nil
@@ -47,10 +47,14 @@ func (r *replicaStore) save(s savedState) error {
 // answers lost after the receiver stored a batch, and a deposed replica
 // that has not noticed runs one more pass after the takeover. Every sample
 // must arrive exactly once, and the deposed pass must store nothing but
-// the batch the progress names as in flight (which the new leader resends
-// alone anyway).
+// the batches the progress names as recorded (which the new leader
+// resends alone anyway). A deposed copier whose term has ended (its
+// context done) must not claim the progress back, even with every slot
+// it waits for free.
 func TestCopierHandOverExactlyOnce(t *testing.T) {
 	base := time.Now().Add(-time.Hour).UnixMilli()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
 	for seed := range uint64(25) {
 		r := rand.New(rand.NewPCG(seed, 15))
 		var d testData
@@ -111,6 +115,17 @@ func TestCopierHandOverExactlyOnce(t *testing.T) {
 						if !stored.Progress.covers(ts, bySeries[k]) && (len(stored.Batches) == 0 || !stored.Batches[len(stored.Batches)-1].covers(ts, bySeries[k])) {
 							t.Fatalf("seed %d: the deposed replica stored %s at %d, past the progress it lost (%+v, recorded batches %+v)", seed, k, ts-base, stored.Progress, stored.Batches)
 						}
+					}
+				}
+				if !deposed.cur.state.loaded {
+					// Fenced, and then its term is over: a pass may still
+					// start (run's select), and must take nothing back.
+					version := sh.version
+					for range 20 {
+						_, _ = deposed.pass(ended)
+					}
+					if sh.version != version {
+						t.Fatalf("seed %d: a copier whose term ended claimed the progress back from the new leader", seed)
 					}
 				}
 				continue

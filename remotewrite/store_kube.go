@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -51,9 +52,11 @@ type kubeStores struct {
 	identity  string // this replica's, as in its Leases
 }
 
-// store is the store of object's copy to targetID.
-func (k *kubeStores) store(object, targetID string) *kubeStore {
-	return &kubeStore{stores: k, object: object, target: targetID, name: configMapName(k.prefix, object, targetID)}
+// store is the store of object's copy to targetID; legacy is where the
+// copy's progress was kept before leader election (state_dir), read once
+// when there is no ConfigMap yet.
+func (k *kubeStores) store(object, targetID string, legacy stateFile) *kubeStore {
+	return &kubeStore{stores: k, object: object, target: targetID, name: configMapName(k.prefix, object, targetID), legacy: legacy}
 }
 
 // configMapName is a valid object name for a copy: the object's key and
@@ -69,6 +72,7 @@ type kubeStore struct {
 	object string // namespace/name of the MetricAccess
 	target string
 	name   string
+	legacy stateFile
 
 	mu sync.Mutex
 	cm *corev1.ConfigMap // as last read or written; nil before a claim
@@ -76,22 +80,21 @@ type kubeStore struct {
 
 // load reads the progress and claims the ConfigMap for this replica (an
 // update that fences off the previous writer), creating it if there is
-// none.
-func (s *kubeStore) load() (savedState, bool, error) {
+// none. It claims nothing once ctx is done: a deposed copier must not take
+// the progress back from the new leader.
+func (s *kubeStore) load(ctx context.Context) (savedState, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), kubeStoreTimeout)
+	var saved savedState
+	if err := ctx.Err(); err != nil {
+		return saved, false, fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubeStoreTimeout)
 	defer cancel()
 	cms := s.stores.client.ConfigMaps(s.stores.namespace)
-	var saved savedState
 	cm, err := cms.Get(ctx, s.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		cm, err = cms.Create(ctx, s.claimed(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.stores.namespace}}), metav1.CreateOptions{})
-		if err != nil {
-			return saved, false, fmt.Errorf("%w: creating ConfigMap %s/%s: %v", errStoreUnavailable, s.stores.namespace, s.name, err)
-		}
-		s.cm = cm
-		return saved, false, nil
+		return s.create(ctx)
 	}
 	if err != nil {
 		return saved, false, fmt.Errorf("%w: reading ConfigMap %s/%s: %v", errStoreUnavailable, s.stores.namespace, s.name, err)
@@ -109,10 +112,43 @@ func (s *kubeStore) load() (savedState, bool, error) {
 	if err := json.Unmarshal([]byte(raw), &saved); err != nil {
 		return saved, false, fmt.Errorf("ConfigMap %s/%s: %w", s.stores.namespace, s.name, err)
 	}
-	if saved.Version != stateVersion {
-		return saved, false, fmt.Errorf("ConfigMap %s/%s: version %d, not %d", s.stores.namespace, s.name, saved.Version, stateVersion)
+	if err := saved.upgrade(); err != nil {
+		return saved, false, fmt.Errorf("ConfigMap %s/%s: %w", s.stores.namespace, s.name, err)
 	}
 	return saved, true, nil
+}
+
+// create makes the copy's ConfigMap, claimed. The copy may have run
+// before leader election was on (an upgrade): its progress is then in
+// state_dir, and is carried into the ConfigMap, since starting from
+// initial_lookback would skip what the downtime held, or resend stored
+// samples mixed with new ones. The file is renamed once carried over, so
+// that it is never read again over newer progress.
+func (s *kubeStore) create(ctx context.Context) (savedState, bool, error) {
+	cm := s.claimed(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.stores.namespace}})
+	saved, ok, legacyErr := s.legacy.load(ctx)
+	if ok = ok && saved.Target == s.target; ok {
+		b, err := json.Marshal(saved)
+		if err != nil {
+			return savedState{}, false, err
+		}
+		cm.Data = map[string]string{stateKey: string(b)}
+	}
+	cm, err := s.stores.client.ConfigMaps(s.stores.namespace).Create(ctx, cm, metav1.CreateOptions{})
+	if err != nil {
+		return savedState{}, false, fmt.Errorf("%w: creating ConfigMap %s/%s: %v", errStoreUnavailable, s.stores.namespace, s.name, err)
+	}
+	s.cm = cm
+	if ok {
+		// Failing to rename leaves a file that is read only if the
+		// ConfigMap is deleted: not a reason to stop copying.
+		_ = os.Rename(s.legacy.path, s.legacy.path+".migrated")
+		return saved, true, nil
+	}
+	if legacyErr != nil {
+		return savedState{}, false, legacyErr
+	}
+	return savedState{}, false, nil
 }
 
 // claimed marks cm as this replica's.

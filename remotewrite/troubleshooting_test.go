@@ -245,8 +245,8 @@ func TestTroubleshootingLeaderElection(t *testing.T) {
 	cs := fake.NewClientset()
 	stores := &kubeStores{client: cs.CoreV1(), namespace: "ops", prefix: "copy", identity: "replica-a"}
 	c := &copier{rw: &tenancy.RemoteWrite{Namespace: "team-a"}, target: &resolvedTarget{id: "t"}, logger: zap.NewNop()}
-	c.cur = &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: stores.store("team-a/app", "t")}
-	if err := c.cur.load("t", 0, zap.NewNop()); err != nil {
+	c.cur = &cursor{turn: make(chan struct{}, 1), live: newLiveSeries(), store: stores.store("team-a/app", "t", stateFile{})}
+	if err := c.cur.load(t.Context(), "t", 0, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	configMap := []string{`ConfigMap \S+/\S+:`, `ConfigMap <namespace>/<name>:`}
@@ -263,7 +263,7 @@ func TestTroubleshootingLeaderElection(t *testing.T) {
 	cs.PrependReactor("get", "configmaps", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(corev1.Resource("configmaps"), "x", errors.New("RBAC"))
 	})
-	err = c.cur.load("t", 0, zap.NewNop())
+	err = c.cur.load(t.Context(), "t", 0, zap.NewNop())
 	if !errors.Is(err, errStoreUnavailable) {
 		t.Fatalf("load refused by the API: %v", err)
 	}
