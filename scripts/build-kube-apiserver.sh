@@ -13,33 +13,26 @@ set -euo pipefail
 
 version=${KUBE_APISERVER_VERSION:-v1.34.4} # newest v1.34 patch on proxy.golang.org
 prog=build-kube-apiserver
-die() { echo "$prog: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib-build.sh
+. "$(dirname "$0")/lib-build.sh"
 
 [[ $version =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBE_APISERVER_VERSION=$version is not v1.<minor>.<patch>"
 minor=${BASH_REMATCH[1]}
 staging_version=v0.$minor.${BASH_REMATCH[2]} # staging modules are tagged v0.X.Y for v1.X.Y
 
-cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
 out=$cache/kube-apiserver-$version
 
 # `kube-apiserver --version` prints "Kubernetes v1.34.4"; anything else (a build
 # without our ldflags, a truncated file) is rebuilt.
 if [[ -x $out ]] && [[ $("$out" --version 2>/dev/null) == "Kubernetes $version" ]]; then
-	echo "$prog: cached $out" >&2
-	echo "$out"
-	exit 0
+	cached "$out"
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not installed"
-mkdir -p "$cache"
-tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
-trap 'rm -rf "$tmp" "$out.tmp.$$"' EXIT
+start_build "$out" "kube-apiserver $version (staging modules $staging_version)"
 cd "$tmp"
 # Our caller's module and workspace settings must not leak into the throwaway module.
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
-echo "$prog: building kube-apiserver $version (staging modules $staging_version) into $out" >&2
-start=$SECONDS
 
 # The staging modules are exactly those k8s.io/kubernetes replaces with ./staging/src paths.
 info=$(go mod download -json "k8s.io/kubernetes@$version") || die "go mod download k8s.io/kubernetes@$version failed: $info"
@@ -69,11 +62,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date:-1970-01-01T00:00:00Z}"
 done
-# Build next to the target and rename, so a concurrent or interrupted run never leaves
-# a half-written binary at $out.
 go build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" k8s.io/kubernetes/cmd/kube-apiserver
 got=$("$out.tmp.$$" --version) || die "built binary does not run"
 [[ $got == "Kubernetes $version" ]] || die "built binary reports '$got', want 'Kubernetes $version'"
-mv -f "$out.tmp.$$" "$out"
-echo "$prog: built in $((SECONDS - start))s" >&2
-echo "$out"
+finish_build "$out"

@@ -6,40 +6,31 @@
 #   PROM_LABEL_PROXY_VERSION  the module version (default: bench/plp/go.mod's)
 #   PROM_TENANT_CACHE         where binaries are kept (default ~/.cache/prom-tenant)
 set -euo pipefail
+prog=build-prom-label-proxy
+# shellcheck source=scripts/lib-build.sh
+. "$(dirname "$0")/lib-build.sh"
 cd "$(dirname "$0")/.."
 
 module=github.com/prometheus-community/prom-label-proxy
-prog=build-prom-label-proxy
-die() { echo "$prog: $*" >&2; exit 1; }
 
 version=${PROM_LABEL_PROXY_VERSION:-$(awk -v m="$module" '$1 == m { print $2; exit }' bench/plp/go.mod)}
 [[ -n $version ]] || die "no version of $module in bench/plp/go.mod"
 
-cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
 out=$cache/prom-label-proxy-$version
 stamp=$out.version
 
 # prom-label-proxy has no --version flag: the stamp written after a good build says
 # which version the binary is.
 if [[ -x $out && -f $stamp && $(<"$stamp") == "$version" ]]; then
-	echo "$prog: cached $out" >&2
-	echo "$out"
-	exit 0
+	cached "$out"
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not installed"
-mkdir -p "$cache"
-tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
-trap 'rm -rf "$tmp" "$out.tmp.$$"' EXIT
+start_build "$out" "prom-label-proxy $version"
 # Our caller's module and workspace settings must not leak into the build.
 export GOWORK=off GOFLAGS= CGO_ENABLED=0 GOBIN=$tmp
 
-echo "$prog: building prom-label-proxy $version into $out" >&2
-start=$SECONDS
 go install "$module@$version"
 "$tmp/prom-label-proxy" -h >/dev/null 2>&1 || [[ $? == 2 ]] || die "built binary does not run"
 mv -f "$tmp/prom-label-proxy" "$out.tmp.$$"
-mv -f "$out.tmp.$$" "$out"
+finish_build "$out"
 echo "$version" >"$stamp"
-echo "$prog: built in $((SECONDS - start))s" >&2
-echo "$out"

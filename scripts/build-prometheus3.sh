@@ -12,31 +12,22 @@ set -euo pipefail
 
 version=${PROMETHEUS3_VERSION:-v0.316.0} # module v0.316.0 is Prometheus 3.x
 prog=build-prometheus3
-die() { echo "$prog: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib-build.sh
+. "$(dirname "$0")/lib-build.sh"
 
-cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
 out=$cache/prometheus-$version
 stamp=$out.version
 
 if [[ -x $out && -f $stamp && $(<"$stamp") == "$version" ]] && "$out" --version >/dev/null 2>&1; then
-	echo "$prog: cached $out" >&2
-	echo "$out"
-	exit 0
+	cached "$out"
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not installed"
-mkdir -p "$cache"
-tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
-trap 'rm -rf "$tmp" "$out.tmp.$$"' EXIT
+start_build "$out" "prometheus $version"
 # Our caller's module and workspace settings must not leak into the build.
 export GOWORK=off GOFLAGS= CGO_ENABLED=0 GOBIN=$tmp
 
-echo "$prog: building prometheus $version into $out" >&2
-start=$SECONDS
 go install -tags remove_all_sd "github.com/prometheus/prometheus/cmd/prometheus@$version"
 "$tmp/prometheus" --version >/dev/null || die "built binary does not run"
 mv -f "$tmp/prometheus" "$out.tmp.$$"
-mv -f "$out.tmp.$$" "$out"
+finish_build "$out"
 echo "$version" >"$stamp"
-echo "$prog: built in $((SECONDS - start))s" >&2
-echo "$out"

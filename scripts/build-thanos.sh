@@ -14,12 +14,12 @@ set -euo pipefail
 
 version=${THANOS_VERSION:-v0.42.5} # newest v0.42 patch on proxy.golang.org
 prog=build-thanos
-die() { echo "$prog: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib-build.sh
+. "$(dirname "$0")/lib-build.sh"
 
 [[ $version =~ ^v(0\.[0-9]+\.[0-9]+)$ ]] || die "THANOS_VERSION=$version is not v0.<minor>.<patch>"
 bare=${BASH_REMATCH[1]}
 
-cache=${PROM_TENANT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prom-tenant}
 out=$cache/thanos-$version
 
 # Thanos's own build tags (.promu.yml). slicelabels is not optional: Thanos converts
@@ -37,21 +37,14 @@ built_right() {
 		go version -m "$1" 2>/dev/null | grep -q "^[[:space:]]*build[[:space:]]*-tags=$tags\$"
 }
 if built_right "$out"; then
-	echo "$prog: cached $out" >&2
-	echo "$out"
-	exit 0
+	cached "$out"
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not installed"
-mkdir -p "$cache"
-tmp=$(mktemp -d -t "prom-tenant-$prog.XXXXXX")
-trap 'rm -rf "$tmp" "$out.tmp.$$"' EXIT
+start_build "$out" "thanos $version"
 cd "$tmp"
 # Our caller's module and workspace settings must not leak into the throwaway module.
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=auto
 
-echo "$prog: building thanos $version into $out" >&2
-start=$SECONDS
 
 info=$(go mod download -json "github.com/thanos-io/thanos@$version" 2>/dev/null) || true
 gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$info")
@@ -79,10 +72,6 @@ go get "github.com/thanos-io/thanos/cmd/thanos@$version"
 pkg=github.com/prometheus/common/version
 ldflags="-s -w -X $pkg.Version=$bare -X $pkg.Revision=$version -X $pkg.Branch=$version"
 ldflags+=" -X $pkg.BuildUser=prom-tenant -X $pkg.BuildDate=19700101-00:00:00"
-# Build next to the target and rename, so a concurrent or interrupted run never leaves
-# a half-written binary at $out.
 go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp.$$" github.com/thanos-io/thanos/cmd/thanos
 built_right "$out.tmp.$$" || die "built binary reports '$("$out.tmp.$$" --version 2>&1 | head -1)', want '$want...' built with -tags=$tags"
-mv -f "$out.tmp.$$" "$out"
-echo "$prog: built in $((SECONDS - start))s" >&2
-echo "$out"
+finish_build "$out"
