@@ -13,10 +13,10 @@ deps:
 	scripts/install-deps.sh
 
 # Unit and end-to-end tests against the real Prometheus and bin/caddy.
-# The builds run in parallel (make -j): on a fresh machine most of their time is spent
-# downloading modules, and kube-apiserver, Prometheus 3 and Thanos are built once, then cached.
-# go test's own timeout is 10 minutes per package; the e2e package takes about 6 on an
-# idle 2-core machine, so the limit is explicit, with room for a busy one.
+# The builds run in parallel (make -j), so that one's module downloads overlap another's
+# compiling; kube-apiserver, Prometheus 3 and Thanos are built once, then cached.
+# go test's own timeout is 10 minutes per package; the e2e package takes 4-6 on a
+# 2-core machine, so the limit is explicit, with room for a busy one.
 E2E_TIMEOUT ?= 30m
 test:
 	scripts/install-deps.sh
