@@ -79,9 +79,19 @@ type backendCounter struct {
 }
 
 func (b backendCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
-	rec := caddyhttp.NewResponseRecorder(w, nil, nil) // streams: nothing is buffered
-	err := b.next.ServeHTTP(rec, r)
-	if class := statusClass(rec.Status(), err); class == "2xx" {
+	var status int
+	var err error
+	if ew, ok := w.(*envelopeWriter); ok {
+		// A forwarded request's answer already passes through the envelope
+		// writer, which notes its status: no second wrapper on every write.
+		err = b.next.ServeHTTP(ew, r)
+		status = ew.status
+	} else {
+		rec := caddyhttp.NewResponseRecorder(w, nil, nil) // streams: nothing is buffered
+		err = b.next.ServeHTTP(rec, r)
+		status = rec.Status()
+	}
+	if class := statusClass(status, err); class == "2xx" {
 		servedSeriesOf(b.tenant, b.endpoint).backend2xx.Inc()
 	} else {
 		metrics.backend.WithLabelValues(b.tenant, b.endpoint, class).Inc()
