@@ -62,42 +62,11 @@ func TestRemoteWriteLeaderElection(t *testing.T) {
 		rec.ServeHTTP(w, r)
 	}))
 	t.Cleanup(recSrv.Close)
-	e.apply(t, fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
-    enabled: true
-    interval: 5s
-    target: {type: remote_write, remoteWrite: {url: "%s/api/v1/write"}}
-`, recSrv.URL)))
+	applyLeaseCopy(t, e, ns, recSrv.URL)
 
 	// Small batches: a kill then most likely lands with a batch in flight.
 	const batchSize = 5
-	config := func() string {
-		return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		kubernetes {
-			kubeconfig %s
-			namespaces %s
-		}
-	}
-	prom_remote_write %s {
-		interval 5s
-		read_delay 2s
-		initial_lookback 5m
-		batch_size %d
-		allow_url %s
-		kubernetes {
-			kubeconfig %s
-		}
-		leader_election {
-			namespace %s
-			lease_duration 8s
-			renew_deadline 5s
-			retry_period 1s
-		}
-	}
-}
-`, testenv.FreePort(t), e.api.Kubeconfig, ns, src.URL, batchSize, recSrv.URL, e.api.Kubeconfig, ops)
-	}
+	config := func() string { return leaseCopyConfig(t, e.api, ns, ops, src.URL, recSrv.URL, batchSize) }
 	first := testenv.StartCaddy(t, config())
 	lead := waitCopier(t, first, ns, 60*time.Second, "copying as the leader", func(s remotewrite.Status) bool {
 		return s.Leader != nil && *s.Leader && s.SamplesSent > 0
@@ -198,6 +167,49 @@ func assertLeaseHeld(t *testing.T, c *testenv.Caddy, lease string, want float64)
 	t.Errorf("%s: no lease_held for %s", c.AdminURL, lease)
 }
 
+// applyLeaseCopy creates team ns's MetricAccess "copy", which copies
+// app_requests_total to the receiver at recURL every 5s.
+func applyLeaseCopy(t *testing.T, e *kubeEnv, ns, recURL string) {
+	t.Helper()
+	e.apply(t, fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
+    enabled: true
+    interval: 5s
+    target: {type: remote_write, remoteWrite: {url: "%s/api/v1/write"}}
+`, recURL)))
+}
+
+// leaseCopyConfig is the Caddyfile of a replica that follows ns's objects
+// on api and copies from srcURL to recURL under leader election, with its
+// Leases and progress in namespace ops and short lease timings.
+func leaseCopyConfig(t *testing.T, api *testenv.KubeAPIServer, ns, ops, srcURL, recURL string, batchSize int) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		kubernetes {
+			kubeconfig %s
+			namespaces %s
+		}
+	}
+	prom_remote_write %s {
+		interval 5s
+		read_delay 2s
+		initial_lookback 5m
+		batch_size %d
+		allow_url %s
+		kubernetes {
+			kubeconfig %s
+		}
+		leader_election {
+			namespace %s
+			lease_duration 8s
+			renew_deadline 5s
+			retry_period 1s
+		}
+	}
+}
+`, testenv.FreePort(t), api.Kubeconfig, ns, srcURL, batchSize, recURL, api.Kubeconfig, ops)
+}
+
 // seriesOf is a family's series; none for a family not exported (yet).
 func seriesOf(f *familyValues) []seriesValue {
 	if f == nil {
@@ -239,37 +251,8 @@ func TestRemoteWriteLeaseLostStopsSending(t *testing.T) {
 	rec := &recorder{target: recv.URL, acked: map[string]int{}}
 	recSrv := httptest.NewServer(rec)
 	t.Cleanup(recSrv.Close)
-	e.apply(t, fmt.Sprintf(metricAccessTemplate, "copy", ns, `["app_requests_total"]`, fmt.Sprintf(`  remoteWrite:
-    enabled: true
-    interval: 5s
-    target: {type: remote_write, remoteWrite: {url: "%s/api/v1/write"}}
-`, recSrv.URL)))
-	caddy := testenv.StartCaddy(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		kubernetes {
-			kubeconfig %s
-			namespaces %s
-		}
-	}
-	prom_remote_write %s {
-		interval 5s
-		read_delay 2s
-		initial_lookback 5m
-		batch_size 5
-		allow_url %s
-		kubernetes {
-			kubeconfig %s
-		}
-		leader_election {
-			namespace %s
-			lease_duration 8s
-			renew_deadline 5s
-			retry_period 1s
-		}
-	}
-}
-`, testenv.FreePort(t), api.Kubeconfig, ns, src.URL, recSrv.URL, api.Kubeconfig, ops))
+	applyLeaseCopy(t, e, ns, recSrv.URL)
+	caddy := testenv.StartCaddy(t, leaseCopyConfig(t, api, ns, ops, src.URL, recSrv.URL, 5))
 	waitCopier(t, caddy, ns, 60*time.Second, "copying as the leader", func(s remotewrite.Status) bool {
 		return s.Leader != nil && *s.Leader && s.SamplesSent > 0
 	})
