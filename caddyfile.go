@@ -32,6 +32,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    max_rewritten_size     <size>
 //	    max_union_selectors    <n>
 //	    rewrite_cache_size     <size>|off
+//	    backend                prometheus|thanos|victoriametrics
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -103,6 +104,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.RewriteCacheSize = int64(size)
+		case "backend":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := parseBackend(d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			h.Backend = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "max_union_selectors":
 			n, err := countArg(d)
 			if err != nil {

@@ -84,6 +84,8 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		{"zero rewrite cache", ":80 {\n\tprom_tenant {\n\t\trewrite_cache_size 0\n\t}\n}", `rewrite_cache_size "0" must be between 1 byte and 1 TiB`},
 		{"rewrite cache off and more", ":80 {\n\tprom_tenant {\n\t\trewrite_cache_size off 1MiB\n\t}\n}", `parsing rewrite_cache_size "off"`},
 		{"rewrite cache needs a value", ":80 {\n\tprom_tenant {\n\t\trewrite_cache_size\n\t}\n}", "wrong argument count"},
+		{"unknown backend", ":80 {\n\tprom_tenant {\n\t\tbackend mimir\n\t}\n}", `unknown backend "mimir": use one of prometheus, thanos, victoriametrics`},
+		{"backend needs a value", ":80 {\n\tprom_tenant {\n\t\tbackend\n\t}\n}", "wrong argument count"},
 		{"remote write unknown", "{\n\tprom_remote_write http://p {\n\t\tbogus\n\t}\n}", `unrecognized prom_remote_write subdirective "bogus"`},
 		{"remote write twice", "{\n\tprom_remote_write http://p\n\tprom_remote_write http://q\n}", "prom_remote_write is already set"},
 		{"remote write bad shard", "{\n\tprom_remote_write http://p {\n\t\tshard 3 3\n\t}\n}", "want 0 <= index < count"},

@@ -116,6 +116,13 @@ type Handler struct {
 	// Default: 16 MiB.
 	RewriteCacheSize int64 `json:"rewrite_cache_size,omitempty"`
 
+	// Backend names the engine behind reverse_proxy: "prometheus",
+	// "thanos" (Thanos Query, or its Query Frontend) or "victoriametrics".
+	// It decides what the engine is known to answer differently from
+	// Prometheus, and is refused or corrected for. Default: prometheus.
+	Backend string `json:"backend,omitempty"`
+
+	backend  backendKind
 	registry *tenancy.Registry
 	enforcer *rewrite.Enforcer
 	logger   *zap.Logger
@@ -159,6 +166,7 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.RewriteCacheSize == 0 {
 		h.RewriteCacheSize = 16 << 20
 	}
+	h.backend, _ = parseBackend(h.Backend) // Validate refuses an unknown one
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -187,6 +195,9 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
+	}
+	if _, err := parseBackend(h.Backend); err != nil {
+		return err
 	}
 	if h.MaxMetadataResponse < 0 {
 		return fmt.Errorf("max_metadata_response must not be negative, got %d", h.MaxMetadataResponse)
