@@ -126,6 +126,7 @@ func (w *vmErrorWriter) finish() {
 	h.Del("Content-Encoding")
 	switch {
 	case note != "":
+		h.Set("Content-Type", "text/plain; charset=utf-8")
 		body = []byte(note)
 	case w.cut:
 		// The rewritten query may be cut anywhere in what was kept: say

@@ -107,8 +107,20 @@ func TestVictoriaMetricsLongErrorsAreNotQuoted(t *testing.T) {
 		return err
 	}}
 	w := serve(t, newVMHandler(t), next, get("/api/v1/query?query=up", "team-a"))
-	if strings.Contains(w.Body.String(), "namespace") || w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "too long to show") {
+	var env struct{ Status, ErrorType, Error string }
+	_ = json.Unmarshal(w.Body.Bytes(), &env)
+	if want := "upstream answered 422 Unprocessable Entity: (VictoriaMetrics' error text was too long to show)"; w.Code != http.StatusUnprocessableEntity || env.ErrorType != "execution" || env.Error != want {
 		t.Errorf("got %d %.200s…", w.Code, w.Body)
+	}
+}
+
+// TestVictoriaMetricsUnreadableErrors: an error body in an encoding the
+// proxy does not decode is not passed on as JSON.
+func TestVictoriaMetricsUnreadableErrors(t *testing.T) {
+	w := serve(t, newVMHandler(t), answering(422, "application/json", "br", []byte{1, 2, 3}), get("/api/v1/query?query=up", "team-a"))
+	var env struct{ Status, ErrorType, Error string }
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Error != "upstream answered 422 Unprocessable Entity: (body in br encoding)" {
+		t.Errorf("got %d %q", w.Code, w.Body)
 	}
 }
 
