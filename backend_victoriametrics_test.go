@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // newVMHandler is newTestHandler with `backend victoriametrics`.
@@ -157,5 +161,34 @@ func TestVictoriaMetricsMetadataIsEmpty(t *testing.T) {
 		if next.got != nil {
 			t.Errorf("%s: the upstream was asked %s", path, next.got.URL)
 		}
+	}
+}
+
+// BenchmarkVictoriaMetricsQuery is what backend victoriametrics adds to a
+// rewritten query that succeeds (the writer that would hold an error): the
+// same request and answer with backend prometheus and victoriametrics.
+func BenchmarkVictoriaMetricsQuery(b *testing.B) {
+	body := []byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(body)
+		return err
+	})
+	for _, backend := range []backendKind{backendPrometheus, backendVictoriaMetrics} {
+		h := newTestHandler(b)
+		h.backend = backend
+		b.Run(backend.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodGet, "/api/v1/query?query=up&time=1700000000", nil)
+				r.Header.Set("X-Tenant-Namespace", "team-a")
+				w := httptest.NewRecorder()
+				r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil)
+				if err := h.ServeHTTP(w, r, next); err != nil || w.Code != http.StatusOK {
+					b.Fatalf("ServeHTTP: %v, status %d", err, w.Code)
+				}
+			}
+		})
 	}
 }
