@@ -49,6 +49,12 @@ func TestVictoriaMetrics(t *testing.T) {
 
 			got := runVMCorpus(t, newAPI(t, p.url, tenant), p.url, tenant, vm.Start, vm.End, vmUnionQueries)
 			want := runVMCorpus(t, newAPI(t, vmOracle.URL, ""), vmOracle.URL, "", vm.Start, vm.End, vmUnionQueries)
+			// VictoriaMetrics finds series, label names and values per day:
+			// a window after the data still finds them (Prometheus does
+			// not), and the tenant must still see only its own.
+			later := v1.Range{Start: vm.End.Add(10 * time.Minute), End: vm.End.Add(20 * time.Minute)}
+			maps.Copy(got, runVMMatchers(t, newAPI(t, p.url, tenant), later, "later window "))
+			maps.Copy(want, runVMMatchers(t, newAPI(t, vmOracle.URL, ""), later, "later window "))
 			for _, what := range slices.Sorted(maps.Keys(want)) {
 				if g, w := got[what], want[what]; !g.equal(w) {
 					t.Errorf("%s:\nproxy:                    %s\ntenant-only VictoriaMetrics: %s", what, g, w)
@@ -292,21 +298,10 @@ func runVMCorpus(t *testing.T, api v1.API, base, tenant string, start, end time.
 		v, _, _, err = api.QueryRange(ctx, q, rng)
 		out["query_range "+q] = vmAnswer{value: v, err: vmError(err)}
 	}
+	maps.Copy(out, runVMMatchers(t, api, v1.Range{Start: start, End: end}, ""))
 	for _, m := range matchSets {
-		sets, _, _, err := api.Series(ctx, m, start, end)
-		out[fmt.Sprintf("series %q", m)] = vmAnswer{text: renderSets(sets), err: vmError(err)}
-		names, _, _, err := api.LabelNames(ctx, m, start, end)
-		out[fmt.Sprintf("labels %q", m)] = vmAnswer{text: fmt.Sprint(names), err: vmError(err)}
 		out[fmt.Sprintf("federate %q", m)] = vmAnswer{text: federateSorted(t, base, tenant, m)}
 	}
-	for _, m := range append(matchSets, nil) {
-		for _, name := range []string{"__name__", "namespace", "job", "pod"} {
-			vals, _, _, err := api.LabelValues(ctx, name, m, start, end)
-			out[fmt.Sprintf("label %s values %q", name, m)] = vmAnswer{text: fmt.Sprint(vals), err: vmError(err)}
-		}
-	}
-	names, _, _, err := api.LabelNames(ctx, nil, start, end)
-	out["labels without match[]"] = vmAnswer{text: fmt.Sprint(names), err: vmError(err)}
 	for _, q := range []string{`http_requests_total`, `{job="api"}`} {
 		ex, err := api.QueryExemplars(ctx, q, start, end)
 		out["exemplars "+q] = vmAnswer{text: fmt.Sprint(ex), err: vmError(err)}
@@ -315,6 +310,29 @@ func runVMCorpus(t *testing.T, api v1.API, base, tenant string, start, end time.
 	out["metadata"] = vmAnswer{text: fmt.Sprint(meta), err: vmError(err)}
 	bi, err := api.Buildinfo(ctx)
 	out["buildinfo"] = vmAnswer{text: fmt.Sprintf("%+v", bi), err: vmError(err)}
+	return out
+}
+
+// runVMMatchers asks api for series, label names and label values of the
+// corpus's match[] sets in rng, each answer keyed by prefix and what.
+func runVMMatchers(t *testing.T, api v1.API, rng v1.Range, prefix string) map[string]vmAnswer {
+	t.Helper()
+	ctx := t.Context()
+	out := map[string]vmAnswer{}
+	for _, m := range matchSets {
+		sets, _, _, err := api.Series(ctx, m, rng.Start, rng.End)
+		out[prefix+fmt.Sprintf("series %q", m)] = vmAnswer{text: renderSets(sets), err: vmError(err)}
+		names, _, _, err := api.LabelNames(ctx, m, rng.Start, rng.End)
+		out[prefix+fmt.Sprintf("labels %q", m)] = vmAnswer{text: fmt.Sprint(names), err: vmError(err)}
+	}
+	for _, m := range append(matchSets, nil) {
+		for _, name := range []string{"__name__", "namespace", "job", "pod"} {
+			vals, _, _, err := api.LabelValues(ctx, name, m, rng.Start, rng.End)
+			out[prefix+fmt.Sprintf("label %s values %q", name, m)] = vmAnswer{text: fmt.Sprint(vals), err: vmError(err)}
+		}
+	}
+	names, _, _, err := api.LabelNames(ctx, nil, rng.Start, rng.End)
+	out[prefix+"labels without match[]"] = vmAnswer{text: fmt.Sprint(names), err: vmError(err)}
 	return out
 }
 
