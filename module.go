@@ -298,6 +298,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return tenant, true, err
 	}
 	next = backendCounter{next: next, tenant: tenant, endpoint: endpoint}
+	original := form.Get("query")
 	switch ep.kind {
 	case kindQuery:
 		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceQuery)
@@ -306,6 +307,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case kindMatch:
 		err = h.enforceMatch(r.Context(), t.Policy, ep, r.URL.Path, form)
 	case kindMetadata:
+		if h.backend == backendVictoriaMetrics {
+			return tenant, true, serveVictoriaMetricsMetadata(w)
+		}
 		// Answered from sub-requests; r itself is not forwarded.
 		return tenant, true, h.serveMetadata(w, r, t.Policy, form, next)
 	case kindNoSeries:
@@ -317,7 +321,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	rebuild(r, r.URL.Path, form)
 	ew := newEnvelopeWriter(w)
-	err = next.ServeHTTP(ew, r)
+	if vw := h.victoriaMetricsWriter(ew, original, form.Get("query")); vw != nil {
+		err = next.ServeHTTP(vw, r)
+		vw.finish()
+	} else {
+		err = next.ServeHTTP(ew, r)
+	}
 	if ew.finish() {
 		return tenant, true, nil // the upstream's own error answer, in the envelope
 	}

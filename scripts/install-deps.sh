@@ -19,6 +19,7 @@ declare -A pkg=(
 	[jq]=jq
 	[etcd]=etcd-server
 	[vmagent]=victoria-metrics
+	[victoria-metrics]=victoria-metrics
 )
 
 missing=()
@@ -26,7 +27,7 @@ for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
 if ((${#missing[@]} == 0)); then
-	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent)"
+	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent, victoria-metrics)"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -67,8 +68,8 @@ if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" prometheus"* ]]; t
 		"To disable: sudo systemctl disable --now prometheus prometheus-pushgateway"
 fi
 if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" victoria-metrics "* ]]; then
-	echo "install-deps: note: Debian enabled the victoria-metrics service (only its vmagent is used, by" \
-		"make bench); it was not started now. To disable: sudo systemctl disable --now victoria-metrics"
+	echo "install-deps: note: Debian enabled the victoria-metrics service (the tests and make bench start" \
+		"their own); it was not started now. To disable: sudo systemctl disable --now victoria-metrics"
 fi
 if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" etcd-server "* ]]; then
 	echo "install-deps: note: Debian enabled the etcd service; it was not started now and tests" \
