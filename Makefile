@@ -1,7 +1,7 @@
 # Build, test, demo and benchmark prom-tenant. See docs/DESIGN.md for the design and the contract.
 GO ?= go
 
-.PHONY: all build test deps demo bench soak xcaddy generate verify-generate clean
+.PHONY: all build test deps demo bench soak xcaddy generate verify-generate clean image
 
 all: build
 
@@ -20,7 +20,7 @@ deps:
 E2E_TIMEOUT ?= 30m
 test:
 	scripts/install-deps.sh
-	$(MAKE) --no-print-directory -j4 build verify-generate test-binaries
+	$(MAKE) --no-print-directory -j4 build verify-generate test-binaries image
 	PROM_TENANT_E2E=1 PROM_TENANT_KUBE_APISERVER="$$(cat bin/.kube-apiserver)" PROM_TENANT_PROMETHEUS3="$$(cat bin/.prometheus3)" \
 		PROM_TENANT_THANOS="$$(cat bin/.thanos)" $(GO) test -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) ./...
 	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
@@ -91,6 +91,25 @@ xcaddy:
 		"$$XCADDY" build $(XCADDY_CADDY_VERSION) \
 		--with github.com/prom-tenant/caddy-prom-tenant=. \
 		--output bin/caddy-xcaddy
+
+# The container image, without a container engine: a static caddy (CGO off, paths
+# trimmed, no symbol table or DWARF, Caddy's version prefixed with ours) in an OCI image layout, bin/image, and a
+# docker-archive, bin/prom-tenant-image.tar (podman load / docker load), written by
+# tools/image (its own module: go-containerregistry stays out of go.mod). The Dockerfile
+# describes the same image; every timestamp is the last commit's, so the same tree gives
+# the same digest.
+IMAGE_REPOSITORY ?= ghcr.io/prom-tenant/caddy-prom-tenant
+IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_DIR ?= bin
+image:
+	@mkdir -p $(IMAGE_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
+		-ldflags '-s -w -X github.com/caddyserver/caddy/v2.CustomVersion=prom-tenant/$(IMAGE_VERSION)' \
+		-o $(IMAGE_DIR)/caddy-image ./cmd/caddy
+	cd tools/image && $(GO) run . -caddy "$(abspath $(IMAGE_DIR))/caddy-image" \
+		-repository $(IMAGE_REPOSITORY) -version $(IMAGE_VERSION) -epoch $(SOURCE_DATE_EPOCH) \
+		-layout "$(abspath $(IMAGE_DIR))/image" -tar "$(abspath $(IMAGE_DIR))/prom-tenant-image.tar"
 
 clean:
 	rm -rf bin

@@ -20,6 +20,10 @@ declare -A pkg=(
 	[etcd]=etcd-server
 	[vmagent]=victoria-metrics
 	[victoria-metrics]=victoria-metrics
+	# podman runs the image make image builds (e2e/image_podman_test.go), with runc: crun
+	# refuses a hybrid cgroup hierarchy whose v2 part has controllers, as some machines have.
+	[podman]=podman
+	[runc]=runc
 )
 
 missing=()
@@ -27,7 +31,7 @@ for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
 if ((${#missing[@]} == 0)); then
-	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent, victoria-metrics)"
+	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent, victoria-metrics, podman, runc)"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+)
+
+// podman runs podman with a store of its own (t's temporary directory), so that the test
+// neither sees nor leaves images of the machine's; vfs needs no overlay support, cgroupfs
+// no systemd, and runc runs where crun refuses a hybrid cgroup hierarchy with controllers
+// in its v2 part ("cgroups in hybrid mode not supported"), as on the machine this was
+// written on.
+type podman struct {
+	bin, root string
+}
+
+func newPodman(t *testing.T) *podman {
+	t.Helper()
+	bin, err := exec.LookPath("podman")
+	if err != nil {
+		t.Fatalf("%s=1 but podman is missing (run scripts/install-deps.sh)", testenv.EnvE2E)
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatalf("%s=1 but runc is missing (run scripts/install-deps.sh)", testenv.EnvE2E)
+	}
+	return &podman{bin: bin, root: t.TempDir()}
+}
+
+func (p *podman) run(ctx context.Context, args ...string) (string, error) {
+	global := []string{"--root", filepath.Join(p.root, "storage"), "--runroot", filepath.Join(p.root, "run"),
+		"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "file",
+		"--tmpdir", filepath.Join(p.root, "tmp")}
+	out, err := exec.CommandContext(ctx, p.bin, append(global, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// TestImageRunsInPodman: the image loaded from bin/prom-tenant-image.tar runs as the
+// Deployment runs it (read-only root with a writable /tmp, no capabilities, no privilege
+// escalation, the Caddyfile and the tenants mounted where the manifests mount them) and
+// answers a tenant's query as bin/caddy does.
+func TestImageRunsInPodman(t *testing.T) {
+	img := readImage(t, imageLayout(t))
+	pm := newPodman(t)
+	prom := testenv.SharedPrometheus(t)
+	ctx := t.Context()
+
+	if _, err := pm.run(ctx, "load", "--quiet", "--input", filepath.Join(testenv.RepoRoot(), "bin", "prom-tenant-image.tar")); err != nil {
+		t.Fatal(err)
+	}
+	ref := "ghcr.io/prom-tenant/caddy-prom-tenant:" + img.ref
+
+	// The mounts, readable by nobody.
+	conf, tenants := filepath.Join(pm.root, "config"), filepath.Join(pm.root, "tenants")
+	for _, d := range []string{conf, tenants} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, filepath.Join(tenantsDir, "team-a.yaml"), filepath.Join(tenants, "team-a.yaml"))
+	port, admin := testenv.FreePort(t), testenv.FreePort(t)
+	writeFile(t, filepath.Join(conf, "Caddyfile"), fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		directory /etc/prom-tenant/tenants
+	}
+}
+
+http://127.0.0.1:%d {
+	prom_tenant
+	reverse_proxy %s
+}
+`, admin, port, prom.Addr))
+	for _, f := range []string{filepath.Join(conf, "Caddyfile"), filepath.Join(tenants, "team-a.yaml")} {
+		if err := os.Chmod(f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The image's own ENTRYPOINT, CMD and USER: nothing given after the image name.
+	// Rootful podman raises the container's open-file and process limits to 1048576 by
+	// default; without CAP_SYS_RESOURCE (a sandbox, a container) that fails ("setrlimit
+	// RLIMIT_NOFILE: Operation not permitted"), so ask for limits any process may set.
+	name := fmt.Sprintf("prom-tenant-image-test-%d", port)
+	if _, err := pm.run(ctx, "run", "--detach", "--name", name, "--network", "host",
+		"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+		"--read-only", "--read-only-tmpfs", "--cap-drop", "all", "--security-opt", "no-new-privileges",
+		"--volume", conf+":/etc/caddy:ro", "--volume", tenants+":/etc/prom-tenant/tenants:ro", ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if t.Failed() {
+			logs, _ := pm.run(ctx, "logs", name)
+			t.Logf("container log:\n%s", logs)
+		}
+		if out, err := pm.run(ctx, "rm", "--force", "--time", "10", name); err != nil {
+			t.Logf("%v: %s", err, out)
+		}
+	})
+	if user, err := pm.run(ctx, "inspect", "--format", "{{.Config.User}}", name); err != nil || user != "65534:65534" {
+		t.Errorf("container user %q (%v), want 65534:65534", user, err)
+	}
+
+	proxyURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitListening(t, pm, name, proxyURL)
+
+	q := proxyURL + "/api/v1/query?" + url.Values{"query": {"up"}, "time": {fmt.Sprint(prom.End.Unix())}}.Encode()
+	got := get(t, q, "team-a")
+	if !strings.Contains(got, `"status":"success"`) || !strings.Contains(got, `"namespace":"team-a"`) {
+		t.Fatalf("team-a's up through the image: %s", got)
+	}
+	// The same answer as bin/caddy gives with the same tenants.
+	local := startProxy(t, tenants, "")
+	want := get(t, local.url+"/api/v1/query?"+url.Values{"query": {"up"}, "time": {fmt.Sprint(prom.End.Unix())}}.Encode(), "team-a")
+	if got != want {
+		t.Errorf("through the image:\n%s\nthrough bin/caddy:\n%s", got, want)
+	}
+	// Enforced: a tenant without MetricAccess objects is refused.
+	if body := get(t, q, "team-b"); !strings.Contains(body, `"errorType":"forbidden"`) {
+		t.Errorf("team-b (no MetricAccess mounted) through the image: %s", body)
+	}
+
+	// Under the read-only root, Caddy wrote its autosave and data under /tmp without
+	// complaint: no error in its log.
+	logs, err := pm.run(ctx, "logs", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.Lines(logs) {
+		if strings.Contains(l, `"level":"error"`) {
+			t.Errorf("caddy logged an error in the container: %s", l)
+		}
+	}
+}
+
+// waitListening waits until url accepts connections, failing early if the container
+// exits.
+func waitListening(t *testing.T, pm *podman, name, url string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		state, _ := pm.run(t.Context(), "inspect", "--format", "{{.State.Status}}", name)
+		if state != "running" || time.Now().After(deadline) {
+			t.Fatalf("the container (%s) does not answer on %s: %v", state, url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
