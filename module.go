@@ -137,10 +137,11 @@ type Handler struct {
 	// ReplicaLabels are the labels Thanos Query deduplicates by, as its
 	// --query.replica-label flags name them. Its query and series answers
 	// carry none of them, but its label names and values answers still do;
-	// the proxy answers a request for the values of one with none, as a
-	// Prometheus holding the tenant's series once does (thanos.go). Only
-	// with backend thanos. Default: none (Thanos has no default either, and
-	// a guess could hide a label the series really have).
+	// the proxy takes them out of /api/v1/labels and answers a request for
+	// the values of one with none, as a Prometheus holding the tenant's
+	// series once does (thanos.go). Only with backend thanos. Default: none
+	// (Thanos has no default either, and a guess could hide a label the
+	// series really have).
 	ReplicaLabels []string `json:"replica_labels,omitempty"`
 
 	backend       backendKind
@@ -352,6 +353,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return tenant, true, err
 	}
 	rebuild(r, r.URL.Path, form)
+	w, done := h.labelNamesWriter(w, r, ep, form)
+	defer done()
 	ew := newEnvelopeWriter(w)
 	err = next.ServeHTTP(ew, r)
 	if ew.finish() {

@@ -101,3 +101,64 @@ func TestThanosRefusals(t *testing.T) {
 		t.Errorf("/federate with backend prometheus: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestThanosLabelNames: Thanos's /api/v1/labels answer loses the replica
+// labels (its other answers have none); the rest of the answer, other
+// endpoints, other backends, dedup=false, error answers and answers the
+// proxy cannot read pass as they are.
+func TestThanosLabelNames(t *testing.T) {
+	thanos := thanosTestHandler(t, "replica", "prometheus_replica")
+	const answer = `{"status":"success","data":["__name__","job","namespace","prometheus_replica","replica"],"warnings":["partial response"]}`
+	const corrected = `{"data":["__name__","job","namespace"],"status":"success","warnings":["partial response"]}`
+	big := `{"status":"success","data":["replica"` + strings.Repeat(`,"x"`, maxLabelNamesAnswer/4) + `]}`
+	for _, tc := range []struct {
+		name     string
+		h        *Handler
+		req      *http.Request
+		upstream *upstream
+		want     string
+	}{
+		{"GET", thanos, get("/api/v1/labels?match[]=up", "team-a"), answering(200, "application/json", "", []byte(answer)), corrected},
+		{"POST", thanos, post("/api/v1/labels", "team-a", "start=1"), answering(200, "application/json", "", []byte(answer)), corrected},
+		{"replicaLabels[]", thanos, get("/api/v1/labels?replicaLabels[]=job", "team-a"), answering(200, "application/json", "", []byte(answer)),
+			`{"data":["__name__","namespace","prometheus_replica","replica"],"status":"success","warnings":["partial response"]}`},
+		{"dedup=false", thanos, get("/api/v1/labels?dedup=false", "team-a"), answering(200, "application/json", "", []byte(answer)), answer},
+		{"backend prometheus", newTestHandler(t), get("/api/v1/labels", "team-a"), answering(200, "application/json", "", []byte(answer)), answer},
+		{"series", thanos, get("/api/v1/series?match[]=up", "team-a"), answering(200, "application/json", "", []byte(answer)), answer},
+		{"error envelope", thanos, get("/api/v1/labels", "team-a"),
+			answering(422, "application/json", "", []byte(`{"status":"error","errorType":"execution","error":"replica"}`)),
+			`{"status":"error","errorType":"execution","error":"replica"}`},
+		{"not JSON", thanos, get("/api/v1/labels", "team-a"), answering(200, "text/plain", "", []byte(answer)), answer},
+		{"not an envelope", thanos, get("/api/v1/labels", "team-a"), answering(200, "application/json", "", []byte(`["replica"]`)), `["replica"]`},
+		{"too large", thanos, get("/api/v1/labels", "team-a"), answering(200, "application/json", "", []byte(big)), big},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.Header.Set("Accept-Encoding", "gzip")
+			w := serve(t, tc.h, tc.upstream, tc.req)
+			if got := w.Body.String(); got != tc.want {
+				t.Errorf("answer %s, want %s", truncate(got, 300), truncate(tc.want, 300))
+			}
+			if tc.name == "GET" || tc.name == "POST" || tc.name == "replicaLabels[]" {
+				if cl := w.Header().Get("Content-Length"); cl != "" {
+					t.Errorf("Content-Length %s kept for a corrected answer", cl)
+				}
+				if ae := tc.upstream.got.Header.Get("Accept-Encoding"); ae != "" {
+					t.Errorf("Accept-Encoding %q sent for an answer to correct", ae)
+				}
+			}
+		})
+	}
+	// An answer Thanos compressed passes as it came.
+	gz := gzipped(answer)
+	w := serve(t, thanos, answering(200, "application/json", "gzip", gz), get("/api/v1/labels", "team-a"))
+	if w.Body.String() != string(gz) {
+		t.Errorf("gzip answer changed")
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -230,16 +230,13 @@ var thanosOptions = fmt.Sprintf(`backend thanos
 		backend_params thanos`, testenv.ThanosReplicaLabel)
 
 // thanosQuirks are what Thanos v0.42 answers differently from Prometheus
-// through the proxy with thanosOptions, documented in the README ("Thanos:
-// what differs"): Query's /api/v1/labels keeps the replica label that its
-// query and series APIs deduplicate away (its label APIs take no replica
-// labels), so label names carry "replica". The values of a replica label
-// are answered by the proxy, with none, as the oracle answers. (Query
-// Frontend's error envelopes, sent as text/plain, pass through the proxy as
-// they are: the errors compare exactly.)
-var thanosQuirks = quirks{
-	extraLabelNames: model.LabelNames{testenv.ThanosReplicaLabel},
-}
+// through the proxy with thanosOptions: nothing. Query's /api/v1/labels and
+// /api/v1/label/<name>/values keep the replica label that its query and
+// series APIs deduplicate away (its label APIs take no replica labels); the
+// proxy takes it out of the names and answers its values with none, as the
+// oracle does. (Query Frontend's error envelopes, sent as text/plain, pass
+// through the proxy as they are: the errors compare exactly.)
+var thanosQuirks = quirks{}
 
 // startThanosProxy starts bin/caddy with prom_tenant (options in its block)
 // in front of upstream, tenants from the directory dir.
