@@ -33,6 +33,8 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	    max_union_selectors    <n>
 //	    rewrite_cache_size     <size>|off
 //	    backend                prometheus|thanos|victoriametrics
+//	    backend_params         <preset|parameter>...
+//	    replica_labels         <label>...
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -115,6 +117,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "backend_params":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if _, err := parseBackendParams(args); err != nil {
+				return d.Err(err.Error())
+			}
+			h.BackendParams = append(h.BackendParams, args...)
+		case "replica_labels":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.ReplicaLabels = append(h.ReplicaLabels, args...)
 		case "max_union_selectors":
 			n, err := countArg(d)
 			if err != nil {

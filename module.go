@@ -122,10 +122,33 @@ type Handler struct {
 	// Prometheus, and is refused or corrected for. Default: prometheus.
 	Backend string `json:"backend,omitempty"`
 
-	backend  backendKind
-	registry *tenancy.Registry
-	enforcer *rewrite.Enforcer
-	logger   *zap.Logger
+	// BackendParams lets parameters of the backend through that only change
+	// how it reads the series a request selects, never which: presets
+	// "thanos" (dedup, partial_response, max_source_resolution, engine,
+	// analyze, replicaLabels[]) and "victoriametrics" (nocache,
+	// round_digits, latency_offset), or single names of those. They are
+	// accepted on every served path (Grafana's custom query parameters
+	// come with each of its requests), their values checked. Parameters
+	// with which an engine enforces tenancy itself (VictoriaMetrics's
+	// extra_label, extra_filters[]) are refused whatever this says.
+	// Default: none; any parameter Prometheus does not define is refused.
+	BackendParams []string `json:"backend_params,omitempty"`
+
+	// ReplicaLabels are the labels Thanos Query deduplicates by, as its
+	// --query.replica-label flags name them. Its query and series answers
+	// carry none of them, but its label names and values answers still do;
+	// the proxy takes them out of /api/v1/labels and answers a request for
+	// the values of one with none, as a Prometheus holding the tenant's
+	// series once does (thanos.go). Only with backend thanos. Default: none
+	// (Thanos has no default either, and a guess could hide a label the
+	// series really have).
+	ReplicaLabels []string `json:"replica_labels,omitempty"`
+
+	backend       backendKind
+	backendParams map[string]param // the allowed BackendParams, by name
+	registry      *tenancy.Registry
+	enforcer      *rewrite.Enforcer
+	logger        *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -166,7 +189,8 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.RewriteCacheSize == 0 {
 		h.RewriteCacheSize = 16 << 20
 	}
-	h.backend, _ = parseBackend(h.Backend) // Validate refuses an unknown one
+	h.backend, _ = parseBackend(h.Backend)                   // Validate refuses an unknown one
+	h.backendParams, _ = parseBackendParams(h.BackendParams) // and unknown parameters
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -196,7 +220,14 @@ func (h *Handler) Validate() error {
 	if h.MaxRequestBody < 0 {
 		return fmt.Errorf("max_request_body must not be negative, got %d", h.MaxRequestBody)
 	}
-	if _, err := parseBackend(h.Backend); err != nil {
+	backend, err := parseBackend(h.Backend)
+	if err != nil {
+		return err
+	}
+	if _, err := parseBackendParams(h.BackendParams); err != nil {
+		return err
+	}
+	if err := validateReplicaLabels(backend, h.ReplicaLabels); err != nil {
 		return err
 	}
 	if h.MaxMetadataResponse < 0 {
@@ -280,6 +311,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		w.Header().Set("Allow", allowHeader(ep))
 		return "", false, promapi.Refuse(promapi.MethodNotAllowed, "method %s is not allowed for %s", r.Method, r.URL.Path)
 	}
+	if err := h.thanosRefusal(ep); err != nil {
+		return "", false, err
+	}
 	tenant, err := h.tenant(r)
 	if err != nil {
 		return "", false, err
@@ -293,7 +327,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
 	}
-	form, err := readForm(r, ep, h.MaxRequestBody)
+	form, err := readForm(r, ep, h.MaxRequestBody, h.backendParams)
 	if err != nil {
 		return tenant, true, err
 	}
@@ -306,6 +340,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		err = h.enforceQuery(r.Context(), t.Policy, form, h.enforcer.EnforceExemplarQuery)
 	case kindMatch:
 		err = h.enforceMatch(r.Context(), t.Policy, ep, r.URL.Path, form)
+		if err == nil && h.isReplicaLabelValues(ep, r.URL.Path, form) {
+			return tenant, true, writeNoLabelValues(w)
+		}
 	case kindMetadata:
 		if h.backend == backendVictoriaMetrics {
 			return tenant, true, serveVictoriaMetricsMetadata(w)
@@ -320,6 +357,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return tenant, true, err
 	}
 	rebuild(r, r.URL.Path, form)
+	w, done := h.labelNamesWriter(w, r, ep, form)
+	defer done()
 	ew := newEnvelopeWriter(w)
 	if vw := h.victoriaMetricsWriter(ew, original, form.Get("query")); vw != nil {
 		err = next.ServeHTTP(vw, r)

@@ -231,7 +231,7 @@ func TestRefusals(t *testing.T) {
 		{"bad escape", get("/api/v1/query?query=%zz", "team-a"), 400, "bad_data", "cannot parse the URL query"},
 		{"semicolon", get("/api/v1/query?query=up;query=x", "team-a"), 400, "bad_data", "cannot parse the URL query"},
 		{"URL and body differ", post("/api/v1/query?query=up", "team-a", "query=db_password_len"), 400, "bad_data", "both the URL and the body"},
-		{"unknown parameter", get("/api/v1/query?query=up&extra_filters[]=x", "team-a"), 400, "bad_data", `unknown parameter "extra_filters[]"`},
+		{"unknown parameter", get("/api/v1/query?query=up&extra_filters[]=x", "team-a"), 400, "bad_data", `parameter "extra_filters[]" is VictoriaMetrics's own tenancy enforcement`},
 		{"series without match[]", get("/api/v1/series", "team-a"), 400, "bad_data", "no match[]"},
 		{"federate without match[]", get("/federate", "team-a"), 400, "bad_data", "no match[]"},
 		{"body too large", bigBody, 413, "bad_data", "larger than"},

@@ -50,6 +50,7 @@ func refusalCases(t *testing.T) []refusalCase {
 	justUnder.enforcer = justUnder.enforcer.WithLimits(rewrite.Limits{MaxRewrittenSize: 21})
 	smallCap := newTestHandler(t)
 	smallCap.MaxMetadataResponse = 1024
+	thanosParams := thanosTestHandler(t)
 
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
@@ -105,8 +106,16 @@ func refusalCases(t *testing.T) []refusalCase {
 		{name: "missing query", req: get("/api/v1/query", "team-a"), tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "bad PromQL", req: get(q("sum(rate(up[5m])"), "team-a"), vars: []placeholder{{`cannot parse ".*": .*`, `cannot parse "<query>": <parser error>`}},
 			tenant: "team-a", endpoint: query, reason: "bad_query"},
-		{name: "unknown parameter", req: get(q("up")+"&dedup=false", "team-a"), vars: []placeholder{{`"dedup" for /api/v1/query`, `"<name>" for <path>`}},
+		{name: "unknown parameter", req: get(q("up")+"&bogus=1", "team-a"), vars: []placeholder{{`"bogus" for /api/v1/query`, `"<name>" for <path>`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "backend parameter not allowed", req: get(q("up")+"&dedup=false", "team-a"), vars: []placeholder{{`"dedup" \(Thanos\)`, `"<name>" (<engine>)`}},
+			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "invalid backend parameter", h: thanosParams, req: get(q("up")+"&dedup=maybe", "team-a"), vars: []placeholder{{`invalid dedup "maybe": .*`, `invalid <name> "<value>": <what it takes>`}},
+			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "enforcement parameter", h: thanosParams, req: get(q("up")+"&extra_label=namespace%3Dteam-b", "team-a"), vars: []placeholder{{`"extra_label" is VictoriaMetrics's`, `"<name>" is <engine>'s`}},
+			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "federate with backend thanos", h: thanosParams, req: get("/federate?match[]=up", "team-a"), tenant: unknownTenant, endpoint: "/federate", reason: "not_found"},
+		{name: "metadata with backend thanos", h: thanosParams, req: get("/api/v1/metadata", "team-a"), tenant: unknownTenant, endpoint: metadata, reason: "not_found"},
 		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}},

@@ -19,8 +19,9 @@ import (
 // differently: the URL query and a POST body are parsed strictly (a bad
 // escape or a ';' is an error, not a silently dropped pair); a parameter may
 // come from the URL or the body, or from both only with the same values; only
-// the endpoint's parameters are accepted; a single-valued one appears once.
-func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) {
+// the endpoint's parameters are accepted, and the backend parameters the
+// operator allowed (backend_params); a single-valued one appears once.
+func readForm(r *http.Request, ep *endpoint, maxBody int64, backendParams map[string]param) (url.Values, error) {
 	form, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, promapi.Refuse(promapi.BadRequest, "cannot parse the URL query: %v", err)
@@ -41,7 +42,9 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) 
 	for k, vs := range form {
 		kind, ok := ep.params[k]
 		if !ok {
-			return nil, promapi.Refuse(promapi.BadRequest, "unknown parameter %q for %s", k, r.URL.Path)
+			if kind, err = checkBackendParam(backendParams, k, r.URL.Path, vs); err != nil {
+				return nil, err
+			}
 		}
 		if kind == single && len(vs) > 1 {
 			return nil, promapi.Refuse(promapi.BadRequest, "parameter %q is given %d times; it takes one value", k, len(vs))

@@ -40,7 +40,10 @@ func TestThanosChain(t *testing.T) {
 			copyFile(t, f, filepath.Join(dir, filepath.Base(f)))
 		}
 	}
-	p := startProxyToUpstream(t, th.Frontend.Addr, fmt.Sprintf("directory %s", dir), "")
+	// The proxy as the README configures it for Thanos, and one with the
+	// defaults (no backend parameters let through).
+	p := startThanosProxy(t, th.Frontend.Addr, dir, thanosOptions)
+	plain := startProxyToUpstream(t, th.Frontend.Addr, fmt.Sprintf("directory %s", dir), "")
 	reg := loadPolicies(t, dir)
 
 	oracles := map[string]v1.API{}
@@ -50,8 +53,76 @@ func TestThanosChain(t *testing.T) {
 	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
 		t.Run(tenant, func(t *testing.T) {
 			checkTenantSeesOracle(t, p.url, tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
+			// The replica label has no values, as in the oracle, which
+			// has no such label (Thanos's own answer lists a, b, shard-0).
+			for _, m := range append(matchSets, nil) {
+				wv, _, _, werr := oracles[tenant].LabelValues(t.Context(), testenv.ThanosReplicaLabel, m, th.Start, th.End)
+				gv, _, _, gerr := newAPI(t, p.url, tenant).LabelValues(t.Context(), testenv.ThanosReplicaLabel, m, th.Start, th.End)
+				compare(t, tenant, fmt.Sprintf("label %s values %q", testenv.ThanosReplicaLabel, m), "", fmt.Sprint(wv), werr, fmt.Sprint(gv), gerr)
+			}
 		})
 	}
+
+	t.Run("grafana custom query parameters", func(t *testing.T) {
+		// A Grafana Prometheus data source for Thanos with custom query
+		// parameters appends them to each request it makes.
+		at := strconv.FormatInt(th.End.Add(-time.Minute).Unix(), 10)
+		get := func(base, path, params string) (int, string) {
+			return getAs(t, base+path+"&"+params, "team-a")
+		}
+		const grafana = "dedup=false&partial_response=true&max_source_resolution=auto"
+		requests := []string{
+			"/api/v1/query?query=http_requests_total&time=" + at,
+			"/api/v1/query_range?query=http_requests_total&start=" + strconv.FormatInt(th.End.Add(-10*time.Minute).Unix(), 10) + "&end=" + at + "&step=60",
+			"/api/v1/series?match[]=http_requests_total&start=" + strconv.FormatInt(th.Start.Unix(), 10) + "&end=" + at,
+			"/api/v1/labels?match[]=http_requests_total&start=" + strconv.FormatInt(th.Start.Unix(), 10),
+			"/api/v1/label/__name__/values?start=" + strconv.FormatInt(th.Start.Unix(), 10),
+		}
+		for _, path := range requests {
+			// Without backend_params: refused, naming the option.
+			status, body := get(plain.url, path, grafana)
+			if status != http.StatusBadRequest || !strings.Contains(body, "the prom_tenant option backend_params lets it through") {
+				t.Errorf("without backend_params, GET %s: %d %s", path, status, truncate(body, 300))
+			}
+			// With backend_params thanos: answered.
+			status, body = get(p.url, path, grafana)
+			if status != http.StatusOK || !strings.Contains(body, `"status":"success"`) {
+				t.Errorf("with backend_params thanos, GET %s: %d %s", path, status, truncate(body, 300))
+			}
+		}
+
+		// dedup=false reaches Thanos: the HA pair's two copies of each of
+		// team-a's series, told apart by replica, and still only team-a's.
+		deduped, _, _, err := newAPI(t, p.url, "team-a").Query(t.Context(), "http_requests_total", th.End.Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := get(p.url, requests[0], grafana)
+		var answer struct {
+			Data struct {
+				Result []struct{ Metric map[string]string }
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil {
+			t.Fatalf("%d %s (%v)", status, truncate(body, 300), err)
+		}
+		replicas := map[string]int{}
+		for _, s := range answer.Data.Result {
+			if s.Metric["namespace"] != "team-a" {
+				t.Errorf("team-a got %v", s.Metric)
+			}
+			replicas[s.Metric[testenv.ThanosReplicaLabel]]++
+		}
+		n := len(deduped.(model.Vector))
+		if n == 0 || replicas["a"] != n || replicas["b"] != n || len(replicas) != 2 {
+			t.Errorf("dedup=false: series by replica %v, want a and b with the %d deduplicated series each", replicas, n)
+		}
+		for _, s := range deduped.(model.Vector) {
+			if _, ok := s.Metric[testenv.ThanosReplicaLabel]; ok {
+				t.Errorf("deduplicated answer has a replica label: %v", s.Metric)
+			}
+		}
+	})
 
 	t.Run("cache", func(t *testing.T) {
 		// A query text and range no test above asked: the cache starts cold.
@@ -107,41 +178,86 @@ func TestThanosChain(t *testing.T) {
 		}
 	})
 
-	t.Run("other endpoints", func(t *testing.T) {
-		// What Thanos does with the endpoints Thanos Query may not serve as
-		// Prometheus does. Whatever the status, a tenant must never get
-		// another namespace's series.
-		for _, path := range []string{
-			"/federate?match[]=up",
-			"/api/v1/metadata",
-			"/api/v1/metadata?metric=db_password_len",
-			"/api/v1/query_exemplars?query=http_requests_total&start=" + strconv.FormatInt(th.Start.Unix(), 10) + "&end=" + strconv.FormatInt(th.End.Unix(), 10),
-			"/api/v1/targets/metadata?match_target={job=\"api\"}",
+	t.Run("refused with backend thanos", func(t *testing.T) {
+		// What Thanos Query cannot serve as Prometheus does is refused
+		// before it is asked, naming why.
+		for path, reason := range map[string]string{
+			"/federate?match[]=up":                    "Thanos Query has no /federate; copy the tenant's series with prom_remote_write instead",
+			"/api/v1/metadata":                        "Thanos Query has no /api/v1/targets/metadata",
+			"/api/v1/metadata?metric=db_password_len": "Thanos Query has no /api/v1/targets/metadata",
 		} {
 			status, body := getAs(t, p.url+path, "team-a")
-			t.Logf("team-a GET %s: %d %s", path, status, truncate(body, 400))
-			var env struct{ Status string }
-			if err := json.Unmarshal([]byte(body), &env); err != nil || (env.Status != "success") != (status >= 400) {
-				t.Errorf("GET %s: %d is not in Prometheus's envelope: %s", path, status, body)
+			var env struct{ Status, ErrorType, Error string }
+			if err := json.Unmarshal([]byte(body), &env); err != nil || status != http.StatusNotFound ||
+				env.ErrorType != "not_found" || !strings.Contains(env.Error, reason) {
+				t.Errorf("GET %s: %d %s, want 404 not_found naming %q", path, status, body, reason)
 			}
-			for _, other := range []string{"team-b", "team-c", "db_password_len"} {
-				if status == http.StatusOK && strings.Contains(body, other) {
-					t.Errorf("GET %s as team-a leaks %s: %s", path, other, body)
+		}
+	})
+
+	t.Run("other endpoints", func(t *testing.T) {
+		// What Thanos does with the endpoints Thanos Query may not serve as
+		// Prometheus does, through either proxy. Whatever the status, a
+		// tenant must never get another namespace's series.
+		for _, base := range []string{plain.url, p.url} {
+			for _, path := range []string{
+				"/federate?match[]=up",
+				"/api/v1/metadata",
+				"/api/v1/metadata?metric=db_password_len",
+				"/api/v1/query_exemplars?query=http_requests_total&start=" + strconv.FormatInt(th.Start.Unix(), 10) + "&end=" + strconv.FormatInt(th.End.Unix(), 10),
+				"/api/v1/targets/metadata?match_target={job=\"api\"}",
+			} {
+				status, body := getAs(t, base+path, "team-a")
+				t.Logf("team-a GET %s: %d %s", path, status, truncate(body, 400))
+				var env struct{ Status string }
+				if err := json.Unmarshal([]byte(body), &env); err != nil || (env.Status != "success") != (status >= 400) {
+					t.Errorf("GET %s: %d is not in Prometheus's envelope: %s", path, status, body)
+				}
+				for _, other := range []string{"team-b", "team-c", "db_password_len"} {
+					if status == http.StatusOK && strings.Contains(body, other) {
+						t.Errorf("GET %s as team-a leaks %s: %s", path, other, body)
+					}
 				}
 			}
 		}
 	})
 }
 
+// thanosOptions are prom_tenant's options for the chain, as the README
+// gives them for Thanos.
+var thanosOptions = fmt.Sprintf(`backend thanos
+		replica_labels %s
+		backend_params thanos`, testenv.ThanosReplicaLabel)
+
 // thanosQuirks are what Thanos v0.42 answers differently from Prometheus
-// through the proxy today; the proxy should absorb it (issue 16): Query's
-// /api/v1/labels and /api/v1/label/<name>/values keep the replica label
-// that its query and series APIs deduplicate away, so label names carry
-// "replica" (and its values are the replicas'). (Query Frontend's error
-// envelopes, sent as text/plain, pass through the proxy as they are: the
-// errors compare exactly.)
-var thanosQuirks = quirks{
-	extraLabelNames: model.LabelNames{testenv.ThanosReplicaLabel},
+// through the proxy with thanosOptions: nothing. Query's /api/v1/labels and
+// /api/v1/label/<name>/values keep the replica label that its query and
+// series APIs deduplicate away (its label APIs take no replica labels); the
+// proxy takes it out of the names and answers its values with none, as the
+// oracle does. (Query Frontend's error envelopes, sent as text/plain, pass
+// through the proxy as they are: the errors compare exactly.)
+var thanosQuirks = quirks{}
+
+// startThanosProxy starts bin/caddy with prom_tenant (options in its block)
+// in front of upstream, tenants from the directory dir.
+func startThanosProxy(t *testing.T, upstream, dir, options string) *proxy {
+	t.Helper()
+	port, admin := testenv.FreePort(t), testenv.FreePort(t)
+	caddyfile := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	prom_tenancy {
+		directory %s
+	}
+}
+
+http://127.0.0.1:%d {
+	prom_tenant {
+		%s
+	}
+	reverse_proxy %s
+}
+`, admin, dir, port, options, upstream)
+	return &proxy{caddy: testenv.StartCaddy(t, caddyfile), url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
 }
 
 // frontendCache reads the counters of the query frontend's range-query

@@ -75,6 +75,12 @@ type ThanosOptions struct {
 	PrometheusBinary string
 	// Binary is thanos. Default: ThanosBinary(t).
 	Binary string
+	// PrometheusArgs are extra flags for the three Prometheus servers.
+	PrometheusArgs []string
+	// PairScrapeConfigs is a scrape_configs: block for the HA pair's
+	// prometheus.yml (both replicas scrape the same targets); the shard
+	// scrapes nothing. Default: none, the backfilled data is all there is.
+	PairScrapeConfigs string
 }
 
 func defaultOnPair(series map[string]string) bool {
@@ -101,15 +107,15 @@ func StartThanos(t testing.TB, o ThanosOptions) *Thanos {
 	// Sidecars refuse a Prometheus without external labels: they are what
 	// tells StoreAPI sources apart. Only the replica label is set, so that
 	// deduplicated answers carry exactly the backfilled labels.
-	prom := func(replica string, keep func(map[string]string) bool) *Prometheus {
+	prom := func(replica string, keep func(map[string]string) bool, scrape string) *Prometheus {
 		return StartPrometheusWith(t, PrometheusOptions{
-			Start: o.Start, End: o.End, Keep: keep, Binary: o.PrometheusBinary,
-			Config: fmt.Sprintf("global:\n  scrape_interval: 15s\n  external_labels:\n    %s: %q\n", ThanosReplicaLabel, replica),
+			Start: o.Start, End: o.End, Keep: keep, Binary: o.PrometheusBinary, Args: o.PrometheusArgs,
+			Config: fmt.Sprintf("global:\n  scrape_interval: 15s\n  external_labels:\n    %s: %q\n", ThanosReplicaLabel, replica) + scrape,
 		})
 	}
-	th.Pair[0] = prom("a", o.OnPair)
-	th.Pair[1] = prom("b", o.OnPair)
-	th.Shard = prom("shard-0", func(s map[string]string) bool { return !o.OnPair(s) })
+	th.Pair[0] = prom("a", o.OnPair, o.PairScrapeConfigs)
+	th.Pair[1] = prom("b", o.OnPair, o.PairScrapeConfigs)
+	th.Shard = prom("shard-0", func(s map[string]string) bool { return !o.OnPair(s) }, "")
 	th.Series = th.Pair[0].Series + th.Shard.Series
 
 	var endpoints []string

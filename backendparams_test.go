@@ -1,0 +1,217 @@
+package promtenant
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseBackendParams(t *testing.T) {
+	for _, tc := range []struct {
+		names   []string
+		allowed []string
+		err     string
+	}{
+		{names: nil},
+		{names: []string{"thanos"}, allowed: []string{"analyze", "dedup", "engine", "max_source_resolution", "partial_response", "replicaLabels[]"}},
+		{names: []string{"victoriametrics"}, allowed: []string{"latency_offset", "nocache", "round_digits"}},
+		{names: []string{"dedup", "partial_response"}, allowed: []string{"dedup", "partial_response"}},
+		{names: []string{"thanos", "nocache"}, allowed: []string{"analyze", "dedup", "engine", "max_source_resolution", "nocache", "partial_response", "replicaLabels[]"}},
+		{names: []string{"timeout_extra"}, err: `backend_params: unknown parameter or preset "timeout_extra": use the presets thanos, victoriametrics or the parameters analyze, dedup, engine, latency_offset, max_source_resolution, nocache, partial_response, replicaLabels[], round_digits`},
+		{names: []string{"dedup", "extra_label"}, err: `backend_params: "extra_label" is an enforcement parameter of VictoriaMetrics and is never let through`},
+		{names: []string{"extra_filters[]"}, err: `"extra_filters[]" is an enforcement parameter`},
+		{names: []string{"extra_filters"}, err: `"extra_filters" is an enforcement parameter`},
+	} {
+		allowed, err := parseBackendParams(tc.names)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.names, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.names, err)
+			continue
+		}
+		var got []string
+		for n := range allowed {
+			got = append(got, n)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.allowed) {
+			t.Errorf("%q allows %q, want %q", tc.names, got, tc.allowed)
+		}
+		if allowed["replicaLabels[]"] != multi && slices.Contains(got, "replicaLabels[]") {
+			t.Errorf("replicaLabels[] is single-valued")
+		}
+	}
+}
+
+func TestBackendParamsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		h   Handler
+		err string
+	}{
+		{Handler{BackendParams: []string{"thanos"}}, ""},
+		{Handler{BackendParams: []string{"bogus"}}, `unknown parameter or preset "bogus"`},
+		{Handler{BackendParams: []string{"extra_label"}}, `"extra_label" is an enforcement parameter`},
+	} {
+		err := tc.h.Validate()
+		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%v: Validate = %v, want %q", tc.h.BackendParams, err, tc.err)
+		}
+	}
+}
+
+// grafanaThanosParams are a Grafana Prometheus data source's "Custom query
+// parameters" for Thanos, as Grafana appends them to its requests.
+const grafanaThanosParams = "dedup=false&partial_response=true&max_source_resolution=auto"
+
+// TestBackendParamsForwarded sends Grafana's requests with a Thanos data
+// source's custom query parameters: refused without backend_params, naming
+// the option; forwarded as they are with backend_params thanos, on every
+// endpoint Grafana sends them to, GET and POST.
+func TestBackendParamsForwarded(t *testing.T) {
+	plain := newTestHandler(t)
+	allowing := newTestHandler(t)
+	allowing.BackendParams = []string{"thanos"}
+	allowing.backendParams, _ = parseBackendParams(allowing.BackendParams)
+
+	q := "query=" + url.QueryEscape("sum(up)")
+	for _, req := range []func() *http.Request{
+		func() *http.Request { return get("/api/v1/query?"+q+"&time=100&"+grafanaThanosParams, "team-a") },
+		func() *http.Request { return post("/api/v1/query", "team-a", q+"&time=100&"+grafanaThanosParams) },
+		func() *http.Request {
+			return post("/api/v1/query_range", "team-a", q+"&start=1&end=100&step=15&"+grafanaThanosParams)
+		},
+		func() *http.Request {
+			return get("/api/v1/query_exemplars?"+q+"&start=1&end=100&"+grafanaThanosParams, "team-a")
+		},
+		func() *http.Request {
+			return get("/api/v1/series?match[]=up&start=1&end=2&"+grafanaThanosParams, "team-a")
+		},
+		func() *http.Request {
+			return post("/api/v1/labels", "team-a", "match[]=up&start=1&"+grafanaThanosParams)
+		},
+		func() *http.Request { return get("/api/v1/label/job/values?match[]=up&"+grafanaThanosParams, "team-a") },
+		func() *http.Request { return get("/api/v1/label/__name__/values?"+grafanaThanosParams, "team-a") },
+		func() *http.Request { return get("/api/v1/status/buildinfo?"+grafanaThanosParams, "team-a") },
+	} {
+		r := req()
+		name := r.Method + " " + r.URL.Path
+		t.Run(name, func(t *testing.T) {
+			u := &upstream{}
+			w := serve(t, plain, u, req())
+			if w.Code != http.StatusBadRequest || u.got != nil ||
+				!strings.Contains(refusalText(t, w.Body.Bytes()), `is not allowed: the prom_tenant option backend_params lets it through`) {
+				t.Errorf("without backend_params: %d %s (upstream reached: %v)", w.Code, w.Body, u.got != nil)
+			}
+
+			u = &upstream{}
+			w = serve(t, allowing, u, req())
+			if w.Code != http.StatusOK || u.got == nil {
+				t.Fatalf("with backend_params thanos: %d %s", w.Code, w.Body)
+			}
+			f := u.form(t)
+			for k, v := range map[string]string{"dedup": "false", "partial_response": "true", "max_source_resolution": "auto"} {
+				if got := f[k]; !slices.Equal(got, []string{v}) {
+					t.Errorf("upstream %s = %q, want [%s]; form %v", k, got, v, f)
+				}
+			}
+			if m := f["match[]"]; len(m) > 0 && !strings.Contains(m[0], `namespace="team-a"`) {
+				t.Errorf("match[] not enforced: %q", m)
+			}
+			if qq := f.Get("query"); qq != "" && !strings.Contains(qq, `namespace="team-a"`) {
+				t.Errorf("query not enforced: %q", qq)
+			}
+		})
+	}
+}
+
+func TestBackendParamsChecked(t *testing.T) {
+	h := newTestHandler(t)
+	h.BackendParams = []string{"thanos", "victoriametrics"}
+	h.backendParams, _ = parseBackendParams(h.BackendParams)
+	q := "/api/v1/query?query=up&"
+	for _, tc := range []struct {
+		params string
+		status int
+		msg    string
+	}{
+		{"replicaLabels[]=replica&replicaLabels[]=prometheus_replica", 200, ""},
+		{"dedup=1&analyze=true&engine=thanos&max_source_resolution=5m&nocache=1&round_digits=3&latency_offset=30s", 200, ""},
+		{"max_source_resolution=300&latency_offset=1.5m", 200, ""},
+		{"dedup=maybe", 400, `invalid dedup "maybe": want true or false`},
+		{"partial_response=yes", 400, `invalid partial_response "yes": want true or false`},
+		{"analyze=2", 400, `invalid analyze "2": want true or false`},
+		{"max_source_resolution=soon", 400, `invalid max_source_resolution "soon": want auto, or a duration`},
+		{"max_source_resolution=-5m", 400, `invalid max_source_resolution "-5m"`},
+		{"engine=mimir", 400, `invalid engine "mimir": want prometheus or thanos`},
+		{"round_digits=two", 400, `invalid round_digits "two": want an integer`},
+		{"latency_offset=later", 400, `invalid latency_offset "later": want a duration`},
+		{"replicaLabels[]=a-b", 400, `invalid replicaLabels[] "a-b": want a label name`},
+		{"dedup=true&dedup=false", 400, `parameter "dedup" is given 2 times; it takes one value`},
+		// Enforcement parameters: refused whatever backend_params says.
+		{"extra_label=namespace=team-b", 400, `parameter "extra_label" is VictoriaMetrics's own tenancy enforcement and is never forwarded`},
+		{"extra_filters[]=" + url.QueryEscape(`{namespace="team-b"}`), 400, `parameter "extra_filters[]" is VictoriaMetrics's own tenancy enforcement`},
+		{"extra_filters=" + url.QueryEscape(`{namespace="team-b"}`), 400, `parameter "extra_filters" is VictoriaMetrics's own tenancy enforcement`},
+		// Not in the catalogue: refused as any unknown parameter.
+		{"storeMatch[]=" + url.QueryEscape(`{__address__="x"}`), 400, `unknown parameter "storeMatch[]" for /api/v1/query`},
+	} {
+		u := &upstream{}
+		w := serve(t, h, u, get(q+tc.params, "team-a"))
+		if w.Code != tc.status || !strings.Contains(refusalText(t, w.Body.Bytes()), tc.msg) {
+			t.Errorf("%s: %d %s, want %d %q", tc.params, w.Code, w.Body, tc.status, tc.msg)
+		}
+		if tc.status != 200 && u.got != nil {
+			t.Errorf("%s: refused but forwarded", tc.params)
+		}
+		if tc.status == 200 {
+			if got := u.form(t)["replicaLabels[]"]; strings.Contains(tc.params, "replicaLabels") && len(got) != 2 {
+				t.Errorf("replicaLabels[] upstream: %q", got)
+			}
+		}
+	}
+}
+
+// TestTenantHeadersNeverForwarded: the headers with which Thanos, Mimir or
+// Cortex take a tenant from the client are dropped from every request,
+// whatever backend_params allows.
+func TestTenantHeadersNeverForwarded(t *testing.T) {
+	h := newTestHandler(t)
+	h.Backend, h.backend = "thanos", backendThanos
+	h.BackendParams = []string{"thanos"}
+	h.backendParams, _ = parseBackendParams(h.BackendParams)
+	for _, r := range []*http.Request{
+		get("/api/v1/query?query=up&dedup=false", "team-a"),
+		post("/api/v1/series", "team-a", "match[]=up&partial_response=true"),
+		get("/api/v1/label/job/values", "team-a"),
+	} {
+		for _, hdr := range []string{"X-Scope-OrgID", "THANOS-TENANT", "Thanos-Tenant"} {
+			r.Header.Add(hdr, "team-b")
+		}
+		u := &upstream{}
+		if w := serve(t, h, u, r); w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", r.URL, w.Code, w.Body)
+		}
+		for _, hdr := range []string{"X-Scope-OrgID", "Thanos-Tenant", "X-Tenant-Namespace"} {
+			if v := u.got.Header.Values(hdr); len(v) > 0 {
+				t.Errorf("%s: header %s forwarded: %q", r.URL.Path, hdr, v)
+			}
+		}
+	}
+}
+
+// refusalText is the error of an answer in Prometheus's envelope; "" for
+// any other answer.
+func refusalText(t *testing.T, body []byte) string {
+	t.Helper()
+	var env struct{ Status, Error string }
+	if json.Unmarshal(body, &env) != nil || env.Status != "error" {
+		return ""
+	}
+	return env.Error
+}

@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/prom-tenant/caddy-prom-tenant/internal/exampledata"
+	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+)
+
+// TestThanosExemplars replays Grafana's exemplar requests through prom_tenant
+// → Query Frontend → Query → sidecars of an HA pair that scraped an
+// application exposing exemplars (backfilled data carries none): each tenant
+// gets what a Prometheus that scraped only its series answers. Thanos Query
+// deduplicates exemplars by the replica label as it does series.
+func TestThanosExemplars(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in main_test.go
+	prom3 := testenv.Prometheus3Binary(t)
+	reg := loadPolicies(t, tenantsDir)
+	ts := time.Now().Truncate(time.Second)
+	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var keep func(map[string]string) bool
+		if tenant := strings.TrimPrefix(r.URL.Path, "/tenant/"); tenant != r.URL.Path {
+			tn, ok := reg.Lookup(tenant)
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			keep = func(s map[string]string) bool { return tn.Policy.Matches(labels.FromMap(s)) }
+		}
+		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+		_, _ = io.WriteString(w, omExposition(scrapedFamilies, ts, keep))
+	}))
+	t.Cleanup(exporter.Close)
+	// As TestGrafanaMetadataAndExemplars scrapes: the job named as the
+	// series' own, so that honor_labels changes nothing.
+	scrapeConfigs := func(path string) string {
+		return fmt.Sprintf(`scrape_configs:
+  - job_name: api
+    honor_labels: true
+    scrape_interval: 1s
+    metrics_path: %s
+    static_configs:
+      - targets: [%q]
+`, path, strings.TrimPrefix(exporter.URL, "http://"))
+	}
+	exemplarStorage := []string{"--enable-feature=exemplar-storage"}
+	th := testenv.StartThanos(t, testenv.ThanosOptions{PrometheusBinary: prom3,
+		PrometheusArgs: exemplarStorage, PairScrapeConfigs: scrapeConfigs("/all")})
+	p := startThanosProxy(t, th.Frontend.Addr, tenantsDir, thanosOptions)
+
+	window := url.Values{"start": {fmt.Sprint(ts.Add(-5 * time.Minute).Unix())}, "end": {fmt.Sprint(ts.Add(5 * time.Minute).Unix())}}
+	exemplars := func(query string) url.Values {
+		v := url.Values{"query": {query}}
+		for k, vs := range window {
+			v[k] = vs
+		}
+		return v
+	}
+	reqs := []grafanaRequest{
+		{name: "exemplars of a counter", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: exemplars(`sum by (job) (rate(http_requests_total[1m0s]))`), headers: panelHeaders},
+		{name: "exemplars of a histogram", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: exemplars(`histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[1m0s])))`), headers: panelHeaders},
+		{name: "exemplars of a union", source: "pkg/promlib/client QueryExemplars", method: "POST", path: "/api/v1/query_exemplars",
+			params: exemplars(`sum(rate({namespace=~"team-.*"}[1m0s]))`), headers: panelHeaders},
+	}
+	// ready waits until the exemplars of both tenants can be read at url.
+	ready := func(url, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			_, ex := reqs[0].send(t, url, "", false)
+			if strings.Contains(string(ex.Data), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has no exemplars %s after 30s: %s", url, want, ex.Data)
+			}
+		}
+	}
+	ready(th.Query.URL, "team-b-0001")
+	for _, tenant := range []string{"team-a", "team-b"} {
+		t.Run(tenant, func(t *testing.T) {
+			oracle := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Binary: prom3, Args: exemplarStorage,
+				Config: "global:\n  scrape_interval: 15s\n" + scrapeConfigs("/tenant/"+tenant)})
+			ready(oracle.URL, tenant+"-0001") // so the counter's exemplars are compared, not two empty answers
+			for _, g := range reqs {
+				t.Run(g.name, func(t *testing.T) {
+					_, want := g.send(t, oracle.URL, "", false)
+					status, got := g.send(t, p.url, tenant, false)
+					if status != http.StatusOK || got.Status != "success" {
+						t.Fatalf("%s through the proxy: %d %s %q", g.name, status, got.ErrorType, got.Error)
+					}
+					gotData, wantData := canonical(t, got.Data), canonical(t, want.Data)
+					if gotData != wantData {
+						t.Errorf("%s (%s):\nproxy:  %s\noracle: %s", g.name, g.source, gotData, wantData)
+					}
+					for _, ns := range exampledata.Namespaces {
+						if ns != tenant && strings.Contains(gotData, ns) {
+							t.Errorf("%s: the answer names %s: %s", g.name, ns, gotData)
+						}
+					}
+				})
+			}
+		})
+	}
+}
