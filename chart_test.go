@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
 )
 
@@ -331,24 +333,37 @@ func TestChartCaddyfileRollsPods(t *testing.T) {
 }
 
 // TestChartRefuses: values that would install something open or broken
-// fail the render with a message saying what to set.
+// fail the render with a message saying what to set, and
+// docs/TROUBLESHOOTING.md shows each message.
 func TestChartRefuses(t *testing.T) {
+	doc := doccheck.Troubleshooting(t)
+	failed := regexp.MustCompile(`execution error at \([^)]*\): (.*)`)
 	for _, c := range []struct {
-		set  []string
-		want string
+		set    []string
+		want   string
+		reWith []string // doccheck.Generalize's pairs
 	}{
-		{[]string{"remoteWrite.enabled=true", "replicas=3", "remoteWrite.leaderElection=false"}, "needs remoteWrite.leaderElection=true"},
-		{[]string{"auth.type=none"}, `auth.type "none": want kubernetes, basic or header`},
-		{[]string{"auth.type=basic"}, "auth.type=basic needs at least one user"},
-		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty"},
-		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address"},
-		{[]string{"upstream="}, "upstream is empty"},
-		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source"},
+		{[]string{"remoteWrite.enabled=true", "replicas=3", "remoteWrite.leaderElection=false"}, "needs remoteWrite.leaderElection=true",
+			[]string{`replicas=3 needs`, `replicas=<n> needs`}},
+		{[]string{"auth.type=none"}, `auth.type "none": want kubernetes, basic or header`, []string{`"none"`, `"<type>"`}},
+		{[]string{"auth.type=basic"}, "auth.type=basic needs at least one user", nil},
+		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
+		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
+		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},
+		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}},
 	} {
 		out, err := helm(t, templateArgs("", c.set...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("helm template --set %v: %v (rendered %d bytes), want an error containing %q", c.set, err, len(out), c.want)
+			continue
 		}
+		m := failed.FindStringSubmatch(err.Error())
+		if m == nil {
+			t.Errorf("helm template --set %v: not a fail of the chart's: %v", c.set, err)
+			continue
+		}
+		doccheck.Shows(t, doc, "`"+doccheck.Generalize(strings.TrimSpace(m[1]), c.reWith...)+"`")
 	}
 }
 

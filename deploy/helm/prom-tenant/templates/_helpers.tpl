@@ -50,7 +50,7 @@ token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, dis
 {{- fail (printf "auth.type %q: want kubernetes, basic or header" .Values.auth.type) }}
 {{- end }}
 {{- if and (eq .Values.auth.type "basic") (not .Values.auth.basic.users) (not .Values.caddyfile) }}
-{{- fail "auth.type=basic needs at least one user in auth.basic.users (namespace: bcrypt hash from `caddy hash-password`)" }}
+{{- fail "auth.type=basic needs at least one user in auth.basic.users (namespace: bcrypt hash, from caddy hash-password)" }}
 {{- end }}
 {{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
 {{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
