@@ -395,3 +395,23 @@ func TestManifestsFromChart(t *testing.T) {
 		}
 	}
 }
+
+// TestChartSchema: values.schema.json refuses what the chart would
+// otherwise ignore or pass on: a misspelt value (replicas silently left at
+// its default), a password where a bcrypt hash belongs.
+func TestChartSchema(t *testing.T) {
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"replica=3"}, "additional properties 'replica' not allowed"},
+		{[]string{"remoteWrite.leaderElecton=false"}, "additional properties 'leaderElecton' not allowed"},
+		{[]string{"auth.type=basic", "auth.basic.users.team-a=secret"}, "/auth/basic/users/team-a"},
+		{[]string{"backend=mimir"}, "/backend"},
+	} {
+		_, err := helm(t, templateArgs("", c.set...)...)
+		if err == nil || !strings.Contains(err.Error(), "don't meet the specifications of the schema") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("helm template --set %v: %v, want a schema error naming %q", c.set, err, c.want)
+		}
+	}
+}
