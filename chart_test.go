@@ -208,6 +208,10 @@ func TestChartRenders(t *testing.T) {
 		{"basic auth, static and MetricAccess tenants", chartDir + "/ci/static-basic-auth.yaml", nil, want{
 			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", automount: true,
 			bindings: []string{"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"}, replicas: 1}},
+		// No authentication at all, asked for by name: the header is believed,
+		// and nothing may review tokens.
+		{"header", "", []string{"auth.type=header"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
+			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true}},
 		// Nothing in the pod talks to the API server: no token, no binding.
 		{"basic auth, files only", chartDir + "/ci/static-basic-auth.yaml", []string{"tenants.kubernetes.enabled=false"}, want{
 			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1}},
