@@ -2,6 +2,7 @@ package promtenant
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/doccheck"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
 // chartDir is the Helm chart; its ci/*.yaml are the values files the tests
@@ -290,7 +293,8 @@ func chartAppVersion(t *testing.T) string {
 }
 
 // TestChartMetricAccesses: MetricAccess objects from values are rendered as
-// given, and the files of tenants.files load through the directory source.
+// given, and the files of tenants.files load through the directory source
+// (as TestDeployConfigMaps checks deploy/kubernetes's).
 func TestChartMetricAccesses(t *testing.T) {
 	objs := renderChart(t, chartDir+"/ci/static-basic-auth.yaml")
 	var ma struct {
@@ -303,8 +307,21 @@ func TestChartMetricAccesses(t *testing.T) {
 	}
 	var cm corev1.ConfigMap
 	decodeStrict(t, objs, "ConfigMap/prom-tenant-tenants", &cm)
-	if !strings.Contains(cm.Data["team-a.yaml"], "namespace: team-a") {
-		t.Errorf("tenants ConfigMap: %v", cm.Data)
+	dir := t.TempDir()
+	for name, content := range cm.Data {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	src := &tenancy.DirectorySource{Path: dir}
+	app := &tenancy.App{Directory: src}
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if errs := src.Errors(); len(errs) > 0 || !slices.ContainsFunc(app.Registry().Tenants(), func(t *tenancy.Tenant) bool { return t.Namespace == "team-a" }) {
+		t.Errorf("the tenants ConfigMap does not load team-a: %v, tenants %v", errs, app.Registry().Tenants())
 	}
 }
 
