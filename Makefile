@@ -25,7 +25,7 @@ test:
 	scripts/install-deps.sh
 	$(MAKE) --no-print-directory -j4 build verify-generate test-binaries image
 	PROM_TENANT_E2E=1 PROM_TENANT_KUBE_APISERVER="$$(cat bin/.kube-apiserver)" PROM_TENANT_PROMETHEUS3="$$(cat bin/.prometheus3)" \
-		PROM_TENANT_THANOS="$$(cat bin/.thanos)" $(GO) test -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) ./...
+		PROM_TENANT_THANOS="$$(cat bin/.thanos)" PROM_TENANT_HELM="$$(cat bin/.helm)" $(GO) test -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) ./...
 	@# Bounded fuzz runs of the rewriter: its safety invariant (rewrite/fuzz_test.go),
 	@# then the differential oracle against the Prometheus engine (rewrite/oracle_test.go).
 	$(GO) test -run '^$$' -fuzz '^FuzzEnforceQuery$$' -fuzztime 30s ./rewrite/
@@ -37,8 +37,8 @@ test:
 # Thanos (sidecar, query, query-frontend: the scale-out topology), each built once into
 # ~/.cache/prom-tenant; bin/.kube-apiserver, bin/.prometheus3 and bin/.thanos hold
 # their paths.
-test-binaries: bin/.kube-apiserver bin/.prometheus3 bin/.thanos
-.PHONY: test-binaries bin/.kube-apiserver bin/.prometheus3 bin/.thanos
+test-binaries: bin/.kube-apiserver bin/.prometheus3 bin/.thanos bin/.helm
+.PHONY: test-binaries bin/.kube-apiserver bin/.prometheus3 bin/.thanos bin/.helm
 bin/.kube-apiserver:
 	@mkdir -p bin
 	scripts/build-kube-apiserver.sh >$@.tmp && mv $@.tmp $@
@@ -48,12 +48,23 @@ bin/.prometheus3:
 bin/.thanos:
 	@mkdir -p bin
 	scripts/build-thanos.sh >$@.tmp && mv $@.tmp $@
+# Helm (v4) for the chart's tests (lint, template) and make manifests; about 5 minutes cold.
+bin/.helm:
+	@mkdir -p bin
+	scripts/build-helm.sh >$@.tmp && mv $@.tmp $@
+
+# deploy/kubernetes/*.yaml, rendered from the Helm chart (scripts/manifests.sh);
+# TestManifestsFromChart fails when they differ.
+.PHONY: manifests
+manifests: bin/.helm
+	scripts/manifests.sh
 
 # The MetricAccess CRD and deepcopy code, generated from the API package tenancy/v1alpha1.
 CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 generate:
 	$(CONTROLLER_GEN) object paths=./tenancy/v1alpha1/
 	$(CONTROLLER_GEN) crd paths=./tenancy/v1alpha1/ output:crd:dir=deploy/kubernetes/crd
+	cp deploy/kubernetes/crd/*.yaml deploy/helm/prom-tenant/crds/
 
 # Fails when the generated files do not match tenancy/v1alpha1 (run make generate).
 verify-generate:
@@ -61,7 +72,7 @@ verify-generate:
 	$(CONTROLLER_GEN) object paths=./tenancy/v1alpha1/ output:object:dir="$$d" && \
 	$(CONTROLLER_GEN) crd paths=./tenancy/v1alpha1/ output:crd:dir="$$d/crd" && \
 	diff -u tenancy/v1alpha1/zz_generated.deepcopy.go "$$d/zz_generated.deepcopy.go" && \
-	diff -ru deploy/kubernetes/crd "$$d/crd" && echo "generated files are up to date" || \
+	diff -ru deploy/kubernetes/crd "$$d/crd" && diff -ru deploy/helm/prom-tenant/crds "$$d/crd" && echo "generated files are up to date" || \
 	{ echo "generated files are stale: run make generate" >&2; exit 1; }
 
 demo:

@@ -42,25 +42,37 @@ func manifests(t *testing.T, glob string) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			var u unstructured.Unstructured
-			if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if len(u.Object) > 0 {
-				out[u.GetKind()+"/"+u.GetName()] = doc
-			}
-		}
+		addObjects(t, f, raw, out)
 	}
 	return out
+}
+
+// addObjects adds every object of the YAML stream raw to out under
+// "Kind/name", and a RoleBinding also under "RoleBinding/namespace/name"
+// (the chart binds one ClusterRole by one name in several namespaces).
+func addObjects(t *testing.T, src string, raw []byte, out map[string][]byte) {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		out[u.GetKind()+"/"+u.GetName()] = doc
+		if u.GetKind() == "RoleBinding" {
+			out[u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName()] = doc
+		}
+	}
 }
 
 func decodeStrict(t *testing.T, objs map[string][]byte, key string, into any) {
@@ -112,7 +124,47 @@ func servers(t *testing.T, name string, cfg map[string]any) map[string]*caddyhtt
 // reviews that needs, and admits connections only from chosen clients.
 func TestDeploySecureByDefault(t *testing.T) {
 	objs := manifests(t, "deploy/kubernetes/*.yaml")
+	checkTokenAuth(t, objs)
+	checkHardenedPod(t, objs)
+	var dep appsv1.Deployment
+	decodeStrict(t, objs, "Deployment/prom-tenant", &dep)
 
+	// The copiers' leader election may use Leases and ConfigMaps of the
+	// proxy's own namespace, and nothing more.
+	var leases rbacv1.Role
+	decodeStrict(t, objs, "Role/prom-tenant-remote-write-leases", &leases)
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
+	}
+	if leases.Namespace != dep.Namespace || !slices.EqualFunc(leases.Rules, want, func(a, b rbacv1.PolicyRule) bool {
+		return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs) && len(a.ResourceNames) == 0
+	}) {
+		t.Errorf("prom-tenant-remote-write-leases must grant get, create, update of leases and configmaps in %s: %+v", dep.Namespace, leases)
+	}
+	var leasesBinding rbacv1.RoleBinding
+	decodeStrict(t, objs, "RoleBinding/prom-tenant-remote-write-leases", &leasesBinding)
+	if leasesBinding.Namespace != dep.Namespace || leasesBinding.RoleRef.Kind != "Role" || leasesBinding.RoleRef.Name != leases.Name ||
+		!slices.Contains(leasesBinding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: "prom-tenant", Namespace: dep.Namespace}) {
+		t.Errorf("prom-tenant-remote-write-leases is not bound to the proxy's ServiceAccount: %+v", leasesBinding)
+	}
+
+	// The header-trusting variant is an explicitly named example, with a warning.
+	raw, err := os.ReadFile("examples/kubernetes-header-trusting/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), "# WARNING: NO AUTHENTICATION.") {
+		t.Error("examples/kubernetes-header-trusting/configmap.yaml does not start with its warning")
+	}
+}
+
+// checkTokenAuth: the objects install a proxy that authenticates every
+// request with a Kubernetes token before prom_tenant, takes the tenant from
+// what was authorized, may create the reviews that needs, and admits
+// connections only from chosen clients.
+func checkTokenAuth(t *testing.T, objs map[string][]byte) {
+	t.Helper()
 	var cm corev1.ConfigMap
 	decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
 	cfg := adaptCaddyfile(t, "configmap.yaml", cm.Data["Caddyfile"])
@@ -169,26 +221,6 @@ func TestDeploySecureByDefault(t *testing.T) {
 		t.Errorf("prom-tenant-metrics-reader must grant exactly what the SubjectAccessReview asks (get pods.metrics.k8s.io): %+v", reader.Rules)
 	}
 
-	// The copiers' leader election may use Leases and ConfigMaps of the
-	// proxy's own namespace, and nothing more.
-	var leases rbacv1.Role
-	decodeStrict(t, objs, "Role/prom-tenant-remote-write-leases", &leases)
-	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
-	}
-	if leases.Namespace != dep.Namespace || !slices.EqualFunc(leases.Rules, want, func(a, b rbacv1.PolicyRule) bool {
-		return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs) && len(a.ResourceNames) == 0
-	}) {
-		t.Errorf("prom-tenant-remote-write-leases must grant get, create, update of leases and configmaps in %s: %+v", dep.Namespace, leases)
-	}
-	var leasesBinding rbacv1.RoleBinding
-	decodeStrict(t, objs, "RoleBinding/prom-tenant-remote-write-leases", &leasesBinding)
-	if leasesBinding.Namespace != dep.Namespace || leasesBinding.RoleRef.Kind != "Role" || leasesBinding.RoleRef.Name != leases.Name ||
-		!slices.Contains(leasesBinding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: "prom-tenant", Namespace: dep.Namespace}) {
-		t.Errorf("prom-tenant-remote-write-leases is not bound to the proxy's ServiceAccount: %+v", leasesBinding)
-	}
-
 	// The NetworkPolicy selects the proxy pods and admits the proxy port
 	// only from listed sources.
 	var np networkingv1.NetworkPolicy
@@ -224,14 +256,65 @@ func TestDeploySecureByDefault(t *testing.T) {
 	}) {
 		t.Error("the container has no port named proxy: the NetworkPolicy names it")
 	}
+}
 
-	// The header-trusting variant is an explicitly named example, with a warning.
-	raw, err := os.ReadFile("examples/kubernetes-header-trusting/configmap.yaml")
-	if err != nil {
-		t.Fatal(err)
+// checkHardenedPod: the proxy's pod runs as nobody (65534) with no
+// privileges, a read-only root filesystem and the runtime's seccomp
+// profile, and is probed on its health port, which answers only /healthz.
+func checkHardenedPod(t *testing.T, objs map[string][]byte) {
+	t.Helper()
+	var dep appsv1.Deployment
+	decodeStrict(t, objs, "Deployment/prom-tenant", &dep)
+	pod := dep.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65534 ||
+		psc.RunAsGroup == nil || *psc.RunAsGroup != 65534 || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("the pod must run as non-root 65534:65534 with seccomp RuntimeDefault: %+v", psc)
 	}
-	if !strings.HasPrefix(string(raw), "# WARNING: NO AUTHENTICATION.") {
-		t.Error("examples/kubernetes-header-trusting/configmap.yaml does not start with its warning")
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Errorf("the pod shares a host namespace: network %v, pid %v, ipc %v", pod.HostNetwork, pod.HostPID, pod.HostIPC)
+	}
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
+		t.Fatalf("want one container, got %d (and %d init containers)", len(pod.Containers), len(pod.InitContainers))
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil ||
+		!*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		len(sc.Capabilities.Add) > 0 || (sc.Privileged != nil && *sc.Privileged) {
+		t.Errorf("the container must drop ALL capabilities, add none, have a read-only root and no privilege escalation: %+v", sc)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port != intstr.FromString("health") {
+			t.Errorf("%s probe: want GET /healthz on the health port: %+v", name, p)
+		}
+	}
+	if !slices.Equal(c.Args, []string{"run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"}) {
+		t.Errorf("the container runs %v, want run --config /etc/caddy/Caddyfile --adapter caddyfile", c.Args)
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Error("the container has no memory limit")
+	}
+	// Caddy writes its autosave and data under XDG_*_HOME: on the only
+	// writable mount, an emptyDir at /tmp.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m
+		if m.MountPath != "/tmp" && !m.ReadOnly {
+			t.Errorf("mount %s is writable", m.MountPath)
+		}
+	}
+	tmp, ok := mounts["/tmp"]
+	if !ok || !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == tmp.Name && v.EmptyDir != nil }) {
+		t.Errorf("/tmp is not an emptyDir: %+v", pod.Volumes)
+	}
+	if _, ok := mounts["/etc/caddy"]; !ok {
+		t.Error("no Caddyfile mounted at /etc/caddy")
+	}
+	for _, e := range c.Env {
+		if (e.Name == "XDG_CONFIG_HOME" || e.Name == "XDG_DATA_HOME") && !strings.HasPrefix(e.Value, "/tmp/") {
+			t.Errorf("%s=%s is on the read-only root", e.Name, e.Value)
+		}
 	}
 }
 

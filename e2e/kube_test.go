@@ -180,26 +180,32 @@ func TestManifestsApply(t *testing.T) {
 	}
 	e.namespace(t, "prom-tenant") // namespace.yaml's, which the others need for real
 	for _, f := range append(files, examples...) {
-		for _, u := range readObjects(t, f) {
-			gvk := u.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatalf("%s: %s: %v", f, gvk, err)
-			}
-			var res dynamic.ResourceInterface = e.dyn.Resource(m.Resource)
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				if ns := u.GetNamespace(); ns != "prom-tenant" {
-					e.namespace(t, ns) // the tenants' namespaces; prom-tenant's comes from namespace.yaml
-				}
-				res = e.dyn.Resource(m.Resource).Namespace(u.GetNamespace())
-			}
-			if u.GetKind() == "Namespace" {
-				e.namespace(t, u.GetName()) // the namespaced objects after it need it for real
-				continue
-			}
-			if _, err := res.Create(context.Background(), u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
-				t.Errorf("%s: %s %s/%s does not apply: %v", f, gvk.Kind, u.GetNamespace(), u.GetName(), err)
-			}
+		e.dryRun(t, mapper, f, readObjects(t, f))
+	}
+}
+
+// dryRun creates each object with a strict server-side dry run (as kubectl
+// apply --dry-run=server --validate=strict), after creating for real the
+// namespaces they live in.
+func (e *kubeEnv) dryRun(t *testing.T, mapper meta.RESTMapper, src string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, u := range objs {
+		gvk := u.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", src, gvk, err)
+		}
+		var res dynamic.ResourceInterface = e.dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			e.namespace(t, u.GetNamespace())
+			res = e.dyn.Resource(m.Resource).Namespace(u.GetNamespace())
+		}
+		if u.GetKind() == "Namespace" {
+			e.namespace(t, u.GetName()) // the namespaced objects after it need it for real
+			continue
+		}
+		if _, err := res.Create(context.Background(), u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
+			t.Errorf("%s: %s %s/%s does not apply: %v", src, gvk.Kind, u.GetNamespace(), u.GetName(), err)
 		}
 	}
 }
@@ -211,6 +217,12 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseObjects(t, path, raw)
+}
+
+// parseObjects reads every object of a multi-document YAML stream.
+func parseObjects(t *testing.T, path string, raw []byte) []*unstructured.Unstructured {
+	t.Helper()
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
 	var out []*unstructured.Unstructured
 	for {

@@ -1,0 +1,167 @@
+{{/* The chart's name, and the name of its objects: the release name when it contains the chart's. */}}
+{{- define "prom-tenant.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "prom-tenant.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "prom-tenant.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "prom-tenant.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "prom-tenant.labels" -}}
+{{ include "prom-tenant.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "prom-tenant.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod mounts its ServiceAccount token only when something in it talks to the API server:
+token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, discovery.
+*/}}
+{{- define "prom-tenant.needsToken" -}}
+{{- if or (eq .Values.auth.type "kubernetes") .Values.tenants.kubernetes.enabled .Values.remoteWrite.enabled .Values.discovery.enabled .Values.rbac.leases }}true{{ end }}
+{{- end }}
+
+{{/* The leader-election Role is bound for remote write with leader election, or on request. */}}
+{{- define "prom-tenant.leases" -}}
+{{- if or .Values.rbac.leases (and .Values.remoteWrite.enabled .Values.remoteWrite.leaderElection) }}true{{ end }}
+{{- end }}
+
+{{/* Refuses values that would install something broken or open; renders nothing. */}}
+{{- define "prom-tenant.validate" -}}
+{{- if not (has .Values.auth.type (list "kubernetes" "basic" "header")) }}
+{{- fail (printf "auth.type %q: want kubernetes, basic or header" .Values.auth.type) }}
+{{- end }}
+{{- if and (eq .Values.auth.type "basic") (not .Values.auth.basic.users) (not .Values.caddyfile) }}
+{{- fail "auth.type=basic needs at least one user in auth.basic.users (namespace: bcrypt hash, from caddy hash-password)" }}
+{{- end }}
+{{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
+{{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
+{{- end }}
+{{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#]" (.Values.upstream | toString)) }}
+{{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces or #" .Values.upstream) }}
+{{- end }}
+{{- if and (not .Values.caddyfile) (not .Values.upstream) (not .Values.discovery.enabled) }}
+{{- fail "upstream is empty: set it to the Prometheus HTTP API the proxy forwards to (--set upstream=http://prometheus.monitoring.svc:9090), or enable discovery" }}
+{{- end }}
+{{- if and (not .Values.caddyfile) (not .Values.tenants.kubernetes.enabled) (not .Values.tenants.files) }}
+{{- fail "no tenant source: enable tenants.kubernetes or give tenants.files" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Caddyfile written from the values (or .Values.caddyfile verbatim). Tabs, as `caddy fmt`
+writes them: an unformatted Caddyfile adapts with a warning.
+*/}}
+{{- define "prom-tenant.caddyfile" -}}
+{{- if .Values.caddyfile }}
+{{- .Values.caddyfile }}
+{{- else -}}
+{
+	# The admin API stays inside the pod.
+	admin localhost:2019
+	# Bound slow clients: without these a POST sending one byte every 8 s was held
+	# for minutes, each such connection holding a goroutine and up to 1 MiB of body.
+	servers {
+		timeouts {
+			read_header {{ .Values.timeouts.readHeader }} # the request line and headers
+			read_body {{ .Values.timeouts.readBody }} # the whole request, body included (at most max_request_body, 1 MiB)
+			# The whole answer, from the end of the headers: it includes the upstream's
+			# evaluation, so keep it above the upstream's query timeout (Prometheus's
+			# --query.timeout, 2m by default) or long range queries are cut off.
+			write {{ .Values.timeouts.write }}
+			idle {{ .Values.timeouts.idle }} # an unused keep-alive connection
+		}
+	}
+	prom_tenancy {
+{{- if .Values.tenants.files }}
+		directory /etc/prom-tenant/tenants
+{{- end }}
+{{- if .Values.tenants.kubernetes.enabled }}
+{{- if .Values.tenants.kubernetes.namespaces }}
+		kubernetes {
+			namespaces {{ join " " .Values.tenants.kubernetes.namespaces }}
+		}
+{{- else }}
+		kubernetes
+{{- end }}
+{{- end }}
+	}
+{{- if .Values.remoteWrite.enabled }}
+	# Copies each tenant's allowed series to its MetricAccess's remoteWrite target.
+	prom_remote_write {{ .Values.remoteWrite.source | default .Values.upstream }} {
+		kubernetes
+{{- if not .Values.remoteWrite.leaderElection }}
+		leader_election off
+{{- end }}
+{{- range .Values.remoteWrite.allowURLs }}
+		allow_url {{ . }}
+{{- end }}
+	}
+{{- end }}
+}
+
+# Probes get their own listener: prom_tenant refuses every path it does not serve.
+:{{ .Values.ports.health }} {
+	respond /healthz 200
+}
+
+# The tenant proxy. Plain HTTP inside the cluster: terminate TLS at the Ingress, or give
+# this site a name and let Caddy's TLS do it.
+:{{ .Values.ports.proxy }} {
+{{- if eq .Values.auth.type "kubernetes" }}
+	# The token is reviewed with the pod's ServiceAccount (in-cluster configuration), and
+	# removed before the request goes upstream.
+	authenticate_kubernetes {
+		namespace {http.request.header.X-Tenant-Namespace}
+	}
+	prom_tenant {
+		tenant {http.vars.prom_tenant.namespace} # exactly the namespace that was authorized
+{{- else if eq .Values.auth.type "basic" }}
+	basic_auth {
+{{- range $user, $hash := .Values.auth.basic.users }}
+		{{ $user }} {{ $hash }}
+{{- end }}
+	}
+	prom_tenant {
+		tenant {http.auth.user.id} # the user name is the namespace
+{{- else }}
+	# NO AUTHENTICATION: the client's X-Tenant-Namespace header names the tenant.
+	prom_tenant {
+		tenant {http.request.header.X-Tenant-Namespace} # believed as sent
+{{- end }}
+{{- if .Values.backend }}
+		backend {{ .Values.backend }}
+{{- end }}
+	}
+{{- if .Values.discovery.enabled }}
+	reverse_proxy {
+		dynamic kubernetes {
+			namespace {{ .Values.discovery.namespace }}
+			selector {{ .Values.discovery.selector }}
+			port {{ .Values.discovery.port }}
+		}
+	}
+{{- else }}
+	reverse_proxy {{ .Values.upstream }}
+{{- end }}
+}
+{{- end }}
+{{- end }}
