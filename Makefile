@@ -17,7 +17,8 @@ deps:
 
 # Unit and end-to-end tests against the real Prometheus and bin/caddy.
 # The builds run in parallel (make -j), so that one's module downloads overlap another's
-# compiling; kube-apiserver, Prometheus 3 and Thanos are built once, then cached.
+# compiling; kube-apiserver, Prometheus 3, Thanos and Helm are built once, then cached;
+# the image (make image) is rebuilt every time, as its tests check it is this tree's.
 # go test's own timeout is 10 minutes per package; the e2e package takes 4-6 on a
 # 2-core machine, so the limit is explicit, with room for a busy one.
 E2E_TIMEOUT ?= 30m
@@ -34,9 +35,9 @@ test:
 # The servers the end-to-end tests run that Debian does not package: kube-apiserver
 # (built from the module proxy, about 5 minutes on 2 cores with empty caches),
 # Prometheus 3.x (the remote-write 2.0 receiver; Debian's 2.42 takes 1.0 only) and
-# Thanos (sidecar, query, query-frontend: the scale-out topology), each built once into
-# ~/.cache/prom-tenant; bin/.kube-apiserver, bin/.prometheus3 and bin/.thanos hold
-# their paths.
+# Thanos (sidecar, query, query-frontend: the scale-out topology) and Helm (the chart's
+# tests), each built once into ~/.cache/prom-tenant; bin/.kube-apiserver, bin/.prometheus3,
+# bin/.thanos and bin/.helm hold their paths.
 test-binaries: bin/.kube-apiserver bin/.prometheus3 bin/.thanos bin/.helm
 .PHONY: test-binaries bin/.kube-apiserver bin/.prometheus3 bin/.thanos bin/.helm
 bin/.kube-apiserver:
