@@ -19,7 +19,9 @@ import (
 // differently: the URL query and a POST body are parsed strictly (a bad
 // escape or a ';' is an error, not a silently dropped pair); a parameter may
 // come from the URL or the body, or from both only with the same values; only
-// the endpoint's parameters are accepted; a single-valued one appears once.
+// the endpoint's parameters are accepted; a single-valued one appears once;
+// times and durations are read as Prometheus reads them and written in one
+// form (canonical.go).
 func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) {
 	form, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -46,6 +48,10 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64) (url.Values, error) 
 		if kind == single && len(vs) > 1 {
 			return nil, promapi.Refuse(promapi.BadRequest, "parameter %q is given %d times; it takes one value", k, len(vs))
 		}
+	}
+	// Times and durations in one form, so that equal requests are equal upstream.
+	if err := canonicalForm(form); err != nil {
+		return nil, err
 	}
 	return form, nil
 }
