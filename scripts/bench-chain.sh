@@ -77,9 +77,13 @@ config:
   max_size: 256MB'
 # The frontend's defaults otherwise (split interval 24h, max freshness 1m): the range
 # panel ends 5 minutes ago, so its whole range is cacheable.
-thanos_run frontend-cold query-frontend --query-frontend.downstream-url="http://127.0.0.1:$query_port"
+# Thanos's advice for a downstream on localhost: keep up to 100 idle connections to it.
+tripper='max_idle_conns_per_host: 100'
+thanos_run frontend-cold query-frontend --query-frontend.downstream-url="http://127.0.0.1:$query_port" \
+	--query-frontend.downstream-tripper-config="$tripper"
 cold_port=$http_port cold_pid=${pids[-1]}
 thanos_run frontend-warm query-frontend --query-frontend.downstream-url="http://127.0.0.1:$query_port" \
+	--query-frontend.downstream-tripper-config="$tripper" \
 	--query-range.response-cache-config="$cache"
 warm_port=$http_port warm_pid=${pids[-1]}
 
@@ -216,23 +220,30 @@ all_ticks() {
 	echo "$s"
 }
 hz=$(getconf CLK_TCK)
+# query_requests: the requests Thanos Query has answered (range and instant), to show
+# what reached it behind each target.
+query_requests() {
+	curl -fsS "http://127.0.0.1:$query_port/metrics" |
+		awk 'index($0, "http_requests_total{") == 1 && /handler="query(_range)?"/ { s += $NF } END { printf "%d", s }'
+}
 
 duration=${BENCH_DURATION:-3}
 rounds=${BENCH_ROUNDS:-3}
-rps=() p50=() p99=() reqs=() ticks=()
+rps=() p50=() p99=() reqs=() ticks=() downstream=()
 for w in "${!w_name[@]}"; do
 	for p in "${!names[@]}"; do
 		k=$((w * ${#names[@]} + p))
-		rps[k]="" p50[k]="" p99[k]="" reqs[k]=0 ticks[k]=0
+		rps[k]="" p50[k]="" p99[k]="" reqs[k]=0 ticks[k]=0 downstream[k]=0
 	done
 	for ((r = 0; r < rounds; r++)); do
 		for p in "${!names[@]}"; do
 			k=$((w * ${#names[@]} + p))
 			echo "bench-chain: ${w_name[w]}: round $((r + 1)): ${names[p]}" >&2
 			eval "$(wrk_cmd "$w" "$p" 1s)" >/dev/null # warm-up (and, where cached, the cache)
-			c0=$(all_ticks)
+			c0=$(all_ticks) d0=$(query_requests)
 			eval "$(wrk_cmd "$w" "$p" "${duration}s")" >"$tmp/wrk.$k.$r"
-			c1=$(all_ticks)
+			c1=$(all_ticks) d1=$(query_requests)
+			downstream[k]=$((downstream[k] + d1 - d0))
 			! grep -q 'Non-2xx' "$tmp/wrk.$k.$r" || die "${w_name[w]}: ${names[p]}: non-2xx answers: $(cat "$tmp/wrk.$k.$r")"
 			rps[k]+=" $(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.$k.$r")"
 			p50[k]+=" $(to_ms "$(awk '$1 == "50%" {print $2}' "$tmp/wrk.$k.$r")")"
@@ -253,8 +264,8 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 table() {
 	local w p k k0 m0 m
-	echo '| workload | target | req/s (median) | ÷ Prometheus | ÷ the same without prom_tenant | p50 ms | p99 ms | CPU 1 µs/req (all servers) |'
-	echo '|---|---|---:|---:|---:|---:|---:|---:|'
+	echo '| workload | target | req/s (median) | ÷ Prometheus | ÷ the same without prom_tenant | p50 ms | p99 ms | CPU 1 µs/req (all servers) | requests reaching Query per request |'
+	echo '|---|---|---:|---:|---:|---:|---:|---:|---:|'
 	for w in "${!w_name[@]}"; do
 		k0=$((w * ${#names[@]}))
 		# shellcheck disable=SC2086 # word splitting of the lists is meant
@@ -269,7 +280,7 @@ table() {
 				vs=$(ratio "$m" "$(median ${rps[k - 1]})")
 			fi
 			# shellcheck disable=SC2086
-			echo "| ${w_name[w]} | ${names[p]} | $m | $(ratio "$m" "$m0") | $vs | $(median ${p50[k]}) | $(median ${p99[k]}) | $(awk -v t="${ticks[k]}" -v n="${reqs[k]}" -v hz="$hz" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }') |"
+			echo "| ${w_name[w]} | ${names[p]} | $m | $(ratio "$m" "$m0") | $vs | $(median ${p50[k]}) | $(median ${p99[k]}) | $(awk -v t="${ticks[k]}" -v n="${reqs[k]}" -v hz="$hz" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }') | $( ((p == 0)) && echo - || awk -v d="${downstream[k]}" -v n="${reqs[k]}" 'BEGIN { printf "%.2f", d / n }') |"
 		done
 	done
 }
@@ -287,7 +298,8 @@ table() {
 	echo "One Prometheus (cmd/httpbenchdata's 20,000 series) with a Thanos sidecar; Thanos Query over"
 	echo "the sidecar; two Query Frontends in front of Query, one without a results cache (every"
 	echo "request computed: the cold cache) and one with the in-memory results cache (defaults"
-	echo "otherwise: split interval 24h); prom_tenant (\`backend thanos\`) in front of each frontend."
+	echo "otherwise: split interval 24h; \`max_idle_conns_per_host: 100\` to Query, as Thanos advises for a local"
+	echo "downstream); prom_tenant (\`backend thanos\`) in front of each frontend."
 	echo "The tenant sees 1/20 of the series. The direct targets are sent the request prom_tenant"
 	echo "sends upstream, so every target answers the same query; every answer was checked equal to"
 	echo "Prometheus's before the runs. All servers on CPU 1 (\`taskset -c 1\`), wrk on CPU 0, 4"
