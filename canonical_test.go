@@ -183,6 +183,26 @@ func FuzzCanonicalTime(f *testing.F) {
 	})
 }
 
+// FuzzCanonicalDuration: the same for durations.
+func FuzzCanonicalDuration(f *testing.F) {
+	for _, s := range []string{"30", "30s", "30.0", "1m30s", "0.001", "1e300", "-5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, perr := parseDuration(s)
+		c, d, err := canonicalDuration(s)
+		if (perr != nil) != (err != nil) || err == nil && d != want {
+			t.Fatalf("%q: Prometheus %v %v, canonical %v %v", s, want, perr, d, err)
+		}
+		if err != nil {
+			return
+		}
+		if got, err := parseDuration(c); err != nil || got != want {
+			t.Fatalf("%q → %q reads %v (%v), want %v", s, c, got, err, want)
+		}
+	})
+}
+
 // BenchmarkCanonicalForm: the cost per request of the forms clients send.
 func BenchmarkCanonicalForm(b *testing.B) {
 	for _, tc := range []struct {
@@ -205,5 +225,41 @@ func BenchmarkCanonicalForm(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestEquivalentQueryTexts: the query is forwarded as Prometheus's parser
+// prints it, so texts that differ only in how they are written (Grafana
+// users' whitespace and line breaks, `by` before or after, a duration in
+// other units, quotes, number literals, matchers in another order) are one
+// upstream query.
+func TestEquivalentQueryTexts(t *testing.T) {
+	h := newTestHandler(t)
+	upstreamQuery := func(q string) string {
+		t.Helper()
+		u := &upstream{}
+		if w := serve(t, h, u, get("/api/v1/query?"+url.Values{"query": {q}, "time": {"1"}}.Encode(), "team-a")); w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", q, w.Code, w.Body)
+		}
+		return u.form(t).Get("query")
+	}
+	for _, texts := range [][]string{
+		{
+			`sum by (code) (rate(http_requests_total{job="api"}[5m]))`,
+			"sum by(code)(\n  rate(http_requests_total{job=\"api\"}[5m])\n)",
+			`sum(rate(http_requests_total{job="api"}[300s])) by (code)`,
+			`sum(rate(http_requests_total{job='api'}[300000ms])) by (code)`,
+			"  sum  BY (code) (rate( http_requests_total { job = \"api\" } [5m] ))  ",
+		},
+		{`up > 1000`, `up > 1e3`, `up>1000.0`},
+		{`rate(up[1h])`, `rate(up[60m])`, `rate(up[3600s])`},
+		{`up{job="api",instance="a"}`, `up{instance="a",job="api"}`, `{__name__="up",instance="a",job="api"}`},
+	} {
+		want := upstreamQuery(texts[0])
+		for _, q := range texts[1:] {
+			if got := upstreamQuery(q); got != want {
+				t.Errorf("%q forwarded as %q, %q as %q: want one query", texts[0], want, q, got)
+			}
+		}
 	}
 }
