@@ -38,6 +38,9 @@ var (
 	maxTime          = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UTC()
 	minTimeFormatted = minTime.Format(time.RFC3339Nano)
 	maxTimeFormatted = maxTime.Format(time.RFC3339Nano)
+
+	unixEpoch    = time.Unix(0, 0)
+	lastUnixNano = time.Unix(0, math.MaxInt64)
 )
 
 // canonicalForm rewrites form's times and durations in place into their
@@ -93,6 +96,13 @@ func canonicalTime(s string) (string, error) {
 		return minTimeFormatted, nil
 	case t.Equal(maxTime):
 		return maxTimeFormatted, nil
+	}
+	// Prometheus evaluates a query at t.UnixNano() truncated to the
+	// millisecond, and selects series from t.UnixMilli(): the two agree, and
+	// dropping a time's sub-millisecond part changes neither, only from 1970
+	// until UnixNano overflows in 2262. Outside, such a time keeps its text.
+	if t.Nanosecond()%int(time.Millisecond) != 0 && (t.Before(unixEpoch) || t.After(lastUnixNano)) {
+		return s, nil
 	}
 	ms := timestamp.FromTime(t)
 	out := formatMillis(ms)
