@@ -85,6 +85,9 @@ demo:
 bench:
 	scripts/bench.sh
 	scripts/bench-remotewrite.sh
+	# The scale-out chain: Prometheus, Thanos Query, Query Frontend cold and warm, with and
+	# without prom_tenant in front (scripts/bench-chain.sh, about 4 minutes).
+	scripts/bench-chain.sh
 
 # Sustained mixed load through bin/caddy with faults (upstream killed and restarted, a
 # tenant file rewritten in place, a reload, one of two backends killed), sampling the

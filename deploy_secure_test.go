@@ -336,7 +336,7 @@ func TestShippedTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	configs["Caddyfile.example"] = string(raw)
-	for _, f := range []string{"deploy/kubernetes/configmap.yaml", "examples/kubernetes-header-trusting/configmap.yaml"} {
+	for _, f := range []string{"deploy/kubernetes/configmap.yaml", "examples/kubernetes-header-trusting/configmap.yaml", "examples/thanos/configmap.yaml"} {
 		var cm corev1.ConfigMap
 		decodeStrict(t, manifests(t, f), "ConfigMap/prom-tenant-config", &cm)
 		configs[f] = cm.Data["Caddyfile"]

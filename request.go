@@ -20,7 +20,9 @@ import (
 // escape or a ';' is an error, not a silently dropped pair); a parameter may
 // come from the URL or the body, or from both only with the same values; only
 // the endpoint's parameters are accepted, and the backend parameters the
-// operator allowed (backend_params); a single-valued one appears once.
+// operator allowed (backend_params); a single-valued one appears once;
+// times and durations are read as Prometheus reads them and written in one
+// form (canonical.go).
 func readForm(r *http.Request, ep *endpoint, maxBody int64, backendParams map[string]param) (url.Values, error) {
 	form, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -49,6 +51,10 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64, backendParams map[st
 		if kind == single && len(vs) > 1 {
 			return nil, promapi.Refuse(promapi.BadRequest, "parameter %q is given %d times; it takes one value", k, len(vs))
 		}
+	}
+	// Times and durations in one form, so that equal requests are equal upstream.
+	if err := canonicalForm(form); err != nil {
+		return nil, err
 	}
 	return form, nil
 }

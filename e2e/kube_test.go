@@ -175,6 +175,8 @@ func TestManifestsApply(t *testing.T) {
 	examples, _ := filepath.Glob("../examples/tenants/*.yaml")
 	variants, _ := filepath.Glob("../examples/kubernetes-header-trusting/*.yaml")
 	examples = append(examples, variants...)
+	thanos, _ := filepath.Glob("../examples/thanos/*.yaml")
+	examples = append(examples, thanos...)
 	if len(files) < 4 || len(examples) == 0 {
 		t.Fatalf("manifests: %v, examples: %v", files, examples)
 	}
