@@ -56,6 +56,7 @@ func main() {
 		caddyBin = flag.String("caddy", "", "the static caddy binary to install as /usr/bin/caddy (required)")
 		caCerts  = flag.String("ca-certificates", "/etc/ssl/certs/ca-certificates.crt", "the CA bundle to install")
 		version  = flag.String("version", "dev", "the image's version: its tag and its org.opencontainers.image.version label")
+		revision = flag.String("revision", "unknown", "the source's revision (git describe): the org.opencontainers.image.revision label")
 		repo     = flag.String("repository", "ghcr.io/prom-tenant/caddy-prom-tenant", "the image's name in the tarball")
 		source   = flag.String("source", "https://github.com/prom-tenant/caddy-prom-tenant", "org.opencontainers.image.source")
 		licenses = flag.String("licenses", "Apache-2.0", "org.opencontainers.image.licenses (SPDX)")
@@ -69,12 +70,12 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*caddyBin, *caCerts, *version, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
+	if err := run(*caddyBin, *caCerts, *version, *revision, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
 		log.Fatalf("image: %v", err)
 	}
 }
 
-func run(caddyBin, caCerts, version, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
+func run(caddyBin, caCerts, version, revision, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
 	tag, err := name.NewTag(repo + ":" + version)
 	if err != nil {
 		return fmt.Errorf("version %q is not an image tag: %w", version, err)
@@ -144,6 +145,7 @@ func run(caddyBin, caCerts, version, repo, source, licenses string, created time
 			"org.opencontainers.image.title":       "prom-tenant",
 			"org.opencontainers.image.description": "Caddy with the prom-tenant modules: a multi-tenant proxy for Prometheus",
 			"org.opencontainers.image.version":     version,
+			"org.opencontainers.image.revision":    revision,
 			"org.opencontainers.image.source":      source,
 			"org.opencontainers.image.licenses":    licenses,
 		},
@@ -161,8 +163,13 @@ func run(caddyBin, caCerts, version, repo, source, licenses string, created time
 	if err != nil {
 		return err
 	}
-	// ref.name is the tag, as `skopeo copy oci:<dir>:<tag>` and podman read it.
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": version})); err != nil {
+	// ref.name is the tag, as `skopeo copy oci:<dir>:<tag>` reads it; containerd's
+	// image.name is the whole reference (ctr import reads it, and so do the tests, to
+	// find the image a load of the tarball created).
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": version,
+		"io.containerd.image.name":          tag.String(),
+	})); err != nil {
 		return err
 	}
 	if tarPath != "" {
