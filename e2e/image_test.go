@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -406,9 +408,7 @@ func TestImageFiles(t *testing.T) {
 		}
 		return f
 	}
-	if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM(file("etc/ssl/certs/ca-certificates.crt").data) {
-		t.Error("/etc/ssl/certs/ca-certificates.crt holds no certificate")
-	}
+	checkCABundle(t, file("etc/ssl/certs/ca-certificates.crt").data)
 	if !strings.Contains(string(file("etc/passwd").data), ":65534:65534:") {
 		t.Errorf("/etc/passwd has no user 65534: %q", file("etc/passwd").data)
 	}
@@ -464,6 +464,44 @@ func TestImageFiles(t *testing.T) {
 		if !slices.Contains(inImage, m) {
 			t.Errorf("module %s is missing from the image's caddy", m)
 		}
+	}
+}
+
+// checkCABundle: the image's CA bundle is Mozilla's roots from the module tools/image/go.mod
+// pins (its first line names it), not the build machine's, and every block is a
+// certificate; more than 100 of them, as Mozilla's store has.
+func checkCABundle(t *testing.T, pemData []byte) {
+	t.Helper()
+	const module = "golang.org/x/crypto/x509roots/fallback"
+	gomod, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "tools", "image", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + `\s+(\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatalf("tools/image/go.mod does not require %s", module)
+	}
+	first, _, _ := bytes.Cut(pemData, []byte("\n"))
+	if want := fmt.Sprintf("# Mozilla's NSS roots from %s %s,", module, m[1]); !strings.HasPrefix(string(first), want) {
+		t.Errorf("/etc/ssl/certs/ca-certificates.crt begins %q, want %q...: not the pinned module's roots", first, want)
+	}
+	n := 0
+	for rest := pemData; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			t.Errorf("CA bundle: a %s block", b.Type)
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			t.Errorf("CA bundle: certificate %d: %v", n, err)
+		}
+		n++
+	}
+	if n <= 100 {
+		t.Errorf("CA bundle: %d certificates, want more than 100 (Mozilla's store)", n)
 	}
 }
 

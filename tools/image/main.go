@@ -1,14 +1,15 @@
 // Command image writes the prom-tenant container image without a container engine
 // (make image): an OCI image layout directory and a `docker load`/`podman load` tarball
-// holding a static caddy, the CA bundle, a passwd entry for nobody and the directories the
+// holding a static caddy, a CA bundle, a passwd entry for nobody and the directories the
 // Kubernetes manifests mount. It is its own module so that the main module does not depend
 // on go-containerregistry.
 //
 // The image is the one the repository's Dockerfile describes (a test compares the two):
 // keep the config below and the Dockerfile's final stage in step.
 //
-// Every timestamp is -epoch (SOURCE_DATE_EPOCH: the last commit's time) and the files are
-// written in a fixed order with fixed owners, so the same inputs give the same digest.
+// Every timestamp is -epoch (SOURCE_DATE_EPOCH: the last commit's time), the files are
+// written in a fixed order with fixed owners, and the CA bundle comes from a pinned module
+// (cabundle.go), not from the host, so the same inputs give the same digest anywhere.
 package main
 
 import (
@@ -54,7 +55,6 @@ var (
 func main() {
 	var (
 		caddyBin = flag.String("caddy", "", "the static caddy binary to install as /usr/bin/caddy (required)")
-		caCerts  = flag.String("ca-certificates", "/etc/ssl/certs/ca-certificates.crt", "the CA bundle to install")
 		version  = flag.String("version", "dev", "the image's version: its tag and its org.opencontainers.image.version label")
 		revision = flag.String("revision", "unknown", "the source's revision (git describe): the org.opencontainers.image.revision label")
 		repo     = flag.String("repository", "ghcr.io/prom-tenant/caddy-prom-tenant", "the image's name in the tarball")
@@ -70,17 +70,17 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*caddyBin, *caCerts, *version, *revision, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
+	if err := run(*caddyBin, *version, *revision, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
 		log.Fatalf("image: %v", err)
 	}
 }
 
-func run(caddyBin, caCerts, version, revision, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
+func run(caddyBin, version, revision, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
 	tag, err := name.NewTag(repo + ":" + version)
 	if err != nil {
 		return fmt.Errorf("version %q is not an image tag: %w", version, err)
 	}
-	ca, err := os.ReadFile(caCerts)
+	ca, err := caBundle()
 	if err != nil {
 		return err
 	}
