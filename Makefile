@@ -116,17 +116,22 @@ xcaddy:
 # tools/image (its own module: go-containerregistry stays out of go.mod). The Dockerfile
 # describes the same image; every timestamp is the last commit's, so the same tree gives
 # the same digest.
+# The tag is the chart's appVersion, the one source of truth: helm install with the chart's
+# defaults pulls what make image tagged. The commit goes into the revision label and into
+# caddy version.
 IMAGE_REPOSITORY ?= ghcr.io/prom-tenant/caddy-prom-tenant
-IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' deploy/helm/prom-tenant/Chart.yaml)
+IMAGE_REVISION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE_DIR ?= bin
 image: build
+	@test -n "$(IMAGE_VERSION)" || { echo "make image: no appVersion in deploy/helm/prom-tenant/Chart.yaml (or set IMAGE_VERSION)" >&2; exit 1; }
 	@mkdir -p $(IMAGE_DIR)
 	CGO_ENABLED=0 $(GO) build $(CADDY_BUILD_FLAGS) \
-		-ldflags '-s -w -X github.com/caddyserver/caddy/v2.CustomVersion=prom-tenant/$(IMAGE_VERSION)' \
+		-ldflags '-s -w -X "github.com/caddyserver/caddy/v2.CustomVersion=prom-tenant/$(IMAGE_VERSION) ($(IMAGE_REVISION))"' \
 		-o $(IMAGE_DIR)/caddy-image ./cmd/caddy
 	cd tools/image && $(GO) run . -caddy "$(abspath $(IMAGE_DIR))/caddy-image" \
-		-repository $(IMAGE_REPOSITORY) -version $(IMAGE_VERSION) -epoch $(SOURCE_DATE_EPOCH) \
+		-repository $(IMAGE_REPOSITORY) -version $(IMAGE_VERSION) -revision $(IMAGE_REVISION) -epoch $(SOURCE_DATE_EPOCH) \
 		-layout "$(abspath $(IMAGE_DIR))/image" -tar "$(abspath $(IMAGE_DIR))/prom-tenant-image.tar"
 
 clean:

@@ -36,15 +36,37 @@ func newPodman(t *testing.T) *podman {
 	return &podman{bin: bin, root: t.TempDir()}
 }
 
+// run returns podman's standard output; a failure's error holds its standard error and,
+// where one is known, a hint.
 func (p *podman) run(ctx context.Context, args ...string) (string, error) {
 	global := []string{"--root", filepath.Join(p.root, "storage"), "--runroot", filepath.Join(p.root, "run"),
 		"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "file",
 		"--tmpdir", filepath.Join(p.root, "tmp")}
-	out, err := exec.CommandContext(ctx, p.bin, append(global, args...)...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, p.bin, append(global, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("podman %s: %w\npodman's stderr:\n%s%s", strings.Join(args, " "), err, stderr.String(), podmanHint(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// podmanHint explains the failures a fresh machine shows.
+func podmanHint(stderr string) string {
+	switch {
+	case strings.Contains(stderr, "newuidmap") || strings.Contains(stderr, "newgidmap") ||
+		strings.Contains(stderr, "/etc/subuid") || strings.Contains(stderr, "unable to setup user"):
+		return "hint: podman without root maps the image's user 65534 through newuidmap/newgidmap (Debian's uidmap, " +
+			"scripts/install-deps.sh installs it) and needs a range of at least 65536 ids for your user in /etc/subuid and /etc/subgid"
+	case strings.Contains(stderr, "setrlimit"):
+		return "hint: podman could not set the container's limits: this process lacks CAP_SYS_RESOURCE"
+	case strings.Contains(stderr, "cgroup"):
+		return "hint: a cgroup error: the test asks for runc and cgroupfs; check that runc is installed (scripts/install-deps.sh)"
+	case strings.Contains(stderr, "image not known") || strings.Contains(stderr, "pull policy"):
+		return "hint: the image was not loaded under the name in bin/image's index: run make image"
+	}
+	return "hint: run it by hand with --log-level=debug"
 }
 
 // TestImageRunsInPodman: the image loaded from bin/prom-tenant-image.tar runs as the
@@ -60,7 +82,12 @@ func TestImageRunsInPodman(t *testing.T) {
 	if _, err := pm.run(ctx, "load", "--quiet", "--input", filepath.Join(testenv.RepoRoot(), "bin", "prom-tenant-image.tar")); err != nil {
 		t.Fatal(err)
 	}
-	ref := "ghcr.io/prom-tenant/caddy-prom-tenant:" + img.ref
+	// The name the tarball gives the image: make image's IMAGE_REPOSITORY and tag,
+	// whatever they were, as bin/image's index records them.
+	ref := img.name
+	if ref == "" {
+		t.Fatalf("bin/image's index has no %s annotation: run make image", containerdImageName)
+	}
 
 	// The mounts, readable by nobody.
 	conf, tenants := filepath.Join(pm.root, "config"), filepath.Join(pm.root, "tenants")
@@ -94,7 +121,8 @@ http://127.0.0.1:%d {
 	// default; without CAP_SYS_RESOURCE (a sandbox, a container) that fails ("setrlimit
 	// RLIMIT_NOFILE: Operation not permitted"), so ask for limits any process may set.
 	name := fmt.Sprintf("prom-tenant-image-test-%d", port)
-	if _, err := pm.run(ctx, "run", "--detach", "--name", name, "--network", "host",
+	// --pull=never: the loaded image or nothing, never one from a registry of the same name.
+	if _, err := pm.run(ctx, "run", "--detach", "--pull=never", "--name", name, "--network", "host",
 		"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
 		"--read-only", "--read-only-tmpfs", "--cap-drop", "all", "--security-opt", "no-new-privileges",
 		"--volume", conf+":/etc/caddy:ro", "--volume", tenants+":/etc/prom-tenant/tenants:ro", ref); err != nil {

@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,12 +18,15 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
 )
@@ -35,6 +39,7 @@ import (
 // builtImage is an image read from an OCI layout.
 type builtImage struct {
 	ref      string // the org.opencontainers.image.ref.name annotation: the tag
+	name     string // the io.containerd.image.name annotation: repository:tag, as loaded
 	digest   string // of the manifest
 	manifest ocispec.Manifest
 	config   ocispec.Image
@@ -68,7 +73,7 @@ func readImage(t *testing.T, dir string) *builtImage {
 	if md.MediaType != ocispec.MediaTypeImageManifest {
 		t.Fatalf("manifest media type %q, want %q", md.MediaType, ocispec.MediaTypeImageManifest)
 	}
-	img := &builtImage{ref: md.Annotations[ocispec.AnnotationRefName], digest: md.Digest.String(), files: map[string]imageFile{}}
+	img := &builtImage{ref: md.Annotations[ocispec.AnnotationRefName], name: md.Annotations[containerdImageName], digest: md.Digest.String(), files: map[string]imageFile{}}
 	if err := json.Unmarshal(blob(t, dir, md), &img.manifest); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +120,10 @@ func readImage(t *testing.T, dir string) *builtImage {
 	return img
 }
 
+// containerdImageName is the index annotation with the whole reference (containerd's, read
+// by ctr import); ref.name holds only the tag.
+const containerdImageName = "io.containerd.image.name"
+
 // blob reads a blob of the layout and checks its size and digest.
 func blob(t *testing.T, dir string, d ocispec.Descriptor) []byte {
 	t.Helper()
@@ -141,11 +150,30 @@ func readJSON(t *testing.T, file string, v any) {
 	}
 }
 
-// treeVersion is the version make image gives this tree.
-func treeVersion(t *testing.T) string {
-	out, err := exec.Command("git", "-C", testenv.RepoRoot(), "describe", "--tags", "--always", "--dirty").Output()
+// chartAppVersion is the chart's appVersion: the tag make image gives the image, and the
+// one the chart's Deployment pulls by default.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	var c struct {
+		AppVersion string `json:"appVersion"`
+	}
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "deploy", "helm", "prom-tenant", "Chart.yaml"))
 	if err != nil {
-		return "dev"
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil || c.AppVersion == "" {
+		t.Fatalf("Chart.yaml: no appVersion (%v)", err)
+	}
+	return c.AppVersion
+}
+
+// treeRevision is the revision make image stamps: git describe of this tree, or unknown
+// outside a git checkout (the Makefile's fallback).
+func treeRevision(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", testenv.RepoRoot(), "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -276,9 +304,12 @@ func dockerWords(t *testing.T, s string) []string {
 // with the labels registries show, and says what the Dockerfile says.
 func TestImageConfig(t *testing.T) {
 	img := readImage(t, imageLayout(t))
-	version := treeVersion(t)
+	version, revision := chartAppVersion(t), treeRevision(t)
 	if img.ref != version {
-		t.Errorf("tag (ref.name) %q, want %q (git describe): the image is stale, run make image", img.ref, version)
+		t.Errorf("tag (ref.name) %q, want %q (Chart.yaml's appVersion): the image is stale, run make image", img.ref, version)
+	}
+	if want := "ghcr.io/prom-tenant/caddy-prom-tenant:" + version; img.name != want {
+		t.Errorf("%s %q, want %q", containerdImageName, img.name, want)
 	}
 	c := img.config.Config
 	// What users and the Deployment rely on, stated here independently of the Dockerfile.
@@ -300,6 +331,7 @@ func TestImageConfig(t *testing.T) {
 	}
 	for k, want := range map[string]string{
 		ocispec.AnnotationVersion:  version,
+		ocispec.AnnotationRevision: revision,
 		ocispec.AnnotationSource:   "https://github.com/prom-tenant/caddy-prom-tenant",
 		ocispec.AnnotationLicenses: "Apache-2.0",
 	} {
@@ -314,7 +346,7 @@ func TestImageConfig(t *testing.T) {
 	}
 
 	// The Dockerfile describes the same image.
-	df := parseDockerfile(t, filepath.Join(testenv.RepoRoot(), "Dockerfile"), map[string]string{"VERSION": version})
+	df := parseDockerfile(t, filepath.Join(testenv.RepoRoot(), "Dockerfile"), map[string]string{"VERSION": version, "REVISION": revision})
 	if df.user != c.User {
 		t.Errorf("Dockerfile USER %q, image %q", df.user, c.User)
 	}
@@ -377,9 +409,7 @@ func TestImageFiles(t *testing.T) {
 		}
 		return f
 	}
-	if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM(file("etc/ssl/certs/ca-certificates.crt").data) {
-		t.Error("/etc/ssl/certs/ca-certificates.crt holds no certificate")
-	}
+	checkCABundle(t, file("etc/ssl/certs/ca-certificates.crt").data)
 	if !strings.Contains(string(file("etc/passwd").data), ":65534:65534:") {
 		t.Errorf("/etc/passwd has no user 65534: %q", file("etc/passwd").data)
 	}
@@ -421,8 +451,8 @@ func TestImageFiles(t *testing.T) {
 	ef.Close()
 
 	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "prom-tenant/"+img.ref+" ") {
-		t.Errorf("caddy version: %q (%v), want it to start with prom-tenant/%s", out, err, img.ref)
+	if want := "prom-tenant/" + chartAppVersion(t) + " (" + treeRevision(t) + ") "; err != nil || !strings.HasPrefix(string(out), want) {
+		t.Errorf("caddy version: %q (%v), want it to start with %q", out, err, want)
 	}
 	// Every module this repository registers: the non-standard ones of bin/caddy (built
 	// from the same cmd/caddy), so that a new module cannot be missing from the image.
@@ -435,6 +465,100 @@ func TestImageFiles(t *testing.T) {
 		if !slices.Contains(inImage, m) {
 			t.Errorf("module %s is missing from the image's caddy", m)
 		}
+	}
+}
+
+// checkCABundle: the image's CA bundle is Mozilla's roots from the module tools/image/go.mod
+// pins (its first line names it), not the build machine's, and every block is a
+// certificate; more than 100 of them, as Mozilla's store has.
+func checkCABundle(t *testing.T, pemData []byte) {
+	t.Helper()
+	const module = "golang.org/x/crypto/x509roots/fallback"
+	gomod, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "tools", "image", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + `\s+(\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatalf("tools/image/go.mod does not require %s", module)
+	}
+	first, _, _ := bytes.Cut(pemData, []byte("\n"))
+	if want := fmt.Sprintf("# Mozilla's NSS roots from %s %s,", module, m[1]); !strings.HasPrefix(string(first), want) {
+		t.Errorf("/etc/ssl/certs/ca-certificates.crt begins %q, want %q...: not the pinned module's roots", first, want)
+	}
+	n := 0
+	for rest := pemData; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			t.Errorf("CA bundle: a %s block", b.Type)
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			t.Errorf("CA bundle: certificate %d: %v", n, err)
+		}
+		n++
+	}
+	if n <= 100 {
+		t.Errorf("CA bundle: %d certificates, want more than 100 (Mozilla's store)", n)
+	}
+}
+
+// TestImageIsChartDefault: the chart's Deployment, rendered with its defaults, runs exactly
+// the image make image tagged (what docker/podman load names it), so that make image, a
+// push and helm install agree without --set image.tag.
+func TestImageIsChartDefault(t *testing.T) {
+	img := readImage(t, imageLayout(t))
+	cmd := exec.Command(testenv.HelmBinary(t), "template", "prom-tenant", filepath.Join(testenv.RepoRoot(), "deploy", "helm", "prom-tenant"),
+		"--namespace", "prom-tenant", "--show-only", "templates/deployment.yaml")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template: %v: %s", err, stderr.Bytes())
+	}
+	var dep appsv1.Deployment
+	if err := yaml.Unmarshal(out, &dep); err != nil {
+		t.Fatal(err)
+	}
+	cs := dep.Spec.Template.Spec.Containers
+	if len(cs) == 0 {
+		t.Fatalf("the chart's Deployment has no container:\n%s", out)
+	}
+	if cs[0].Image != img.name {
+		t.Errorf("the chart's default image %q, make image tagged %q", cs[0].Image, img.name)
+	}
+	tr, err := os.Open(filepath.Join(testenv.RepoRoot(), "bin", "prom-tenant-image.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tags := archiveTags(t, tr)
+	if !slices.Equal(tags, []string{img.name}) {
+		t.Errorf("bin/prom-tenant-image.tar tags %q, want [%q]", tags, img.name)
+	}
+}
+
+// archiveTags reads the RepoTags of a docker-archive's manifest.json: the names docker
+// and podman load give the image.
+func archiveTags(t *testing.T, r io.Reader) []string {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("docker-archive without manifest.json: %v", err)
+		}
+		if h.Name != "manifest.json" {
+			continue
+		}
+		var m []struct{ RepoTags []string }
+		if err := json.NewDecoder(tr).Decode(&m); err != nil || len(m) != 1 {
+			t.Fatalf("docker-archive manifest.json: %v (%d images)", err, len(m))
+		}
+		return m[0].RepoTags
 	}
 }
 

@@ -24,6 +24,13 @@ declare -A pkg=(
 	# refuses a hybrid cgroup hierarchy whose v2 part has controllers, as some machines have.
 	[podman]=podman
 	[runc]=runc
+	# newuidmap/newgidmap, which apt's --no-install-recommends leaves out of podman: without
+	# them, podman run by a user other than root maps only that user into the container, and
+	# the image's USER 65534 fails ("runc: unable to setup user: invalid argument"). Root (as
+	# in CI) needs no mapping. That user also needs a range in /etc/subuid and /etc/subgid,
+	# which useradd adds once uidmap is installed. Nothing else podman recommends is used:
+	# the tests use host networking (no slirp4netns), vfs (no fuse-overlayfs), no --init.
+	[newuidmap]=uidmap
 )
 
 missing=()
@@ -31,7 +38,7 @@ for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
 if ((${#missing[@]} == 0)); then
-	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent, victoria-metrics, podman, runc)"
+	echo "install-deps: all present (prometheus, promtool, prometheus-pushgateway, wrk, curl, jq, etcd, vmagent, victoria-metrics, podman, runc, newuidmap)"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -1,14 +1,15 @@
 // Command image writes the prom-tenant container image without a container engine
 // (make image): an OCI image layout directory and a `docker load`/`podman load` tarball
-// holding a static caddy, the CA bundle, a passwd entry for nobody and the directories the
+// holding a static caddy, a CA bundle, a passwd entry for nobody and the directories the
 // Kubernetes manifests mount. It is its own module so that the main module does not depend
 // on go-containerregistry.
 //
 // The image is the one the repository's Dockerfile describes (a test compares the two):
 // keep the config below and the Dockerfile's final stage in step.
 //
-// Every timestamp is -epoch (SOURCE_DATE_EPOCH: the last commit's time) and the files are
-// written in a fixed order with fixed owners, so the same inputs give the same digest.
+// Every timestamp is -epoch (SOURCE_DATE_EPOCH: the last commit's time), the files are
+// written in a fixed order with fixed owners, and the CA bundle comes from a pinned module
+// (cabundle.go), not from the host, so the same inputs give the same digest anywhere.
 package main
 
 import (
@@ -54,8 +55,8 @@ var (
 func main() {
 	var (
 		caddyBin = flag.String("caddy", "", "the static caddy binary to install as /usr/bin/caddy (required)")
-		caCerts  = flag.String("ca-certificates", "/etc/ssl/certs/ca-certificates.crt", "the CA bundle to install")
 		version  = flag.String("version", "dev", "the image's version: its tag and its org.opencontainers.image.version label")
+		revision = flag.String("revision", "unknown", "the source's revision (git describe): the org.opencontainers.image.revision label")
 		repo     = flag.String("repository", "ghcr.io/prom-tenant/caddy-prom-tenant", "the image's name in the tarball")
 		source   = flag.String("source", "https://github.com/prom-tenant/caddy-prom-tenant", "org.opencontainers.image.source")
 		licenses = flag.String("licenses", "Apache-2.0", "org.opencontainers.image.licenses (SPDX)")
@@ -69,17 +70,17 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*caddyBin, *caCerts, *version, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
+	if err := run(*caddyBin, *version, *revision, *repo, *source, *licenses, time.Unix(*epoch, 0).UTC(), *arch, *out, *tarPath); err != nil {
 		log.Fatalf("image: %v", err)
 	}
 }
 
-func run(caddyBin, caCerts, version, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
+func run(caddyBin, version, revision, repo, source, licenses string, created time.Time, arch, out, tarPath string) error {
 	tag, err := name.NewTag(repo + ":" + version)
 	if err != nil {
 		return fmt.Errorf("version %q is not an image tag: %w", version, err)
 	}
-	ca, err := os.ReadFile(caCerts)
+	ca, err := caBundle()
 	if err != nil {
 		return err
 	}
@@ -144,6 +145,7 @@ func run(caddyBin, caCerts, version, repo, source, licenses string, created time
 			"org.opencontainers.image.title":       "prom-tenant",
 			"org.opencontainers.image.description": "Caddy with the prom-tenant modules: a multi-tenant proxy for Prometheus",
 			"org.opencontainers.image.version":     version,
+			"org.opencontainers.image.revision":    revision,
 			"org.opencontainers.image.source":      source,
 			"org.opencontainers.image.licenses":    licenses,
 		},
@@ -161,8 +163,13 @@ func run(caddyBin, caCerts, version, repo, source, licenses string, created time
 	if err != nil {
 		return err
 	}
-	// ref.name is the tag, as `skopeo copy oci:<dir>:<tag>` and podman read it.
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": version})); err != nil {
+	// ref.name is the tag, as `skopeo copy oci:<dir>:<tag>` reads it; containerd's
+	// image.name is the whole reference (ctr import reads it, and so do the tests, to
+	// find the image a load of the tarball created).
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": version,
+		"io.containerd.image.name":          tag.String(),
+	})); err != nil {
 		return err
 	}
 	if tarPath != "" {
