@@ -87,7 +87,7 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		{"unknown backend", ":80 {\n\tprom_tenant {\n\t\tbackend mimir\n\t}\n}", `unknown backend "mimir": use one of prometheus, thanos, victoriametrics`},
 		{"backend needs a value", ":80 {\n\tprom_tenant {\n\t\tbackend\n\t}\n}", "wrong argument count"},
 		{"backend_params needs a value", ":80 {\n\tprom_tenant {\n\t\tbackend_params\n\t}\n}", "wrong argument count"},
-		{"unknown backend param", ":80 {\n\tprom_tenant {\n\t\tbackend_params thanos timeout_all\n\t}\n}", `backend_params: unknown parameter or preset "timeout_all": use the presets thanos, victoriametrics or the parameters analyze, dedup,`},
+		{"unknown backend param", ":80 {\n\tprom_tenant {\n\t\tbackend_params thanos timeout_all\n\t}\n}", `backend_params: unknown parameter or preset "timeout_all": use the presets thanos, victoriametrics or the parameters dedup,`},
 		{"enforcement backend param", ":80 {\n\tprom_tenant {\n\t\tbackend_params extra_filters[]\n\t}\n}", `backend_params: "extra_filters[]" is an enforcement parameter of VictoriaMetrics and is never let through`},
 		{"replica_labels needs a value", ":80 {\n\tprom_tenant {\n\t\treplica_labels\n\t}\n}", "wrong argument count"},
 		{"remote write unknown", "{\n\tprom_remote_write http://p {\n\t\tbogus\n\t}\n}", `unrecognized prom_remote_write subdirective "bogus"`},

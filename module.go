@@ -189,8 +189,8 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.RewriteCacheSize == 0 {
 		h.RewriteCacheSize = 16 << 20
 	}
-	h.backend, _ = parseBackend(h.Backend)                   // Validate refuses an unknown one
-	h.backendParams, _ = parseBackendParams(h.BackendParams) // and unknown parameters
+	h.backend, _ = parseBackend(h.Backend)                                 // Validate refuses an unknown one
+	h.backendParams, _ = parseBackendParamsFor(h.backend, h.BackendParams) // and unknown parameters
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -224,7 +224,7 @@ func (h *Handler) Validate() error {
 	if err != nil {
 		return err
 	}
-	if _, err := parseBackendParams(h.BackendParams); err != nil {
+	if _, err := parseBackendParamsFor(backend, h.BackendParams); err != nil {
 		return err
 	}
 	if err := validateReplicaLabels(backend, h.ReplicaLabels); err != nil {
@@ -311,9 +311,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		w.Header().Set("Allow", allowHeader(ep))
 		return "", false, promapi.Refuse(promapi.MethodNotAllowed, "method %s is not allowed for %s", r.Method, r.URL.Path)
 	}
-	if err := h.thanosRefusal(ep); err != nil {
-		return "", false, err
-	}
 	tenant, err := h.tenant(r)
 	if err != nil {
 		return "", false, err
@@ -326,6 +323,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return "", false, promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
 		}
 		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
+	}
+	// After the tenant: no tenant is 401 first, and the engine behind the
+	// proxy is none of an anonymous client's business.
+	if err := h.thanosRefusal(ep); err != nil {
+		return tenant, true, err
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody, h.backendParams)
 	if err != nil {
@@ -356,9 +358,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if err != nil {
 		return tenant, true, err
 	}
+	w, done := h.labelNamesWriter(w, r, ep, form) // reads dedup and replicaLabels[] before they are dropped
+	dropBackendParams(form, ep)
 	rebuild(r, r.URL.Path, form)
-	w, done := h.labelNamesWriter(w, r, ep, form)
-	defer done()
 	ew := newEnvelopeWriter(w)
 	if vw := h.victoriaMetricsWriter(ew, original, form.Get("query")); vw != nil {
 		err = next.ServeHTTP(vw, r)
@@ -366,8 +368,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	} else {
 		err = next.ServeHTTP(ew, r)
 	}
-	if ew.finish() {
-		return tenant, true, nil // the upstream's own error answer, in the envelope
+	wrapped := ew.finish() // the upstream's own error answer, in the envelope
+	if derr := done(); derr != nil && err == nil {
+		return tenant, true, derr
+	}
+	if wrapped {
+		return tenant, true, nil
 	}
 	return tenant, true, err
 }

@@ -114,8 +114,10 @@ func refusalCases(t *testing.T) []refusalCase {
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "enforcement parameter", h: thanosParams, req: get(q("up")+"&extra_label=namespace%3Dteam-b", "team-a"), vars: []placeholder{{`"extra_label" is VictoriaMetrics's`, `"<name>" is <engine>'s`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
-		{name: "federate with backend thanos", h: thanosParams, req: get("/federate?match[]=up", "team-a"), tenant: unknownTenant, endpoint: "/federate", reason: "not_found"},
-		{name: "metadata with backend thanos", h: thanosParams, req: get("/api/v1/metadata", "team-a"), tenant: unknownTenant, endpoint: metadata, reason: "not_found"},
+		{name: "federate with backend thanos", h: thanosParams, req: get("/federate?match[]=up", "team-a"), tenant: "team-a", endpoint: "/federate", reason: "not_found"},
+		{name: "metadata with backend thanos", h: thanosParams, req: get("/api/v1/metadata", "team-a"), tenant: "team-a", endpoint: metadata, reason: "not_found"},
+		// No tenant is 401 first: the backend is none of an anonymous client's business.
+		{name: "federate with backend thanos, no tenant", h: thanosParams, req: get("/federate?match[]=up", ""), tenant: unknownTenant, endpoint: "/federate", reason: "no_tenant"},
 		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}},

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -62,6 +65,17 @@ func TestThanosChain(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("engine=thanos", func(t *testing.T) {
+		// backend_params thanos lets engine through: the rewritten queries,
+		// unions among them, must be exact on Thanos's own engine too.
+		withEngine := addParam(t, p.url, "engine", "thanos")
+		for _, tenant := range []string{"team-a", "team-b", "team-c"} {
+			t.Run(tenant, func(t *testing.T) {
+				checkTenantSeesOracle(t, withEngine, tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
+			})
+		}
+	})
 
 	t.Run("grafana custom query parameters", func(t *testing.T) {
 		// A Grafana Prometheus data source for Thanos with custom query
@@ -237,6 +251,24 @@ var thanosOptions = fmt.Sprintf(`backend thanos
 // oracle does. (Query Frontend's error envelopes, sent as text/plain, pass
 // through the proxy as they are: the errors compare exactly.)
 var thanosQuirks = quirks{}
+
+// addParam serves base with name=value added to every request's URL.
+func addParam(t *testing.T, base, name, value string) string {
+	t.Helper()
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Header = r.In.Header.Clone()
+		q := r.Out.URL.Query()
+		q.Set(name, value)
+		r.Out.URL.RawQuery = q.Encode()
+	}})
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
 
 // startThanosProxy starts bin/caddy with prom_tenant (options in its block)
 // in front of upstream, tenants from the directory dir.
