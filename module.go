@@ -125,13 +125,16 @@ type Handler struct {
 	// BackendParams lets parameters of the backend through that only change
 	// how it reads the series a request selects, never which: presets
 	// "thanos" (dedup, partial_response, max_source_resolution, engine,
-	// analyze, replicaLabels[]) and "victoriametrics" (nocache,
-	// round_digits, latency_offset), or single names of those. They are
-	// accepted on every served path (Grafana's custom query parameters
-	// come with each of its requests), their values checked. Parameters
-	// with which an engine enforces tenancy itself (VictoriaMetrics's
-	// extra_label, extra_filters[]) are refused whatever this says.
-	// Default: none; any parameter Prometheus does not define is refused.
+	// replicaLabels[]) and "victoriametrics" (nocache, round_digits,
+	// latency_offset), or single names of those; each only with its
+	// Backend. They are accepted on every served path (Grafana's custom
+	// query parameters come with each of its requests), their values
+	// checked, and forwarded only on the endpoints the engine reads them
+	// on (backendparams.go), dropped on the others. Thanos's analyze, and
+	// parameters with which an engine enforces tenancy itself
+	// (VictoriaMetrics's extra_label, extra_filters[]), are refused
+	// whatever this says. Default: none; any parameter Prometheus does not
+	// define is refused.
 	BackendParams []string `json:"backend_params,omitempty"`
 
 	// ReplicaLabels are the labels Thanos Query deduplicates by, as its

@@ -51,6 +51,8 @@ func refusalCases(t *testing.T) []refusalCase {
 	smallCap := newTestHandler(t)
 	smallCap.MaxMetadataResponse = 1024
 	thanosParams := thanosTestHandler(t)
+	thanosReplicas := thanosTestHandler(t, "replica")
+	bigNames := []byte(`{"status":"success","data":["replica"` + strings.Repeat(`,"x"`, maxLabelNamesAnswer/4) + `]}`)
 
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
@@ -156,6 +158,12 @@ func refusalCases(t *testing.T) []refusalCase {
 		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
 			vars:   []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}},
 			tenant: "team-a", endpoint: metadata, reason: "too_large"},
+		{name: "backend parameter never forwarded", h: thanosParams, req: get(q("up")+"&analyze=true", "team-a"), vars: []placeholder{{`"analyze" is never forwarded: .*`, `"<name>" is never forwarded: <reason>`}},
+			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "thanos label names too large", h: thanosReplicas, next: answering(200, "application/json", "", bigNames), req: get("/api/v1/labels", "team-a"),
+			tenant: "team-a", endpoint: "/api/v1/labels", reason: "too_large"},
+		{name: "thanos label names unreadable", h: thanosReplicas, next: answering(200, "application/json", "", []byte(`["replica"]`)), req: get("/api/v1/labels", "team-a"),
+			tenant: "team-a", endpoint: "/api/v1/labels", outcome: "upstream_error", reason: "upstream"},
 		{name: "upstream down", next: down, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
 		{name: "no upstream to try", next: noUpstreams, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
 		{name: "upstream timeout", next: slowUpstream, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
