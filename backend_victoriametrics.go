@@ -116,7 +116,7 @@ func (w *vmErrorWriter) restoreText(text string) string {
 // selector, these hold the tenant's policy: they are taken out, the reason
 // that follows kept.
 var (
-	vmRemoteAddr = regexp.MustCompile(`remoteAddr: "(?:[^"\\]|\\.)*"; `)
+	vmRemoteAddr = regexp.MustCompile(`remoteAddr: [^;]*; `)
 	vmRequestURI = regexp.MustCompile(`requestURI: [^;]*; `)
 	vmFilters    = regexp.MustCompile(`"filters=(?:[^"\\]|\\.)*"`)
 	vmTagFilters = regexp.MustCompile(`tagFilters=\[.*\] on the time range`)

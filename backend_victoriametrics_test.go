@@ -252,8 +252,9 @@ func vmMatchError(t *testing.T) *upstream {
 		if r.URL.Path == "/federate" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusBadRequest)
-			_, err := fmt.Fprintf(w, "remoteAddr: %q; requestURI: %s; cannot fetch data for %q: search error after reading 0 data blocks: error when searching for tagFilters=[%s] on the time range [%s]: error when searching tsids: %s\n",
-				"127.0.0.1:55958", r.URL.RequestURI(), "filters=["+filters+"], timeRange=["+timeRange+"]", filters, timeRange, reason)
+			// Behind a proxy it names the proxy's address and the client's.
+			_, err := fmt.Fprintf(w, "remoteAddr: %q, X-Forwarded-For: %q; requestURI: %s; cannot fetch data for %q: search error after reading 0 data blocks: error when searching for tagFilters=[%s] on the time range [%s]: error when searching tsids: %s\n",
+				"127.0.0.1:55958", "192.0.2.7", r.URL.RequestURI(), "filters=["+filters+"], timeRange=["+timeRange+"]", filters, timeRange, reason)
 			return err
 		}
 		text := fmt.Sprintf("cannot fetch time series for %q: cannot find metric names: error when searching tsids: %s", "filters=["+filters+"], timeRange=["+timeRange+"]", reason)
@@ -275,7 +276,7 @@ func TestVictoriaMetricsMatchErrorsWithoutThePolicy(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
 			t.Fatalf("%s: %d %s (%v)", path, w.Code, w.Body, err)
 		}
-		if strings.Contains(env.Error, "namespace") || strings.Contains(env.Error, "requestURI") || strings.Contains(env.Error, "127.0.0.1") {
+		if strings.Contains(env.Error, "namespace") || strings.Contains(env.Error, "requestURI") || strings.Contains(env.Error, "remoteAddr") || strings.Contains(env.Error, "X-Forwarded-For") {
 			t.Errorf("%s: %s", path, env.Error)
 		}
 		if !strings.Contains(env.Error, "the number of matching timeseries exceeds 1") {
