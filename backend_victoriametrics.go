@@ -5,10 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // What `backend victoriametrics` changes. Rewritten queries are exact on
@@ -37,111 +36,54 @@ func serveVictoriaMetricsMetadata(w http.ResponseWriter) error {
 }
 
 // vmErrorWriter sits between reverse_proxy and the envelope writer for a
-// query that was rewritten, in front of VictoriaMetrics. A success passes
-// as it streams; an error answer (status 400 and above) is held and
-// finish writes it with the rewritten query's text replaced by the
-// tenant's query, wherever VictoriaMetrics quoted it: Go-quoted in a JSON
-// envelope's error, or URL-encoded in a plain-text error's requestURI.
+// request forwarded to VictoriaMetrics. A success passes as it streams; an
+// error answer (status 400 and above) is held and finish writes it with
+// what VictoriaMetrics quoted of the rewritten request replaced or taken
+// out: the rewritten query (Go-quoted in a JSON envelope's error, or
+// URL-encoded in a plain-text error's requestURI) by the tenant's, and
+// what the tenant did not write by a neutral text (see scrubVMText).
 type vmErrorWriter struct {
-	caddyhttp.ResponseWriterWrapper
-	original, rewritten string
-	wroteHeader         bool
-	held                bool
-	status              int
-	body                []byte
-	limit               int // of body; past it the text is not quoted
-	cut                 bool
+	heldWriter
+	original, rewritten string // the query, if the request has one
 }
 
-// newVMErrorWriter returns nil when there is nothing to replace.
 func newVMErrorWriter(w http.ResponseWriter, original, rewritten string) *vmErrorWriter {
-	if original == rewritten {
-		return nil
-	}
+	// The rewritten query, quoted and JSON-escaped (at most 6 bytes a
+	// byte), fits beside the rest of the error text.
+	limit := maxUpstreamErrorBody + 6*len(rewritten)
 	return &vmErrorWriter{
-		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		original:              original, rewritten: rewritten,
-		// The rewritten query, quoted and JSON-escaped (at most 6 bytes
-		// a byte), fits beside the rest of the error text.
-		limit: maxUpstreamErrorBody + 6*len(rewritten),
+		heldWriter: newHeldWriter(w, limit, func(status int, _ http.Header) bool { return status >= 400 }),
+		original:   original, rewritten: rewritten,
 	}
 }
 
-func (w *vmErrorWriter) WriteHeader(status int) {
-	if w.wroteHeader {
-		return
-	}
-	if status >= 100 && status <= 199 {
-		w.ResponseWriterWrapper.WriteHeader(status)
-		return
-	}
-	w.wroteHeader, w.status = true, status
-	if status >= 400 {
-		w.held = true
-		return
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *vmErrorWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	if !w.held {
-		return w.ResponseWriterWrapper.Write(p)
-	}
-	room := w.limit - len(w.body)
-	if len(p) > room {
-		w.cut = true
-	}
-	w.body = append(w.body, p[:min(len(p), max(room, 0))]...)
-	return len(p), nil
-}
-
-// ReadFrom keeps the fast path for answers that pass.
-func (w *vmErrorWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.WriteHeader(http.StatusOK)
-	if !w.held {
-		return w.ResponseWriterWrapper.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{w}, r)
-}
-
-// FlushError flushes an answer that passes; a held one is not sent yet.
-func (w *vmErrorWriter) FlushError() error {
-	if !w.wroteHeader || w.held {
-		return nil
-	}
-	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
-}
-
-// finish writes a held error answer, decoded, with the tenant's query in
-// place of the rewritten one. The envelope writer behind it then passes
-// an envelope, or puts plain text in one, as for any upstream.
+// finish writes a held error answer, decoded, as restore makes it. The
+// envelope writer behind it then passes an envelope, or puts anything else
+// (sent as text/plain) in one, as for any upstream: never broken JSON.
 func (w *vmErrorWriter) finish() {
 	if !w.held {
 		return
 	}
+	body, cut, note := w.body()
 	h := w.Header()
-	body, note := decodedBody(h, w.body)
-	h.Del("Content-Length")
-	h.Del("Content-Encoding")
 	switch {
 	case note != "":
-		h.Set("Content-Type", "text/plain; charset=utf-8")
 		body = []byte(note)
-	case w.cut:
-		// The rewritten query may be cut anywhere in what was kept: say
-		// only that there was an error.
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+	case cut:
+		// What VictoriaMetrics quoted may be cut anywhere in what was
+		// kept: say only that there was an error.
 		body = []byte("(VictoriaMetrics' error text was too long to show)")
 	default:
 		body = w.restore(body)
 	}
-	w.ResponseWriterWrapper.WriteHeader(w.status)
-	_, _ = w.ResponseWriterWrapper.Write(body)
+	if _, _, ok := errorEnvelope(body); !ok {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	w.writeHeld(w.status, body)
 }
 
-// restore replaces the rewritten query in an error body: in the error of
-// Prometheus's envelope (VictoriaMetrics' query APIs), or in plain text.
+// restore rewrites an error body: the error of Prometheus's envelope
+// (VictoriaMetrics' APIs), or plain text (its /federate).
 func (w *vmErrorWriter) restore(body []byte) []byte {
 	var env map[string]any
 	if json.Unmarshal(body, &env) == nil {
@@ -156,15 +98,49 @@ func (w *vmErrorWriter) restore(body []byte) []byte {
 }
 
 func (w *vmErrorWriter) restoreText(text string) string {
-	return strings.NewReplacer(
-		strconv.Quote(w.rewritten), strconv.Quote(w.original),
-		url.QueryEscape(w.rewritten), url.QueryEscape(w.original),
-	).Replace(text)
+	if w.rewritten != w.original {
+		text = strings.NewReplacer(
+			strconv.Quote(w.rewritten), strconv.Quote(w.original),
+			url.QueryEscape(w.rewritten), url.QueryEscape(w.original),
+		).Replace(text)
+	}
+	return scrubVMText(text, w.original)
+}
+
+// What VictoriaMetrics (1.79) quotes of a request in its error texts,
+// besides the whole query: the request's URI and the client's address
+// (plain-text errors), the filters a selection ran (series, labels,
+// /federate: `cannot fetch time series for "filters=[…], timeRange=[…]"`;
+// a query's search: `tagFilters=[…] on the time range`) and a query's
+// subexpression (`cannot evaluate "…"`). With the policy written into every
+// selector, these hold the tenant's policy: they are taken out, the reason
+// that follows kept.
+var (
+	vmRemoteAddr = regexp.MustCompile(`remoteAddr: [^;]*; `)
+	vmRequestURI = regexp.MustCompile(`requestURI: [^;]*; `)
+	vmFilters    = regexp.MustCompile(`"filters=(?:[^"\\]|\\.)*"`)
+	vmTagFilters = regexp.MustCompile(`tagFilters=\[.*\] on the time range`)
+	vmEvaluate   = regexp.MustCompile(`cannot evaluate "(?:[^"\\]|\\.)*"`)
+)
+
+// scrubVMText takes the request's quoted parts out of a VictoriaMetrics
+// error text; a subexpression that is the tenant's whole query stays.
+func scrubVMText(text, original string) string {
+	text = vmRemoteAddr.ReplaceAllString(text, "")
+	text = vmRequestURI.ReplaceAllString(text, "")
+	text = vmFilters.ReplaceAllString(text, "the request's selectors")
+	text = vmTagFilters.ReplaceAllString(text, "the selectors on the time range")
+	return vmEvaluate.ReplaceAllStringFunc(text, func(m string) string {
+		if original != "" && m == "cannot evaluate "+strconv.Quote(original) {
+			return m
+		}
+		return "cannot evaluate a selection"
+	})
 }
 
 // victoriaMetricsWriter is the writer for the upstream's answer to a
-// query rewritten from original, for a VictoriaMetrics upstream; nil for
-// another upstream or a request whose query was not rewritten.
+// forwarded request whose query (if any) was rewritten from original, for
+// a VictoriaMetrics upstream; nil for another upstream.
 func (h *Handler) victoriaMetricsWriter(w http.ResponseWriter, original, rewritten string) *vmErrorWriter {
 	if h.backend != backendVictoriaMetrics {
 		return nil

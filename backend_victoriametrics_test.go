@@ -83,7 +83,8 @@ func TestVictoriaMetricsErrorsQuoteTheTenantsQuery(t *testing.T) {
 }
 
 // TestVictoriaMetricsPlainErrorsQuoteTheTenantsQuery: VictoriaMetrics'
-// plain-text errors name the request URI, with the query URL-encoded.
+// plain-text errors name the request URI, with the rewritten query
+// URL-encoded: it is taken out, the reason kept.
 func TestVictoriaMetricsPlainErrorsQuoteTheTenantsQuery(t *testing.T) {
 	const q = `up`
 	next := &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
@@ -95,7 +96,7 @@ func TestVictoriaMetricsPlainErrorsQuoteTheTenantsQuery(t *testing.T) {
 	w := serve(t, newVMHandler(t), next, get("/api/v1/query?query="+q, "team-a"))
 	var env struct{ Error string }
 	_ = json.Unmarshal(w.Body.Bytes(), &env)
-	if want := "upstream answered 400 Bad Request: requestURI: /api/v1/query?query=up; cannot parse"; env.Error != want {
+	if want := "upstream answered 400 Bad Request: cannot parse"; env.Error != want {
 		t.Errorf("got %d %q\nwant %q", w.Code, env.Error, want)
 	}
 }
@@ -190,5 +191,119 @@ func BenchmarkVictoriaMetricsQuery(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestVictoriaMetricsLongGzipError is review 16a's repro: a gzip error
+// envelope whose decoded text is over maxUpstreamErrorBody (a long query
+// is all a tenant needs) must never reach the tenant cut, as broken JSON
+// with the rewritten query (the policy, part marks) in it.
+func TestVictoriaMetricsLongGzipError(t *testing.T) {
+	q := `sum({namespace="team-b"}) or label_replace(vector(1),"x","` + strings.Repeat("a", 20000) + `","","")`
+	next := vmQueryError("gzip")
+	w := serve(t, newVMHandler(t), next, get("/api/v1/query?query="+url.QueryEscape(q), "team-b"))
+	var env struct{ Status, ErrorType, Error string }
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
+		t.Fatalf("%d %s: not an error envelope (%v)", w.Code, truncate(w.Body.String(), 300), err)
+	}
+	if rewritten := next.form(t).Get("query"); !strings.Contains(rewritten, "__prom_tenant_part__") {
+		t.Fatalf("the test needs a union: %s", truncate(rewritten, 300))
+	}
+	for _, leak := range []string{"__prom_tenant_part__", `up{job="api",namespace="team-b"}`, `namespace=\"team-b\",`} {
+		if strings.Contains(w.Body.String(), leak) {
+			t.Errorf("answer holds %s: %s", leak, truncate(w.Body.String(), 300))
+		}
+	}
+	if w.Code != http.StatusUnprocessableEntity || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("Content-Encoding") != "" {
+		t.Errorf("%d %v", w.Code, w.Header())
+	}
+
+	// Over the bound when decoded (a long text after the query): cut, so
+	// not shown, and in an envelope.
+	next = &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
+		form, _ := url.ParseQuery(r.URL.RawQuery)
+		text := fmt.Sprintf("error when executing query=%q: %s", form.Get("query"), strings.Repeat("duplicate output timeseries; ", 20000))
+		body, _ := json.Marshal(map[string]string{"status": "error", "errorType": "422", "error": text})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, err := w.Write(gzipped(string(body)))
+		return err
+	}}
+	w = serve(t, newVMHandler(t), next, get("/api/v1/query?query="+url.QueryEscape(`timestamp({namespace="team-b"})`), "team-b"))
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
+		t.Fatalf("%d %s: not an error envelope (%v)", w.Code, truncate(w.Body.String(), 300), err)
+	}
+	if want := "upstream answered 422 Unprocessable Entity: (VictoriaMetrics' error text was too long to show)"; env.Error != want {
+		t.Errorf("got %s\nwant %s", truncate(env.Error, 300), want)
+	}
+}
+
+// vmMatchError answers as VictoriaMetrics 1.79 answers a selection over
+// -search.maxSeries (texts as it sends them, with the filters it ran: the
+// rewritten match[]).
+func vmMatchError(t *testing.T) *upstream {
+	t.Helper()
+	const reason = "the number of matching timeseries exceeds 1; either narrow down the search or increase -search.max* command-line flag values at vmselect; see https://docs.victoriametrics.com/#resource-usage-limits"
+	return &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
+		form, _ := url.ParseQuery(r.URL.RawQuery)
+		filters := form["match[]"][0] // {__name__="up",namespace="team-a"}: VictoriaMetrics prints its own form, alike
+		timeRange := "2026-12-05T01:08:36Z..2026-12-05T01:13:36Z"
+		if r.URL.Path == "/federate" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			// Behind a proxy it names the proxy's address and the client's.
+			_, err := fmt.Fprintf(w, "remoteAddr: %q, X-Forwarded-For: %q; requestURI: %s; cannot fetch data for %q: search error after reading 0 data blocks: error when searching for tagFilters=[%s] on the time range [%s]: error when searching tsids: %s\n",
+				"127.0.0.1:55958", "192.0.2.7", r.URL.RequestURI(), "filters=["+filters+"], timeRange=["+timeRange+"]", filters, timeRange, reason)
+			return err
+		}
+		text := fmt.Sprintf("cannot fetch time series for %q: cannot find metric names: error when searching tsids: %s", "filters=["+filters+"], timeRange=["+timeRange+"]", reason)
+		body, _ := json.Marshal(map[string]string{"status": "error", "errorType": "422", "error": text})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, err := w.Write(body)
+		return err
+	}}
+}
+
+// TestVictoriaMetricsMatchErrorsWithoutThePolicy: errors of series and
+// /federate quote the filters VictoriaMetrics ran and the request URI,
+// which hold the policy: the tenant gets the reason without them.
+func TestVictoriaMetricsMatchErrorsWithoutThePolicy(t *testing.T) {
+	for _, path := range []string{"/api/v1/series?match[]=up", "/federate?match[]=up"} {
+		w := serve(t, newVMHandler(t), vmMatchError(t), get(path, "team-a"))
+		var env struct{ Status, Error string }
+		if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Status != "error" {
+			t.Fatalf("%s: %d %s (%v)", path, w.Code, w.Body, err)
+		}
+		if strings.Contains(env.Error, "namespace") || strings.Contains(env.Error, "requestURI") || strings.Contains(env.Error, "remoteAddr") || strings.Contains(env.Error, "X-Forwarded-For") {
+			t.Errorf("%s: %s", path, env.Error)
+		}
+		if !strings.Contains(env.Error, "the number of matching timeseries exceeds 1") {
+			t.Errorf("%s: the reason is lost: %s", path, env.Error)
+		}
+		t.Logf("%s: %d %s", path, w.Code, env.Error)
+	}
+}
+
+// TestVictoriaMetricsQueryTagFilters: a query's search errors print the
+// filters of the rewritten selector too, and the subexpression evaluated.
+func TestVictoriaMetricsQueryTagFilters(t *testing.T) {
+	next := &upstream{respond: func(w http.ResponseWriter, r *http.Request) error {
+		form, _ := url.ParseQuery(r.URL.RawQuery)
+		q := form.Get("query")
+		text := fmt.Sprintf(`error when executing query=%q for (time=1796433186567, step=300000): cannot evaluate %q: search error after reading 0 data blocks: error when searching for tagFilters=[{__name__="up",namespace="team-a"}] on the time range [2026-12-05T01:03:06.567Z..2026-12-05T01:13:06.567Z]: error when searching tsids: the number of matching timeseries exceeds 1`, q, q)
+		body, _ := json.Marshal(map[string]string{"status": "error", "errorType": "422", "error": text})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, err := w.Write(body)
+		return err
+	}}
+	w := serve(t, newVMHandler(t), next, get("/api/v1/query?query=up", "team-a"))
+	var env struct{ Error string }
+	_ = json.Unmarshal(w.Body.Bytes(), &env)
+	want := `error when executing query="up" for (time=1796433186567, step=300000): cannot evaluate "up": search error after reading 0 data blocks: error when searching for the selectors on the time range [2026-12-05T01:03:06.567Z..2026-12-05T01:13:06.567Z]: error when searching tsids: the number of matching timeseries exceeds 1`
+	if env.Error != want {
+		t.Errorf("got  %s\nwant %s", env.Error, want)
 	}
 }

@@ -16,14 +16,15 @@ func TestParseBackendParams(t *testing.T) {
 		err     string
 	}{
 		{names: nil},
-		{names: []string{"thanos"}, allowed: []string{"analyze", "dedup", "engine", "max_source_resolution", "partial_response", "replicaLabels[]"}},
+		{names: []string{"thanos"}, allowed: []string{"dedup", "engine", "max_source_resolution", "partial_response", "replicaLabels[]"}},
 		{names: []string{"victoriametrics"}, allowed: []string{"latency_offset", "nocache", "round_digits"}},
 		{names: []string{"dedup", "partial_response"}, allowed: []string{"dedup", "partial_response"}},
-		{names: []string{"thanos", "nocache"}, allowed: []string{"analyze", "dedup", "engine", "max_source_resolution", "nocache", "partial_response", "replicaLabels[]"}},
-		{names: []string{"timeout_extra"}, err: `backend_params: unknown parameter or preset "timeout_extra": use the presets thanos, victoriametrics or the parameters analyze, dedup, engine, latency_offset, max_source_resolution, nocache, partial_response, replicaLabels[], round_digits`},
+		{names: []string{"thanos", "nocache"}, allowed: []string{"dedup", "engine", "max_source_resolution", "nocache", "partial_response", "replicaLabels[]"}},
+		{names: []string{"timeout_extra"}, err: `backend_params: unknown parameter or preset "timeout_extra": use the presets thanos, victoriametrics or the parameters dedup, engine, latency_offset, max_source_resolution, nocache, partial_response, replicaLabels[], round_digits`},
 		{names: []string{"dedup", "extra_label"}, err: `backend_params: "extra_label" is an enforcement parameter of VictoriaMetrics and is never let through`},
 		{names: []string{"extra_filters[]"}, err: `"extra_filters[]" is an enforcement parameter`},
 		{names: []string{"extra_filters"}, err: `"extra_filters" is an enforcement parameter`},
+		{names: []string{"analyze"}, err: `backend_params: "analyze" is never let through: Thanos Query's analyze exposes the upstream's store addresses and the rewritten query`},
 	} {
 		allowed, err := parseBackendParams(tc.names)
 		if tc.err != "" {
@@ -55,7 +56,16 @@ func TestBackendParamsValidate(t *testing.T) {
 		h   Handler
 		err string
 	}{
-		{Handler{BackendParams: []string{"thanos"}}, ""},
+		{Handler{Backend: "thanos", BackendParams: []string{"thanos"}}, ""},
+		{Handler{Backend: "thanos", BackendParams: []string{"dedup", "replicaLabels[]"}}, ""},
+		{Handler{Backend: "victoriametrics", BackendParams: []string{"victoriametrics"}}, ""},
+		// A parameter of another engine than backend: nothing would read it.
+		{Handler{BackendParams: []string{"thanos"}}, `backend_params: dedup is a Thanos parameter; set backend thanos (the backend is prometheus, which does not read it)`},
+		{Handler{Backend: "victoriametrics", BackendParams: []string{"dedup"}}, `backend_params: dedup is a Thanos parameter; set backend thanos (the backend is victoriametrics`},
+		{Handler{Backend: "thanos", BackendParams: []string{"thanos", "nocache"}}, `backend_params: nocache is a VictoriaMetrics parameter; set backend victoriametrics (the backend is thanos`},
+		{Handler{BackendParams: []string{"round_digits"}}, `round_digits is a VictoriaMetrics parameter; set backend victoriametrics`},
+		{Handler{Backend: "thanos", BackendParams: []string{"analyze"}}, `"analyze" is never let through`},
+		{Handler{Backend: "thanos", ReplicaLabels: []string{"__name__"}}, `replica_labels: "__name__": a replica label is an external label, never a reserved __ name`},
 		{Handler{BackendParams: []string{"bogus"}}, `unknown parameter or preset "bogus"`},
 		{Handler{BackendParams: []string{"extra_label"}}, `"extra_label" is an enforcement parameter`},
 	} {
@@ -77,8 +87,16 @@ const grafanaThanosParams = "dedup=false&partial_response=true&max_source_resolu
 func TestBackendParamsForwarded(t *testing.T) {
 	plain := newTestHandler(t)
 	allowing := newTestHandler(t)
+	allowing.Backend, allowing.backend = "thanos", backendThanos
 	allowing.BackendParams = []string{"thanos"}
-	allowing.backendParams, _ = parseBackendParams(allowing.BackendParams)
+	allowing.backendParams, _ = parseBackendParamsFor(backendThanos, allowing.BackendParams)
+	// Where each is forwarded; on the other endpoints it is dropped.
+	forwarded := map[string][]string{
+		"/api/v1/query":           {"dedup", "partial_response", "max_source_resolution"},
+		"/api/v1/query_range":     {"dedup", "partial_response", "max_source_resolution"},
+		"/api/v1/query_exemplars": {"dedup", "partial_response"},
+		"/api/v1/series":          {"dedup"},
+	}
 
 	q := "query=" + url.QueryEscape("sum(up)")
 	for _, req := range []func() *http.Request{
@@ -117,8 +135,12 @@ func TestBackendParamsForwarded(t *testing.T) {
 			}
 			f := u.form(t)
 			for k, v := range map[string]string{"dedup": "false", "partial_response": "true", "max_source_resolution": "auto"} {
-				if got := f[k]; !slices.Equal(got, []string{v}) {
-					t.Errorf("upstream %s = %q, want [%s]; form %v", k, got, v, f)
+				want := []string{v}
+				if !slices.Contains(forwarded[r.URL.Path], k) {
+					want = nil
+				}
+				if got := f[k]; !slices.Equal(got, want) {
+					t.Errorf("upstream %s = %q, want %q; form %v", k, got, want, f)
 				}
 			}
 			if m := f["match[]"]; len(m) > 0 && !strings.Contains(m[0], `namespace="team-a"`) {
@@ -142,17 +164,23 @@ func TestBackendParamsChecked(t *testing.T) {
 		msg    string
 	}{
 		{"replicaLabels[]=replica&replicaLabels[]=prometheus_replica", 200, ""},
-		{"dedup=1&analyze=true&engine=thanos&max_source_resolution=5m&nocache=1&round_digits=3&latency_offset=30s", 200, ""},
-		{"max_source_resolution=300&latency_offset=1.5m", 200, ""},
+		{"dedup=1&engine=thanos&max_source_resolution=5m&nocache=1&round_digits=3&latency_offset=30s", 200, ""},
+		{"max_source_resolution=300.5&latency_offset=1h30m", 200, ""},
+		// Go's durations, which Thanos does not read.
+		{"max_source_resolution=1.5h", 400, `invalid max_source_resolution "1.5h": want auto, or a duration`},
+		{"latency_offset=1.5m", 400, `invalid latency_offset "1.5m": want a duration`},
 		{"dedup=maybe", 400, `invalid dedup "maybe": want true or false`},
 		{"partial_response=yes", 400, `invalid partial_response "yes": want true or false`},
-		{"analyze=2", 400, `invalid analyze "2": want true or false`},
+		// analyze shows the stores' addresses and the rewritten query.
+		{"analyze=true", 400, `parameter "analyze" is never forwarded: Thanos Query's analyze exposes the upstream's store addresses and the rewritten query, with the tenant's policy in it`},
 		{"max_source_resolution=soon", 400, `invalid max_source_resolution "soon": want auto, or a duration`},
 		{"max_source_resolution=-5m", 400, `invalid max_source_resolution "-5m"`},
 		{"engine=mimir", 400, `invalid engine "mimir": want prometheus or thanos`},
 		{"round_digits=two", 400, `invalid round_digits "two": want an integer`},
 		{"latency_offset=later", 400, `invalid latency_offset "later": want a duration`},
 		{"replicaLabels[]=a-b", 400, `invalid replicaLabels[] "a-b": want a label name`},
+		{"replicaLabels[]=__name__", 400, `invalid replicaLabels[] "__name__": a replica label is an external label, never a reserved __ name`},
+		{"replicaLabels[]=__prom_tenant_part__", 400, `invalid replicaLabels[] "__prom_tenant_part__"`},
 		{"dedup=true&dedup=false", 400, `parameter "dedup" is given 2 times; it takes one value`},
 		// Enforcement parameters: refused whatever backend_params says.
 		{"extra_label=namespace=team-b", 400, `parameter "extra_label" is VictoriaMetrics's own tenancy enforcement and is never forwarded`},

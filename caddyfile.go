@@ -131,6 +131,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			if err := checkReplicaLabelNames(args); err != nil {
+				return d.Err(err.Error())
+			}
 			h.ReplicaLabels = append(h.ReplicaLabels, args...)
 		case "max_union_selectors":
 			n, err := countArg(d)
@@ -141,6 +144,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized prom_tenant subdirective %q", d.Val())
 		}
+	}
+	// What depends on backend, which may come after them in the block.
+	backend, _ := parseBackend(h.Backend)
+	if _, err := parseBackendParamsFor(backend, h.BackendParams); err != nil {
+		return d.Err(err.Error())
+	}
+	if err := validateReplicaLabels(backend, h.ReplicaLabels); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

@@ -125,13 +125,16 @@ type Handler struct {
 	// BackendParams lets parameters of the backend through that only change
 	// how it reads the series a request selects, never which: presets
 	// "thanos" (dedup, partial_response, max_source_resolution, engine,
-	// analyze, replicaLabels[]) and "victoriametrics" (nocache,
-	// round_digits, latency_offset), or single names of those. They are
-	// accepted on every served path (Grafana's custom query parameters
-	// come with each of its requests), their values checked. Parameters
-	// with which an engine enforces tenancy itself (VictoriaMetrics's
-	// extra_label, extra_filters[]) are refused whatever this says.
-	// Default: none; any parameter Prometheus does not define is refused.
+	// replicaLabels[]) and "victoriametrics" (nocache, round_digits,
+	// latency_offset), or single names of those; each only with its
+	// Backend. They are accepted on every served path (Grafana's custom
+	// query parameters come with each of its requests), their values
+	// checked, and forwarded only on the endpoints the engine reads them
+	// on (backendparams.go), dropped on the others. Thanos's analyze, and
+	// parameters with which an engine enforces tenancy itself
+	// (VictoriaMetrics's extra_label, extra_filters[]), are refused
+	// whatever this says. Default: none; any parameter Prometheus does not
+	// define is refused.
 	BackendParams []string `json:"backend_params,omitempty"`
 
 	// ReplicaLabels are the labels Thanos Query deduplicates by, as its
@@ -189,8 +192,8 @@ func (h *Handler) provisionDefaults(ctx caddy.Context) {
 	if h.RewriteCacheSize == 0 {
 		h.RewriteCacheSize = 16 << 20
 	}
-	h.backend, _ = parseBackend(h.Backend)                   // Validate refuses an unknown one
-	h.backendParams, _ = parseBackendParams(h.BackendParams) // and unknown parameters
+	h.backend, _ = parseBackend(h.Backend)                                 // Validate refuses an unknown one
+	h.backendParams, _ = parseBackendParamsFor(h.backend, h.BackendParams) // and unknown parameters
 	d := rewrite.DefaultLimits
 	for _, f := range []struct {
 		v   *int
@@ -224,7 +227,7 @@ func (h *Handler) Validate() error {
 	if err != nil {
 		return err
 	}
-	if _, err := parseBackendParams(h.BackendParams); err != nil {
+	if _, err := parseBackendParamsFor(backend, h.BackendParams); err != nil {
 		return err
 	}
 	if err := validateReplicaLabels(backend, h.ReplicaLabels); err != nil {
@@ -311,9 +314,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		w.Header().Set("Allow", allowHeader(ep))
 		return "", false, promapi.Refuse(promapi.MethodNotAllowed, "method %s is not allowed for %s", r.Method, r.URL.Path)
 	}
-	if err := h.thanosRefusal(ep); err != nil {
-		return "", false, err
-	}
 	tenant, err := h.tenant(r)
 	if err != nil {
 		return "", false, err
@@ -326,6 +326,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return "", false, promapi.Refuse(promapi.BadTenant, "tenant %q is not a namespace name: %s", tenant, strings.Join(errs, "; "))
 		}
 		return tenant, false, promapi.Refuse(promapi.UnknownTenant, "unknown tenant %q: no valid MetricAccess in that namespace", tenant)
+	}
+	// After the tenant: no tenant is 401 first, and the engine behind the
+	// proxy is none of an anonymous client's business.
+	if err := h.thanosRefusal(ep); err != nil {
+		return tenant, true, err
 	}
 	form, err := readForm(r, ep, h.MaxRequestBody, h.backendParams)
 	if err != nil {
@@ -356,9 +361,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if err != nil {
 		return tenant, true, err
 	}
+	w, done := h.labelNamesWriter(w, r, ep, form) // reads dedup and replicaLabels[] before they are dropped
+	dropBackendParams(form, ep)
 	rebuild(r, r.URL.Path, form)
-	w, done := h.labelNamesWriter(w, r, ep, form)
-	defer done()
 	ew := newEnvelopeWriter(w)
 	if vw := h.victoriaMetricsWriter(ew, original, form.Get("query")); vw != nil {
 		err = next.ServeHTTP(vw, r)
@@ -366,8 +371,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	} else {
 		err = next.ServeHTTP(ew, r)
 	}
-	if ew.finish() {
-		return tenant, true, nil // the upstream's own error answer, in the envelope
+	wrapped := ew.finish() // the upstream's own error answer, in the envelope
+	if derr := done(); derr != nil && err == nil {
+		return tenant, true, derr
+	}
+	if wrapped {
+		return tenant, true, nil
 	}
 	return tenant, true, err
 }

@@ -51,6 +51,8 @@ func refusalCases(t *testing.T) []refusalCase {
 	smallCap := newTestHandler(t)
 	smallCap.MaxMetadataResponse = 1024
 	thanosParams := thanosTestHandler(t)
+	thanosReplicas := thanosTestHandler(t, "replica")
+	bigNames := []byte(`{"status":"success","data":["replica"` + strings.Repeat(`,"x"`, maxLabelNamesAnswer/4) + `]}`)
 
 	down := &upstream{respond: func(http.ResponseWriter, *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 10.0.0.9:9090: connect: connection refused"))
@@ -114,8 +116,10 @@ func refusalCases(t *testing.T) []refusalCase {
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "enforcement parameter", h: thanosParams, req: get(q("up")+"&extra_label=namespace%3Dteam-b", "team-a"), vars: []placeholder{{`"extra_label" is VictoriaMetrics's`, `"<name>" is <engine>'s`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
-		{name: "federate with backend thanos", h: thanosParams, req: get("/federate?match[]=up", "team-a"), tenant: unknownTenant, endpoint: "/federate", reason: "not_found"},
-		{name: "metadata with backend thanos", h: thanosParams, req: get("/api/v1/metadata", "team-a"), tenant: unknownTenant, endpoint: metadata, reason: "not_found"},
+		{name: "federate with backend thanos", h: thanosParams, req: get("/federate?match[]=up", "team-a"), tenant: "team-a", endpoint: "/federate", reason: "not_found"},
+		{name: "metadata with backend thanos", h: thanosParams, req: get("/api/v1/metadata", "team-a"), tenant: "team-a", endpoint: metadata, reason: "not_found"},
+		// No tenant is 401 first: the backend is none of an anonymous client's business.
+		{name: "federate with backend thanos, no tenant", h: thanosParams, req: get("/federate?match[]=up", ""), tenant: unknownTenant, endpoint: "/federate", reason: "no_tenant"},
 		{name: "repeated parameter", req: get(q("up")+"&time=1&time=2", "team-a"), vars: []placeholder{{`"time" is given 2 times`, `"<name>" is given <n> times`}},
 			tenant: "team-a", endpoint: query, reason: "bad_request"},
 		{name: "URL and body differ", req: post(q("up"), "team-a", "query=db_password_len"), vars: []placeholder{{`"query"`, `"<name>"`}},
@@ -163,6 +167,12 @@ func refusalCases(t *testing.T) []refusalCase {
 		{name: "metadata too large", h: smallCap, next: bigAnswer, req: get("/api/v1/metadata", "team-a"),
 			vars:   []placeholder{{`answer to /api/v1/targets/metadata`, `answer to <path>`}, {`\(1\.0 KiB\)`, `(<size>)`}},
 			tenant: "team-a", endpoint: metadata, reason: "too_large"},
+		{name: "backend parameter never forwarded", h: thanosParams, req: get(q("up")+"&analyze=true", "team-a"), vars: []placeholder{{`"analyze" is never forwarded: .*`, `"<name>" is never forwarded: <reason>`}},
+			tenant: "team-a", endpoint: query, reason: "bad_request"},
+		{name: "thanos label names too large", h: thanosReplicas, next: answering(200, "application/json", "", bigNames), req: get("/api/v1/labels", "team-a"),
+			tenant: "team-a", endpoint: "/api/v1/labels", reason: "too_large"},
+		{name: "thanos label names unreadable", h: thanosReplicas, next: answering(200, "application/json", "", []byte(`["replica"]`)), req: get("/api/v1/labels", "team-a"),
+			tenant: "team-a", endpoint: "/api/v1/labels", outcome: "upstream_error", reason: "upstream"},
 		{name: "upstream down", next: down, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
 		{name: "no upstream to try", next: noUpstreams, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},
 		{name: "upstream timeout", next: slowUpstream, req: get(q("up"), "team-a"), tenant: "team-a", endpoint: query, outcome: "upstream_error", reason: "upstream"},

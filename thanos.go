@@ -3,13 +3,11 @@ package promtenant
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/common/model"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
@@ -46,9 +44,15 @@ func validateReplicaLabels(backend backendKind, names []string) error {
 	if backend != backendThanos {
 		return fmt.Errorf("replica_labels is only meaningful with backend thanos, not %s", backend)
 	}
+	return checkReplicaLabelNames(names)
+}
+
+// checkReplicaLabelNames checks the ReplicaLabels option's names, which the
+// Caddyfile checks as it reads them.
+func checkReplicaLabelNames(names []string) error {
 	for _, n := range names {
-		if !model.LegacyValidation.IsValidLabelName(n) {
-			return fmt.Errorf("replica_labels: %q is not a label name", n)
+		if err := checkReplicaLabel(n); err != nil {
+			return fmt.Errorf("replica_labels: %q: %v", n, err)
 		}
 	}
 	return nil
@@ -91,21 +95,25 @@ func (h *Handler) replicaLabels(form url.Values) []string {
 }
 
 // maxLabelNamesAnswer bounds the /api/v1/labels answer held to take the
-// replica labels out; a larger one (some hundred thousand label names)
-// passes as Thanos sent it.
+// replica labels out (some hundred thousand label names); a larger one is
+// refused, as the proxy cannot tell which of its names to take out.
 const maxLabelNamesAnswer = 4 << 20
 
 // labelNamesWriter returns the writer for the answer to a forwarded request
-// (r, already rebuilt) and a func to call once it is written. For Thanos's
-// /api/v1/labels it takes the replica labels out of the names (see
-// replicaNamesWriter); for any other request it is w itself.
-func (h *Handler) labelNamesWriter(w http.ResponseWriter, r *http.Request, ep *endpoint, form url.Values) (http.ResponseWriter, func()) {
+// and a func to call once it is written, which returns a refusal to answer
+// instead if there is one. For Thanos's /api/v1/labels it takes the
+// replica labels out of the names (see replicaNamesWriter); for any other
+// request it is w itself.
+func (h *Handler) labelNamesWriter(w http.ResponseWriter, r *http.Request, ep *endpoint, form url.Values) (http.ResponseWriter, func() error) {
 	replicas := h.replicaLabels(form)
 	if ep.name != "/api/v1/labels" || len(replicas) == 0 {
-		return w, func() {}
+		return w, func() error { return nil }
 	}
 	r.Header.Del("Accept-Encoding") // the answer is read; encode still compresses it for the client
-	rw := &replicaNamesWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, replicas: replicas}
+	rw := &replicaNamesWriter{replicas: replicas}
+	rw.heldWriter = newHeldWriter(w, maxLabelNamesAnswer, func(status int, h http.Header) bool {
+		return status == http.StatusOK // an error passes, to the envelope writer
+	})
 	return rw, rw.finish
 }
 
@@ -117,83 +125,48 @@ func (h *Handler) labelNamesWriter(w http.ResponseWriter, r *http.Request, ep *e
 // its query and series answers (deduplication), but not in this one (its
 // label APIs pass no replica labels to the stores); taking the name out
 // makes this answer agree with the others, and with a Prometheus holding
-// the tenant's series once. It holds the answer (at most
-// maxLabelNamesAnswer, then it passes it on untouched), which is one name
-// list: linear in the answer. Anything but a 200 JSON answer passes as it is.
+// the tenant's series once. It holds the answer, at most
+// maxLabelNamesAnswer bytes, which is one name list: linear in the answer.
+// A success it cannot read, or one over the bound, is refused: passing it
+// would pass the replica labels.
 type replicaNamesWriter struct {
-	caddyhttp.ResponseWriterWrapper
+	heldWriter
 	replicas []string
-	holding  bool
-	wrote    bool
-	body     []byte
 }
 
-func (w *replicaNamesWriter) WriteHeader(status int) {
-	if w.wrote || status >= 100 && status <= 199 {
-		w.ResponseWriterWrapper.WriteHeader(status)
-		return
-	}
-	w.wrote = true
-	h := w.Header()
-	if status == http.StatusOK && isJSON(h.Get("Content-Type")) && h.Get("Content-Encoding") == "" {
-		w.holding = true
-		h.Del("Content-Length") // the answer may get shorter
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *replicaNamesWriter) Write(p []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if !w.holding {
-		return w.ResponseWriterWrapper.Write(p)
-	}
-	if len(w.body)+len(p) > maxLabelNamesAnswer {
-		w.holding = false
-		if _, err := w.ResponseWriterWrapper.Write(w.body); err != nil {
-			return 0, err
-		}
-		w.body = nil
-		return w.ResponseWriterWrapper.Write(p)
-	}
-	w.body = append(w.body, p...)
-	return len(p), nil
-}
-
-// ReadFrom hides the wrapped writer's ReadFrom, which would write past Write.
-func (w *replicaNamesWriter) ReadFrom(r io.Reader) (int64, error) {
-	return io.Copy(struct{ io.Writer }{w}, r)
-}
-
-// FlushError sends nothing of a held answer before it is complete.
-func (w *replicaNamesWriter) FlushError() error {
-	if w.holding {
+// finish writes a held answer without the replica labels, or returns the
+// refusal to answer instead (nothing of it was sent).
+func (w *replicaNamesWriter) finish() error {
+	if !w.held {
 		return nil
 	}
-	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
-}
-
-// finish writes a held answer without the replica labels; one it cannot
-// read as Prometheus's envelope as it came.
-func (w *replicaNamesWriter) finish() {
-	if !w.holding {
-		return
+	body, truncated, note := w.body()
+	if truncated {
+		return promapi.Refuse(promapi.TooLarge,
+			"Thanos Query's /api/v1/labels answer is over %d bytes, which the proxy holds to take the replica labels out: narrow it with match[] or start and end", maxLabelNamesAnswer)
 	}
-	w.holding = false
-	body := w.body
 	var env map[string]json.RawMessage
 	var names []string
-	if json.Unmarshal(body, &env) == nil && json.Unmarshal(env["data"], &names) == nil && names != nil {
-		names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(w.replicas, n) })
-		if data, err := json.Marshal(names); err == nil {
-			env["data"] = data
-			if b, err := json.Marshal(env); err == nil {
-				body = b
-			}
-		}
+	if note != "" || json.Unmarshal(body, &env) != nil || env["data"] == nil || json.Unmarshal(env["data"], &names) != nil {
+		return promapi.Refuse(promapi.UpstreamFailed,
+			"Thanos Query's /api/v1/labels answer is not Prometheus's envelope with a list of names, so the replica labels cannot be taken out of it")
 	}
-	_, _ = w.ResponseWriterWrapper.Write(body)
+	if names == nil { // "data":null, Thanos's answer with no names
+		w.writeHeld(w.status, body)
+		return nil
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(w.replicas, n) })
+	data, err := json.Marshal(names)
+	if err != nil {
+		return err
+	}
+	env["data"] = data
+	if body, err = json.Marshal(env); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.writeHeld(w.status, body)
+	return nil
 }
 
 // writeNoLabelValues answers a label-values request with no values.

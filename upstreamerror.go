@@ -11,7 +11,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/net/html"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
@@ -31,65 +30,18 @@ const (
 // writes the upstream's answer to. Every answer passes through as it
 // streams, except an error (status 400 and above) that is not typed JSON:
 // Grafana and API clients show only an envelope's "error", so such an
-// answer is held (its first maxUpstreamErrorBody bytes) and finish writes
-// it: Prometheus's envelope as it is, anything else in an envelope, with
-// the upstream's status and text. JSON answers, the upstream's own
-// envelopes among them, are untouched.
+// answer is held (its first maxUpstreamErrorBody bytes, decoded) and
+// finish writes it: Prometheus's envelope as it is, anything else in an
+// envelope, with the upstream's status and text. JSON answers, the
+// upstream's own envelopes among them, are untouched.
 type envelopeWriter struct {
-	caddyhttp.ResponseWriterWrapper
-	wroteHeader bool
-	held        bool // the answer is a non-JSON error, held for finish
-	status      int
-	body        []byte
+	heldWriter
 }
 
 func newEnvelopeWriter(w http.ResponseWriter) *envelopeWriter {
-	return &envelopeWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-}
-
-func (w *envelopeWriter) WriteHeader(status int) {
-	if w.wroteHeader {
-		return
-	}
-	if status >= 100 && status <= 199 { // informational: the final header follows
-		w.ResponseWriterWrapper.WriteHeader(status)
-		return
-	}
-	w.wroteHeader, w.status = true, status
-	if status >= 400 && !isJSON(w.Header().Get("Content-Type")) {
-		w.held = true
-		return
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *envelopeWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	if !w.held {
-		return w.ResponseWriterWrapper.Write(p)
-	}
-	if room := maxUpstreamErrorBody - len(w.body); room > 0 {
-		w.body = append(w.body, p[:min(len(p), room)]...)
-	}
-	return len(p), nil
-}
-
-// ReadFrom keeps the underlying writer's fast path for answers that pass.
-func (w *envelopeWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.WriteHeader(http.StatusOK)
-	if !w.held {
-		return w.ResponseWriterWrapper.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{w}, r) // without ReaderFrom: no recursion
-}
-
-// FlushError flushes an answer that passes; a held one has nothing to send
-// yet, and flushing before the header would send a 200.
-func (w *envelopeWriter) FlushError() error {
-	if !w.wroteHeader || w.held {
-		return nil
-	}
-	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
+	return &envelopeWriter{newHeldWriter(w, maxUpstreamErrorBody, func(status int, h http.Header) bool {
+		return status >= 400 && !isJSON(h.Get("Content-Type"))
+	})}
 }
 
 // finish writes a held answer, and reports whether it did: the upstream's
@@ -98,14 +50,11 @@ func (w *envelopeWriter) finish() bool {
 	if !w.held {
 		return false
 	}
-	ue := readUpstreamError(w.status, w.Header(), w.body)
-	h := w.Header()
-	h.Del("Content-Length") // the upstream's, for its own body
+	body, _, note := w.body() // a cut body is no envelope: its text is quoted, cut shorter
+	ue := readDecodedUpstreamError(w.status, w.Header(), body, note)
 	if ue.envelope != nil {
-		h.Del("Content-Encoding") // the envelope is written decoded
-		h.Set("Content-Type", "application/json")
-		w.ResponseWriterWrapper.WriteHeader(w.status)
-		_, _ = w.ResponseWriterWrapper.Write(ue.envelope)
+		w.Header().Set("Content-Type", "application/json")
+		w.writeHeld(w.status, ue.envelope)
 		return true
 	}
 	msg := fmt.Sprintf("upstream answered %d %s", w.status, http.StatusText(w.status))
@@ -132,22 +81,36 @@ type upstreamError struct {
 // Frontend sends its envelopes as text/plain, a server may send none);
 // anything else is typed by its status, and its text is upstreamText's.
 func readUpstreamError(status int, h http.Header, body []byte) upstreamError {
+	body, _, note := decodedBody(h, body, maxUpstreamErrorBody)
+	return readDecodedUpstreamError(status, h, body, note)
+}
+
+// readDecodedUpstreamError is readUpstreamError for a decoded body, or the
+// note saying why it could not be decoded.
+func readDecodedUpstreamError(status int, h http.Header, body []byte, note string) upstreamError {
 	ue := upstreamError{errorType: upstreamErrorType(status)}
-	body, note := decodedBody(h, body)
 	if note != "" {
 		ue.text = note
 		return ue
 	}
+	if errorType, text, ok := errorEnvelope(body); ok {
+		return upstreamError{envelope: body, errorType: errorType, text: text}
+	}
+	ue.text = upstreamText(h, body)
+	return ue
+}
+
+// errorEnvelope reads body as Prometheus's error envelope.
+func errorEnvelope(body []byte) (errorType, text string, ok bool) {
 	var env struct {
 		Status    string  `json:"status"`
 		ErrorType string  `json:"errorType"`
 		Error     *string `json:"error"`
 	}
 	if json.Unmarshal(body, &env) == nil && env.Status == "error" && env.ErrorType != "" && env.Error != nil {
-		return upstreamError{envelope: body, errorType: env.ErrorType, text: *env.Error}
+		return env.ErrorType, *env.Error, true
 	}
-	ue.text = upstreamText(h, body)
-	return ue
+	return "", "", false
 }
 
 // isJSON reports whether a Content-Type is JSON (application/json, or a
@@ -176,24 +139,32 @@ func upstreamErrorType(status int) string {
 	}
 }
 
-// decodedBody returns an error body without its content encoding (the
-// client's Accept-Encoding reaches the upstream), or a note saying why it
-// could not be: gzip is decoded, other encodings are not.
-func decodedBody(h http.Header, body []byte) ([]byte, string) {
+// decodedBody returns a body without its content encoding (the client's
+// Accept-Encoding reaches the upstream), at most limit bytes of it and
+// whether it was longer (or cut before it could be decoded whole); or a
+// note saying why it could not be decoded: gzip is decoded, other
+// encodings are not.
+func decodedBody(h http.Header, body []byte, limit int) (out []byte, truncated bool, note string) {
 	switch enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc {
 	case "", "identity":
-		return body, ""
+		if len(body) > limit {
+			return body[:limit], true, ""
+		}
+		return body, false, ""
 	case "gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
-			return nil, "(body in gzip encoding, not readable)"
+			return nil, false, "(body in gzip encoding, not readable)"
 		}
-		// A body cut at maxUpstreamErrorBody ends in a read error: keep
-		// what was decoded.
-		out, _ := io.ReadAll(io.LimitReader(zr, maxUpstreamErrorBody))
-		return out, ""
+		out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		if len(out) > limit {
+			return out[:limit], true, ""
+		}
+		// A body cut before its end ends in a read error: keep what was
+		// decoded, and say it is not all.
+		return out, err != nil, ""
 	default:
-		return nil, "(body in " + enc + " encoding)"
+		return nil, false, "(body in " + enc + " encoding)"
 	}
 }
 

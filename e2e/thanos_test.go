@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -52,7 +53,7 @@ func TestThanosChain(t *testing.T) {
 	}
 	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
 		t.Run(tenant, func(t *testing.T) {
-			checkTenantSeesOracle(t, p.url, tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
+			checkTenantSeesOracle(t, guarded(t, p.url, nil), tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
 			// The replica label has no values, as in the oracle, which
 			// has no such label (Thanos's own answer lists a, b, shard-0).
 			for _, m := range append(matchSets, nil) {
@@ -62,6 +63,17 @@ func TestThanosChain(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("engine=thanos", func(t *testing.T) {
+		// backend_params thanos lets engine through: the rewritten queries,
+		// unions among them, must be exact on Thanos's own engine too.
+		withEngine := guarded(t, p.url, url.Values{"engine": {"thanos"}})
+		for _, tenant := range []string{"team-a", "team-b", "team-c"} {
+			t.Run(tenant, func(t *testing.T) {
+				checkTenantSeesOracle(t, withEngine, tenant, oracles[tenant], th.Start, th.End, thanosQuirks)
+			})
+		}
+	})
 
 	t.Run("grafana custom query parameters", func(t *testing.T) {
 		// A Grafana Prometheus data source for Thanos with custom query
@@ -121,6 +133,51 @@ func TestThanosChain(t *testing.T) {
 			if _, ok := s.Metric[testenv.ThanosReplicaLabel]; ok {
 				t.Errorf("deduplicated answer has a replica label: %v", s.Metric)
 			}
+		}
+
+		// The README: with dedup=false the label APIs answer as Thanos's
+		// query API does, replica label included (the proxy takes nothing
+		// out), still only team-a's.
+		start := strconv.FormatInt(th.Start.Unix(), 10)
+		status, body = get(p.url, "/api/v1/labels?start="+start, "dedup=false")
+		if status != http.StatusOK || !strings.Contains(body, `"`+testenv.ThanosReplicaLabel+`"`) {
+			t.Errorf("dedup=false: /api/v1/labels %d %s, want the replica label %q", status, body, testenv.ThanosReplicaLabel)
+		}
+		status, body = get(p.url, "/api/v1/label/"+testenv.ThanosReplicaLabel+"/values?start="+start, "dedup=false")
+		if want := `{"status":"success","data":["a","b"]}`; status != http.StatusOK || body != want {
+			t.Errorf("dedup=false: label %s values %d %s, want %s", testenv.ThanosReplicaLabel, status, body, want)
+		}
+
+		// replicaLabels[] reaches Thanos: it deduplicates by job instead,
+		// so the answer has no job, and the replica label stays.
+		status, body = get(p.url, requests[0], "replicaLabels[]=job")
+		answer.Data.Result = nil
+		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.Data.Result) == 0 {
+			t.Fatalf("replicaLabels[]=job: %d %s (%v)", status, truncate(body, 300), err)
+		}
+		for _, s := range answer.Data.Result {
+			if _, ok := s.Metric["job"]; ok || s.Metric["namespace"] != "team-a" || s.Metric[testenv.ThanosReplicaLabel] == "" {
+				t.Errorf("replicaLabels[]=job: %v, want team-a's series without job, with %s", s.Metric, testenv.ThanosReplicaLabel)
+			}
+		}
+	})
+
+	t.Run("series cache and replicaLabels[]", func(t *testing.T) {
+		// Query Frontend's series cache key holds the matchers only: a
+		// replicaLabels[] sent with series (Grafana sends its custom
+		// parameters everywhere) must not decide what a later request
+		// without it reads. The proxy does not forward it on series.
+		m := []string{`http_requests_total{code="500"}`} // not asked above: the cache starts cold
+		api := newAPI(t, p.url, "team-a")
+		with := guarded(t, p.url, url.Values{"replicaLabels[]": {"job"}})
+		if _, _, _, err := newAPI(t, with, "team-a").Series(t.Context(), m, th.Start, th.End); err != nil {
+			t.Fatal(err)
+		}
+		got, _, _, err := api.Series(t.Context(), m, th.Start, th.End)
+		want, _, _, werr := oracles["team-a"].Series(t.Context(), m, th.Start, th.End)
+		compare(t, "team-a", fmt.Sprintf("series %q after one with replicaLabels[]=job", m), "", renderSets(want), werr, renderSets(got), err)
+		if len(want) == 0 {
+			t.Fatalf("the oracle has no series %q", m)
 		}
 	})
 

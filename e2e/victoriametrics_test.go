@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,8 +39,9 @@ import (
 func TestVictoriaMetrics(t *testing.T) {
 	prom3 := testenv.Prometheus3Binary(t)
 	vm := testenv.StartVictoriaMetrics(t, testenv.VictoriaMetricsOptions{})
-	p := startVMProxy(t, vm.Addr)
+	p := startVMProxy(t, vm.Addr, "")
 	reg := loadPolicies(t, unionTenantsDir)
+	pu := guarded(t, p.url, nil) // no answer holds __prom_tenant or another tenant's namespace
 
 	differs := map[string][]string{} // what → tenants whose Prometheus answered otherwise
 	for _, tenant := range []string{"team-a", "team-b", "team-c"} {
@@ -47,20 +49,23 @@ func TestVictoriaMetrics(t *testing.T) {
 			vmOracle := startVMOracle(t, vm, reg, tenant)
 			promOracle, promURL := startOracleOver(t, vm.Start, vm.End, reg, tenant, prom3)
 
-			got := runVMCorpus(t, newAPI(t, p.url, tenant), p.url, tenant, vm.Start, vm.End, vmUnionQueries)
+			got := runVMCorpus(t, newAPI(t, pu, tenant), pu, tenant, vm.Start, vm.End, vmUnionQueries)
 			want := runVMCorpus(t, newAPI(t, vmOracle.URL, ""), vmOracle.URL, "", vm.Start, vm.End, vmUnionQueries)
 			// VictoriaMetrics finds series, label names and values per day:
 			// a window after the data still finds them (Prometheus does
 			// not), and the tenant must still see only its own.
 			later := v1.Range{Start: vm.End.Add(10 * time.Minute), End: vm.End.Add(20 * time.Minute)}
-			maps.Copy(got, runVMMatchers(t, newAPI(t, p.url, tenant), later, "later window "))
+			maps.Copy(got, runVMMatchers(t, newAPI(t, pu, tenant), later, "later window "))
 			maps.Copy(want, runVMMatchers(t, newAPI(t, vmOracle.URL, ""), later, "later window "))
 			for _, what := range slices.Sorted(maps.Keys(want)) {
 				if g, w := got[what], want[what]; !g.equal(w) {
 					t.Errorf("%s:\nproxy:                    %s\ntenant-only VictoriaMetrics: %s", what, g, w)
 				}
 			}
-			checkVMRangeUnions(t, p.url, vmOracle.URL, tenant, vm.End)
+			checkVMRangeUnions(t, pu, vmOracle.URL, tenant, vm.End)
+			if tenant == "team-b" { // a union tenant
+				checkVMBackendParams(t, vm, vmOracle, tenant)
+			}
 
 			engine := runVMCorpus(t, promOracle, promURL, "", vm.Start, vm.End, nil)
 			for what, w := range engine {
@@ -154,9 +159,9 @@ var vmUnionQueries = []string{
 	`count(count by (__name__, job) ({job=~".+"}))`,
 }
 
-// startVMProxy runs bin/caddy with prom_tenant, `backend victoriametrics`,
-// in front of upstream, with the union tenants.
-func startVMProxy(t *testing.T, upstream string) *proxy {
+// startVMProxy runs bin/caddy with prom_tenant, `backend victoriametrics`
+// and options, in front of upstream, with the union tenants.
+func startVMProxy(t *testing.T, upstream, options string) *proxy {
 	t.Helper()
 	port, admin := testenv.FreePort(t), testenv.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
@@ -169,10 +174,11 @@ func startVMProxy(t *testing.T, upstream string) *proxy {
 http://127.0.0.1:%d {
 	prom_tenant {
 		backend victoriametrics
+		%s
 	}
 	reverse_proxy %s
 }
-`, admin, unionTenantsDir, port, upstream)
+`, admin, unionTenantsDir, port, options, upstream)
 	c := testenv.StartCaddy(t, caddyfile)
 	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
 }
@@ -394,4 +400,82 @@ func federateSorted(t *testing.T, base, tenant string, match []string) string {
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// checkVMBackendParams: with backend_params victoriametrics, nocache=1 and
+// round_digits=2 reach VictoriaMetrics and take effect (values rounded to
+// two digits), and the corpus with them equals what a tenant-only
+// VictoriaMetrics answers to the tenant's queries with them.
+func checkVMBackendParams(t *testing.T, vm, oracle *testenv.VictoriaMetrics, tenant string) {
+	t.Helper()
+	p := startVMProxy(t, vm.Addr, "backend_params victoriametrics")
+	params := url.Values{"nocache": {"1"}, "round_digits": {"2"}}
+	pu := guarded(t, p.url, params)
+	ou := guarded(t, oracle.URL, params)
+	got := runVMCorpus(t, newAPI(t, pu, tenant), pu, tenant, vm.Start, vm.End, vmUnionQueries)
+	want := runVMCorpus(t, newAPI(t, ou, ""), ou, "", vm.Start, vm.End, vmUnionQueries)
+	for _, what := range slices.Sorted(maps.Keys(want)) {
+		if g, w := got[what], want[what]; !g.equal(w) {
+			t.Errorf("round_digits=2&nocache=1, %s:\nproxy:                    %s\ntenant-only VictoriaMetrics: %s", what, g, w)
+		}
+	}
+
+	// The rounding shows: every value has at most two decimals, and
+	// some would have more without it.
+	const q = `rate(http_requests_total[5m])`
+	at := vm.End.Add(-time.Minute)
+	rounded, _, _, err := newAPI(t, pu, tenant).Query(t.Context(), q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _, _, err := newAPI(t, guarded(t, p.url, nil), tenant).Query(t.Context(), q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twoDigits := func(v float64) bool { return math.Abs(v*100-math.Round(v*100)) < 1e-6 }
+	more := false
+	for _, s := range plain.(model.Vector) {
+		more = more || !twoDigits(float64(s.Value))
+	}
+	if !more || len(rounded.(model.Vector)) == 0 {
+		t.Errorf("the test needs values with more than two decimals: %v", plain)
+	}
+	for _, s := range rounded.(model.Vector) {
+		if !twoDigits(float64(s.Value)) {
+			t.Errorf("round_digits=2 did not take effect: %v", s)
+		}
+	}
+}
+
+// TestVictoriaMetricsLimitErrors: a VictoriaMetrics with tight search
+// limits answers errors that quote what it ran (the filters of series and
+// /federate, the request URI):
+// through the proxy they keep the reason but never the policy's matchers.
+func TestVictoriaMetricsLimitErrors(t *testing.T) {
+	vm := testenv.StartVictoriaMetrics(t, testenv.VictoriaMetricsOptions{
+		// Not -search.maxUniqueTimeseries: it fails the readiness query too
+		// (a query's tagFilters text is TestVictoriaMetricsQueryTagFilters').
+		Flags: []string{"-search.maxSeries=1", "-search.maxFederateSeries=1"},
+	})
+	p := startVMProxy(t, vm.Addr, "")
+	pu := guarded(t, p.url, nil)
+	end := strconv.FormatInt(vm.End.Unix(), 10)
+	for _, path := range []string{
+		"/api/v1/series?match[]=up&end=" + end,
+		"/federate?match[]=up",
+	} {
+		status, body := getAs(t, pu+path, "team-a")
+		var env struct{ Status, Error string }
+		if err := json.Unmarshal([]byte(body), &env); err != nil || env.Status != "error" || status < 400 {
+			t.Errorf("GET %s: %d %s, want an error in the envelope", path, status, truncate(body, 400))
+			continue
+		}
+		t.Logf("GET %s: %d %s", path, status, env.Error)
+		if strings.Contains(env.Error, "namespace") || strings.Contains(env.Error, "requestURI") {
+			t.Errorf("GET %s: the error quotes what the tenant did not write: %s", path, env.Error)
+		}
+		if !strings.Contains(env.Error, "exceeds 1") {
+			t.Errorf("GET %s: VictoriaMetrics' reason is lost: %s", path, env.Error)
+		}
+	}
 }

@@ -42,6 +42,8 @@ type VictoriaMetricsOptions struct {
 	Start, End time.Time
 	// Keep selects series (labels including __name__); nil keeps all.
 	Keep func(series map[string]string) bool
+	// Flags are more command-line flags (a tight -search.maxSeries).
+	Flags []string
 }
 
 // victoriaMetricsFlags are set so that imported history answers at once and
@@ -94,6 +96,7 @@ func StartVictoriaMetrics(t testing.TB, o VictoriaMetricsOptions) *VictoriaMetri
 		"-storageDataPath=" + filepath.Join(dir, "data"),
 		"-httpListenAddr=" + vm.Addr,
 	}, victoriaMetricsFlags...)
+	args = append(args, o.Flags...)
 	vm.proc, err = startProcess("victoria-metrics", vm.LogPath, dir, nil, bin, args...)
 	if err != nil {
 		t.Fatal(err)
