@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/timestamp"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/promapi"
 )
@@ -39,9 +38,15 @@ var (
 	minTimeFormatted = minTime.Format(time.RFC3339Nano)
 	maxTimeFormatted = maxTime.Format(time.RFC3339Nano)
 
-	unixEpoch    = time.Unix(0, 0)
-	lastUnixNano = time.Unix(0, math.MaxInt64)
+	unixEpoch     = time.Unix(0, 0)
+	lastRewritten = time.Unix(1<<32, 0)
 )
+
+// maxSeconds bounds the unix seconds a number may give: past it the
+// milliseconds Prometheus selects by overflow int64, and past 2^63 its
+// int64(float) conversion differs between CPUs (amd64 wraps, arm64
+// saturates), as it does for NaN and ±Inf.
+const maxSeconds = math.MaxInt64 / 1000
 
 // canonicalForm rewrites form's times and durations in place into their
 // canonical text, or refuses a value Prometheus would refuse. An empty value
@@ -72,7 +77,10 @@ func canonicalForm(form url.Values) error {
 		case name == "timeout" && d <= 0:
 			err = fmt.Errorf("timeout must be positive, got %s", d)
 		}
-		if err != nil {
+		switch {
+		case err != nil && name == "lookback_delta":
+			return promapi.Refuse(promapi.BadRequest, "error parsing lookback delta duration: %v", err)
+		case err != nil:
 			return promapi.Refuse(promapi.BadRequest, "invalid parameter %q: %v", name, err)
 		}
 		vs[0] = s
@@ -81,8 +89,16 @@ func canonicalForm(form url.Values) error {
 }
 
 // canonicalTime returns the canonical text of a time: its milliseconds (the
-// precision Prometheus evaluates at) as unix seconds, or the text of a
-// sentinel. A time no shorter text reads back exactly keeps the client's.
+// precision Prometheus evaluates at) as unix seconds. Only a time of whole
+// milliseconds in [0, 2^32) s is rewritten; any other keeps the client's text:
+//   - a sub-millisecond part: Prometheus compares start and end exactly, so
+//     rounding both could turn a refused range (end before start) into an
+//     answered one;
+//   - before 1970: VictoriaMetrics reads a leading '-' as relative to now;
+//   - 2^32 s (2106) or later: VictoriaMetrics reads such a number as
+//     milliseconds. The sentinels of an open range are in neither range.
+//
+// No cache gains from rewriting those: clients do not send them.
 func canonicalTime(s string) (string, error) {
 	if plainInteger(s, 12) {
 		return s, nil // already canonical: the usual case, kept cheap
@@ -91,23 +107,12 @@ func canonicalTime(s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	switch {
-	case t.Equal(minTime):
-		return minTimeFormatted, nil
-	case t.Equal(maxTime):
-		return maxTimeFormatted, nil
-	}
-	// Prometheus evaluates a query at t.UnixNano() truncated to the
-	// millisecond, and selects series from t.UnixMilli(): the two agree, and
-	// dropping a time's sub-millisecond part changes neither, only from 1970
-	// until UnixNano overflows in 2262. Outside, such a time keeps its text.
-	if t.Nanosecond()%int(time.Millisecond) != 0 && (t.Before(unixEpoch) || t.After(lastUnixNano)) {
+	if t.Nanosecond()%int(time.Millisecond) != 0 || t.Before(unixEpoch) || !t.Before(lastRewritten) {
 		return s, nil
 	}
-	ms := timestamp.FromTime(t)
+	ms := t.UnixMilli()
 	out := formatMillis(ms)
-	// Past about 2^52 ms a float's fraction is coarser than a millisecond.
-	if back, err := parseTime(out); err != nil || timestamp.FromTime(back) != ms {
+	if back, err := parseTime(out); err != nil || back.UnixMilli() != ms {
 		return s, nil
 	}
 	return out, nil
@@ -168,8 +173,14 @@ func formatMillis(ms int64) string {
 
 // parseTime is Prometheus's web/api/v1 parseTime: a float of unix seconds
 // (rounded to the millisecond), RFC 3339 with any fraction, or a sentinel.
+// Unlike Prometheus, it refuses a number whose milliseconds overflow int64,
+// NaN and ±Inf, which Prometheus converts to a time that depends on its CPU.
 func parseTime(s string) (time.Time, error) {
 	if t, err := strconv.ParseFloat(s, 64); err == nil {
+		// Compared before converting: NaN fails every comparison.
+		if !(t > -maxSeconds && t < maxSeconds) {
+			return time.Time{}, fmt.Errorf("cannot parse %q to a valid timestamp. It overflows int64", s)
+		}
 		s, ns := math.Modf(t)
 		ns = math.Round(ns*1000) / 1000
 		return time.Unix(int64(s), int64(ns*float64(time.Second))).UTC(), nil

@@ -2,6 +2,7 @@ package promtenant
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,7 +33,6 @@ func TestCanonicalUpstreamRequest(t *testing.T) {
 		{"milliseconds", "/api/v1/query", []url.Values{
 			{"query": {"up"}, "time": {"1700000000.123"}},
 			{"query": {"up"}, "time": {"2023-11-14T22:13:20.123Z"}},
-			{"query": {"up"}, "time": {"2023-11-14T22:13:20.123999999Z"}}, // Prometheus truncates nanoseconds
 			{"query": {"up"}, "time": {"1700000000.1230"}},
 		}, "query=up%7Bnamespace%3D%22team-a%22%7D&time=1700000000.123"},
 		{"range step", "/api/v1/query_range", []url.Values{
@@ -49,10 +49,19 @@ func TestCanonicalUpstreamRequest(t *testing.T) {
 			{"query": {"up"}, "start": {"0"}, "end": {"1"}, "step": {"0.5"}},
 			{"query": {"up"}, "start": {"0.000"}, "end": {"1970-01-01T00:00:01Z"}, "step": {"500ms"}},
 		}, "end=1&query=up%7Bnamespace%3D%22team-a%22%7D&start=0&step=0.5"},
-		{"before 1970", "/api/v1/query", []url.Values{
-			{"query": {"up"}, "time": {"-0.5"}},
+		// Prometheus refuses this range (end before start, by 0.8 µs):
+		// rounded to the millisecond, both would be 1700000000 and answered.
+		{"sub-millisecond times as written", "/api/v1/query_range", []url.Values{
+			{"query": {"up"}, "start": {"2023-11-14T22:13:20.0009Z"}, "end": {"2023-11-14T22:13:20.0001Z"}, "step": {"1"}},
+		}, "end=2023-11-14T22%3A13%3A20.0001Z&query=up%7Bnamespace%3D%22team-a%22%7D&start=2023-11-14T22%3A13%3A20.0009Z&step=1"},
+		// VictoriaMetrics reads a leading '-' as relative to now, and a
+		// number from 2^32 on as milliseconds: such times keep their text.
+		{"before 1970 as written", "/api/v1/query", []url.Values{
 			{"query": {"up"}, "time": {"1969-12-31T23:59:59.5Z"}},
-		}, "query=up%7Bnamespace%3D%22team-a%22%7D&time=-0.5"},
+		}, "query=up%7Bnamespace%3D%22team-a%22%7D&time=1969-12-31T23%3A59%3A59.5Z"},
+		{"2106 and later as written", "/api/v1/query_range", []url.Values{
+			{"query": {"up"}, "start": {"1700000000.000"}, "end": {"9999-12-31T23:59:59Z"}, "step": {"60"}},
+		}, "end=9999-12-31T23%3A59%3A59Z&query=up%7Bnamespace%3D%22team-a%22%7D&start=1700000000&step=60"},
 		// client_golang's open range: Prometheus matches the sentinel's text.
 		{"open range", "/api/v1/series", []url.Values{
 			{"match[]": {"up"}, "start": {minTimeFormatted}, "end": {maxTimeFormatted}},
@@ -96,7 +105,15 @@ func TestCanonicalRefusals(t *testing.T) {
 		{"/api/v1/query_range?query=up&start=0&end=1&step=-15", `invalid parameter "step": zero or negative query resolution step widths are not accepted. Try a positive integer`},
 		{"/api/v1/query_range?query=up&start=0&end=1&step=1e300", `invalid parameter "step": cannot parse "1e300" to a valid duration. It overflows int64`},
 		{"/api/v1/query?query=up&timeout=0s", `invalid parameter "timeout": timeout must be positive, got 0s`},
-		{"/api/v1/query?query=up&lookback_delta=5x", `invalid parameter "lookback_delta": cannot parse "5x" to a valid duration`},
+		{"/api/v1/query?query=up&lookback_delta=5x", `error parsing lookback delta duration: cannot parse "5x" to a valid duration`},
+		// Prometheus converts these with int64(float), which differs between
+		// CPUs; past ±2^63/1000 s the milliseconds overflow.
+		{"/api/v1/query?query=up&time=Inf", `invalid parameter "time": cannot parse "Inf" to a valid timestamp. It overflows int64`},
+		{"/api/v1/query?query=up&time=-Inf", `invalid parameter "time": cannot parse "-Inf" to a valid timestamp. It overflows int64`},
+		{"/api/v1/query?query=up&time=NaN", `invalid parameter "time": cannot parse "NaN" to a valid timestamp. It overflows int64`},
+		{"/api/v1/query_range?query=up&start=0&end=1e19&step=1", `invalid parameter "end": cannot parse "1e19" to a valid timestamp. It overflows int64`},
+		{"/api/v1/query_range?query=up&start=-1e300&end=1&step=1", `invalid parameter "start": cannot parse "-1e300" to a valid timestamp. It overflows int64`},
+		{"/api/v1/series?match[]=up&start=9.3e15", `invalid parameter "start": cannot parse "9.3e15" to a valid timestamp. It overflows int64`},
 		{"/api/v1/series?match[]=up&start=tomorrow", `invalid parameter "start": cannot parse "tomorrow" to a valid timestamp`},
 		{"/api/v1/labels?end=never", `invalid parameter "end": cannot parse "never" to a valid timestamp`},
 	} {
@@ -119,8 +136,8 @@ func TestCanonicalRefusals(t *testing.T) {
 func TestCanonicalReadsAsPrometheus(t *testing.T) {
 	for _, s := range []string{
 		"0", "1", "1700000000", "1700000000.5", "1700000000.0005", "1700000000.0004999", "-1", "-1.5", "-0.001",
-		"1e3", "0x1p4", "1e12", "4102444800.999", "253402300799.999", "9007199254740.993", "1e15", "1e18", "1e19", "-1e19",
-		"Inf", "-Inf", "NaN", "2023-11-14T22:13:20.999999999Z", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z",
+		"1e3", "0x1p4", "1e12", "4102444800.999", "253402300799.999", "9007199254740.993", "1e15", "9.2e15", "-9.2e15",
+		"4294967295.999", "4294967296", "2023-11-14T22:13:20.999999999Z", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z",
 		minTimeFormatted, maxTimeFormatted,
 	} {
 		want, err := parseTime(s)
@@ -130,6 +147,9 @@ func TestCanonicalReadsAsPrometheus(t *testing.T) {
 		c, err := canonicalTime(s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
+		}
+		if c == s {
+			continue // kept as written
 		}
 		got, err := parseTime(c)
 		if err != nil || !sameMillisecond(got, want) {
@@ -152,10 +172,10 @@ func TestCanonicalReadsAsPrometheus(t *testing.T) {
 			t.Errorf("duration %s → %s reads %v (%v), want %v", s, c, got, err, want)
 		}
 	}
-	// Before 1970 the engine's millisecond (UnixNano truncated) and the
-	// series selection's (UnixMilli, floored) differ for a sub-millisecond
-	// time: it must reach the upstream as written.
-	for _, s := range []string{"1969-12-31T23:59:59.9995Z", "2263-01-01T00:00:00.0001Z"} {
+	// A sub-millisecond part, a time before 1970 or from 2^32 s on reaches
+	// the upstream as written (see canonicalTime).
+	for _, s := range []string{"1969-12-31T23:59:59.9995Z", "2263-01-01T00:00:00.0001Z", "2023-11-14T22:13:20.123999999Z",
+		"-0.5", "-1", "1969-12-31T23:59:59Z", "4294967296.5", "9999-12-31T23:59:59Z", "1e15", minTimeFormatted, maxTimeFormatted} {
 		if c, err := canonicalTime(s); err != nil || c != s {
 			t.Errorf("time %s → %s (%v), want it kept as written", s, c, err)
 		}
@@ -170,8 +190,15 @@ func TestCanonicalReadsAsPrometheus(t *testing.T) {
 
 // sameMillisecond reports whether Prometheus uses a and b alike: the
 // engine evaluates at UnixNano truncated to the millisecond, series are
-// selected from UnixMilli.
+// selected from UnixMilli. Outside UnixNano's range both would be
+// overflowed values, equal or not by accident: never the same.
 func sameMillisecond(a, b time.Time) bool {
+	first, last := time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+	for _, t := range []time.Time{a, b} {
+		if t.Before(first) || t.After(last) {
+			return false
+		}
+	}
 	return a.UnixMilli() == b.UnixMilli() && a.UnixNano()/1e6 == b.UnixNano()/1e6
 }
 
@@ -179,7 +206,8 @@ func sameMillisecond(a, b time.Time) bool {
 // original does, or the original is refused as Prometheus refuses it.
 func FuzzCanonicalTime(f *testing.F) {
 	for _, s := range []string{"1700000000", "1700000000.123", "2023-11-14T22:13:20Z", "-0.5", "1e15", minTimeFormatted,
-		"1969-12-31T23:59:59.9995Z", "2263-01-01T00:00:00.0001Z", "2023-11-14T22:13:20.123456+01:00", "NaN", "-1e19"} {
+		"1969-12-31T23:59:59.9995Z", "2263-01-01T00:00:00.0001Z", "2023-11-14T22:13:20.123456+01:00", "NaN", "-1e19",
+		"9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z", "4294967295.999", "2106-02-07T06:28:16Z", "1.7e9", "17e8", "0x1p31"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -188,7 +216,7 @@ func FuzzCanonicalTime(f *testing.F) {
 		if (perr != nil) != (err != nil) {
 			t.Fatalf("%q: Prometheus %v, canonical %v", s, perr, err)
 		}
-		if err != nil {
+		if err != nil || c == s {
 			return
 		}
 		got, err := parseTime(c)
