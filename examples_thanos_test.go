@@ -1,6 +1,7 @@
 package promtenant
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -9,8 +10,8 @@ import (
 
 // TestThanosExample checks examples/thanos/: its Caddyfile adapts with
 // prom-tenant's modules (formatted: no warnings), authenticates before
-// prom_tenant as the shipped configuration does, declares the Thanos backend,
-// and sends what it serves to Query Frontend's Service with an active health
+// prom_tenant as the shipped configuration does, declares the Thanos backend
+// with its replica label and parameters, and sends what it serves to Query Frontend's Service with an active health
 // check on /-/ready and retries while a pod restarts. Its timeouts are checked
 // with the other shipped configurations' (TestShippedTimeouts), and the
 // manifest by the real kube-apiserver (e2e.TestManifestsApply).
@@ -39,6 +40,15 @@ func TestThanosExample(t *testing.T) {
 	}
 	if promTenant["backend"] != "thanos" {
 		t.Errorf("%s: prom_tenant's backend is %v, want thanos", f, promTenant["backend"])
+	}
+	// As TestThanosChain runs it: without replica_labels the label APIs list
+	// Query's replica label; without backend_params Grafana's Thanos
+	// parameters are refused.
+	if got := fmt.Sprint(promTenant["replica_labels"]); got != "[replica]" {
+		t.Errorf("%s: prom_tenant's replica_labels are %s, want [replica] (Query's --query.replica-label)", f, got)
+	}
+	if got := fmt.Sprint(promTenant["backend_params"]); got != "[thanos]" {
+		t.Errorf("%s: prom_tenant's backend_params are %s, want the thanos preset", f, got)
 	}
 	if i, j := slices.Index(order, "authenticate_kubernetes"), slices.Index(order, "prom_tenant"); i < 0 || i > j {
 		t.Errorf("%s: handlers %v: authenticate_kubernetes must come before prom_tenant", f, order)

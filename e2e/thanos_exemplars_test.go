@@ -55,7 +55,7 @@ func TestThanosExemplars(t *testing.T) {
 	exemplarStorage := []string{"--enable-feature=exemplar-storage"}
 	th := testenv.StartThanos(t, testenv.ThanosOptions{PrometheusBinary: prom3,
 		PrometheusArgs: exemplarStorage, PairScrapeConfigs: scrapeConfigs("/all")})
-	p := startThanosProxy(t, th.Frontend.Addr, tenantsDir, thanosOptions)
+	p := startThanosProxy(t, th.Frontend.Addr, tenantsDir, thanosOptions(t))
 
 	window := url.Values{"start": {fmt.Sprint(ts.Add(-5 * time.Minute).Unix())}, "end": {fmt.Sprint(ts.Add(5 * time.Minute).Unix())}}
 	exemplars := func(query string) url.Values {

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,9 +43,9 @@ func TestThanosChain(t *testing.T) {
 			copyFile(t, f, filepath.Join(dir, filepath.Base(f)))
 		}
 	}
-	// The proxy as the README configures it for Thanos, and one with the
+	// The proxy as examples/thanos configures it, and one with the
 	// defaults (no backend parameters let through).
-	p := startThanosProxy(t, th.Frontend.Addr, dir, thanosOptions)
+	p := startThanosProxy(t, th.Frontend.Addr, dir, thanosOptions(t))
 	plain := startProxyToUpstream(t, th.Frontend.Addr, fmt.Sprintf("directory %s", dir), "")
 	reg := loadPolicies(t, dir)
 
@@ -280,11 +282,32 @@ func TestThanosChain(t *testing.T) {
 	})
 }
 
-// thanosOptions are prom_tenant's options for the chain, as the README
-// gives them for Thanos.
-var thanosOptions = fmt.Sprintf(`backend thanos
-		replica_labels %s
-		backend_params thanos`, testenv.ThanosReplicaLabel)
+// thanosOptions are prom_tenant's options for the chain, read from the
+// block examples/thanos ships (its tenant line aside: here the tenant comes
+// from the header), so that the shipped configuration is the tested one.
+func thanosOptions(t *testing.T) string {
+	t.Helper()
+	const f = "examples/thanos/configmap.yaml"
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)\n\s*prom_tenant \{\n(.*?)\n\s*\}\n`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s: no prom_tenant block", f)
+	}
+	var opts []string
+	for l := range strings.SplitSeq(string(m[1]), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "tenant ") {
+			opts = append(opts, l)
+		}
+	}
+	// The chain's Query deduplicates by testenv.ThanosReplicaLabel.
+	if !slices.Contains(opts, "backend thanos") || !slices.Contains(opts, "replica_labels "+testenv.ThanosReplicaLabel) {
+		t.Fatalf("%s: prom_tenant's options %q: want backend thanos and replica_labels %s", f, opts, testenv.ThanosReplicaLabel)
+	}
+	return strings.Join(opts, "\n\t\t")
+}
 
 // thanosQuirks are what Thanos v0.42 answers differently from Prometheus
 // through the proxy with thanosOptions: nothing. Query's /api/v1/labels and
