@@ -24,32 +24,11 @@ prog=bench-chain
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-if (($(nproc) >= 2)); then
-	pin_load=(taskset -c 0)
-	pin_servers=(taskset -c 1)
-else
-	echo "bench-chain: only $(nproc) CPU: running without CPU pinning; numbers are not comparable" >&2
-	pin_load=()
-	pin_servers=()
-fi
-
-# Data: scripts/bench.sh's (cmd/httpbenchdata: 20 namespaces of 1,000 series, 70 minutes
-# at 30 s). One Prometheus with an external label, which the sidecar requires; Query drops
-# it as a replica label, so its answers carry exactly Prometheus's labels.
-end=$(date -u +%Y-%m-%dT%H:%M:00Z)
-start=$(date -u -d "$end - 70 minutes" +%Y-%m-%dT%H:%M:%SZ)
-t=$(date -u -d "$end" +%s)
-go run ./cmd/httpbenchdata -start "$start" -end "$end" >"$tmp/data.om"
-promtool tsdb create-blocks-from openmetrics --quiet "$tmp/data.om" "$tmp/data" >/dev/null
-rm -f "$tmp/data.om"
-printf 'global:\n  scrape_interval: 15s\n  external_labels:\n    replica: a\n' >"$tmp/prometheus.yml"
-free_port
-prom_port=$port
-"${pin_servers[@]}" "$prometheus" --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
-	--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
-pids+=($!)
-prom_pid=${pids[-1]}
-wait_for Prometheus "$prom_pid" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+bench_pinning
+# Data and Prometheus: scripts/bench.sh's, with an external label, which the sidecar
+# requires; Query drops it as a replica label, so its answers carry exactly Prometheus's
+# labels.
+bench_prometheus "$prometheus" $'  external_labels:\n    replica: a\n'
 
 # thanos_run NAME ARGS...: a thanos component on fresh ports (http_port, grpc_port), its PID
 # in pids; waits for /-/ready.

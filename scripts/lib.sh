@@ -1,5 +1,5 @@
-# Shared by scripts/demo.sh, scripts/bench.sh and scripts/bench-remotewrite.sh: process
-# clean-up, ports, readiness.
+# Shared by scripts/demo.sh, scripts/bench*.sh and scripts/soak.sh: process clean-up,
+# ports, readiness; and the benchmarks' CPU pinning and data.
 # Source it after setting prog (the prefix of messages); it sets tmp and pids and
 # installs the traps that stop everything started (append PIDs to pids).
 
@@ -68,4 +68,40 @@ write_section() {
 		{ echo; cat "$section"; } >>"$doc"
 	fi
 	echo "$prog: wrote $doc" >&2
+}
+
+# bench_pinning: pin_load (CPU 0, for wrk) and pin_servers (CPU 1, for everything that
+# answers), so that a hop's CPU cost shows up as lost throughput; empty on one CPU.
+bench_pinning() {
+	if (($(nproc) >= 2)); then
+		pin_load=(taskset -c 0)
+		pin_servers=(taskset -c 1)
+	else
+		echo "$prog: only $(nproc) CPU: running without CPU pinning; numbers are not comparable" >&2
+		pin_load=()
+		pin_servers=()
+	fi
+}
+
+# bench_prometheus BINARY [GLOBAL_YAML]: cmd/httpbenchdata's data (20 namespaces of 1,000
+# series, 70 minutes at 30 s up to this minute, so that a range panel's 5m rate has data over
+# its whole hour) in a TSDB, served by the Prometheus BINARY (pinned with pin_servers) with
+# GLOBAL_YAML added to its global section. Sets start, end (RFC 3339), t (end, unix
+# seconds), prom_port and prom_pid (also in pids); returns once it is ready.
+bench_prometheus() {
+	local binary=$1 global=${2:-}
+	end=$(date -u +%Y-%m-%dT%H:%M:00Z)
+	start=$(date -u -d "$end - 70 minutes" +%Y-%m-%dT%H:%M:%SZ)
+	t=$(date -u -d "$end" +%s)
+	go run ./cmd/httpbenchdata -start "$start" -end "$end" >"$tmp/data.om"
+	promtool tsdb create-blocks-from openmetrics --quiet "$tmp/data.om" "$tmp/data" >/dev/null
+	rm -f "$tmp/data.om"
+	printf 'global:\n  scrape_interval: 15s\n%s' "$global" >"$tmp/prometheus.yml"
+	free_port
+	prom_port=$port
+	"${pin_servers[@]}" "$binary" --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
+		--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
+	pids+=($!)
+	prom_pid=${pids[-1]}
+	wait_for Prometheus "$prom_pid" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
 }
