@@ -53,14 +53,8 @@ func TestHostileSeriesOnRealPrometheus(t *testing.T) {
 
 func get(t *testing.T, target, tenant string) string {
 	t.Helper()
-	req := request(t, "GET", target, tenant, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := getAs(t, target, tenant)
+	return body
 }
 
 // remoteWrite sends one sample (now, value 42) per series with Remote-Write 1.0.

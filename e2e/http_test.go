@@ -252,3 +252,16 @@ http://127.0.0.1:%d {
 	}
 	_ = p
 }
+
+// getAs sends a GET as tenant (none if empty) and returns the status and
+// body, whatever they are.
+func getAs(t *testing.T, target, tenant string) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(request(t, http.MethodGet, target, tenant, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

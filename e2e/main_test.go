@@ -66,6 +66,13 @@ func startProxyWith(t *testing.T, prom *testenv.Prometheus, sources string, extr
 // Thanos Query Frontend): the proxy's prom is nil.
 func startProxyToUpstream(t *testing.T, upstream string, sources string, extraSites string) *proxy {
 	t.Helper()
+	return startProxyOptions(t, upstream, sources, "", extraSites)
+}
+
+// startProxyOptions is startProxyToUpstream with options in prom_tenant's
+// block (backend, replica_labels, backend_params).
+func startProxyOptions(t *testing.T, upstream, sources, options, extraSites string) *proxy {
+	t.Helper()
 	port, admin := testenv.FreePort(t), testenv.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -75,10 +82,12 @@ func startProxyToUpstream(t *testing.T, upstream string, sources string, extraSi
 }
 
 http://127.0.0.1:%d {
-	prom_tenant
+	prom_tenant {
+		%s
+	}
 	reverse_proxy %s
 }
-%s`, admin, sources, port, upstream, strings.ReplaceAll(extraSites, "{prometheus}", upstream))
+%s`, admin, sources, port, options, upstream, strings.ReplaceAll(extraSites, "{prometheus}", upstream))
 	c := testenv.StartCaddy(t, caddyfile)
 	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
 }

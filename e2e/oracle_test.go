@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -251,29 +250,29 @@ func renderSets(sets []model.LabelSet) string {
 // federate fetches /federate and renders its samples canonically.
 func federate(t *testing.T, base, tenant string, match []string) string {
 	t.Helper()
-	q := url.Values{"match[]": match}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/federate?"+q.Encode(), nil)
-	if tenant != "" {
-		req.Header.Set("X-Tenant-Namespace", tenant)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("status %d: %s", resp.StatusCode, body)
+	return federateLines(t, base, tenant, match, func(name string, _ *dto.MetricFamily, m *dto.Metric) string {
+		return name + m.String()
+	})
+}
+
+// federateLines fetches /federate as tenant (none if empty) and returns one
+// line per sample, as line writes it, sorted; or the status and body of an
+// answer that is not 200.
+func federateLines(t *testing.T, base, tenant string, match []string, line func(name string, mf *dto.MetricFamily, m *dto.Metric) string) string {
+	t.Helper()
+	status, body := getAs(t, base+"/federate?"+url.Values{"match[]": match}.Encode(), tenant)
+	if status != http.StatusOK {
+		return fmt.Sprintf("status %d: %s", status, body)
 	}
 	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("federate answer does not parse: %v\n%s", err, body)
 	}
 	var lines []string
 	for name, mf := range families {
 		for _, m := range mf.Metric {
-			lines = append(lines, name+m.String())
+			lines = append(lines, line(name, mf, m))
 		}
 	}
 	slices.Sort(lines)

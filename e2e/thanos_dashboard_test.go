@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -200,23 +199,16 @@ func clientForm(style int, query string, start, end time.Time) url.Values {
 // unless it succeeded.
 func getData(t *testing.T, u, tenant string) any {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
-	req.Header.Set("X-Tenant-Namespace", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	status, b := getAs(t, u, tenant)
 	var env struct {
 		Status string
 		Data   any
 	}
-	if err := json.Unmarshal(b, &env); err != nil || resp.StatusCode != http.StatusOK || env.Status != "success" {
-		t.Fatalf("%s: %d %s", u, resp.StatusCode, truncate(string(b), 500))
+	if err := json.Unmarshal([]byte(b), &env); err != nil || status != http.StatusOK || env.Status != "success" {
+		t.Fatalf("%s: %d %s", u, status, truncate(b, 500))
 	}
 	if r, _ := env.Data.(map[string]any)["result"].([]any); len(r) == 0 {
-		t.Fatalf("%s: no series: %s", u, truncate(string(b), 500))
+		t.Fatalf("%s: no series: %s", u, truncate(b, 500))
 	}
 	return env.Data
 }

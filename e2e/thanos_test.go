@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -322,22 +321,7 @@ var thanosQuirks = quirks{}
 // in front of upstream, tenants from the directory dir.
 func startThanosProxy(t *testing.T, upstream, dir, options string) *proxy {
 	t.Helper()
-	port, admin := testenv.FreePort(t), testenv.FreePort(t)
-	caddyfile := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		directory %s
-	}
-}
-
-http://127.0.0.1:%d {
-	prom_tenant {
-		%s
-	}
-	reverse_proxy %s
-}
-`, admin, dir, port, options, upstream)
-	return &proxy{caddy: testenv.StartCaddy(t, caddyfile), url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
+	return startProxyOptions(t, upstream, "directory "+dir, options, "")
 }
 
 // frontendCache reads the counters of the query frontend's range-query
@@ -374,19 +358,6 @@ func rangeCacheCounter(t *testing.T, exposition, name string) float64 {
 		t.Fatalf("no %s{tripperware=\"query_range\"} in the frontend's metrics:\n%s", name, exposition)
 	}
 	return sum
-}
-
-func getAs(t *testing.T, url, tenant string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	req.Header.Set("X-Tenant-Namespace", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 func truncate(s string, n int) string {

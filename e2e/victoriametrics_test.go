@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
-	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -18,7 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/prometheus/common/expfmt"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -163,24 +160,7 @@ var vmUnionQueries = []string{
 // and options, in front of upstream, with the union tenants.
 func startVMProxy(t *testing.T, upstream, options string) *proxy {
 	t.Helper()
-	port, admin := testenv.FreePort(t), testenv.FreePort(t)
-	caddyfile := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	prom_tenancy {
-		directory %s
-	}
-}
-
-http://127.0.0.1:%d {
-	prom_tenant {
-		backend victoriametrics
-		%s
-	}
-	reverse_proxy %s
-}
-`, admin, unionTenantsDir, port, options, upstream)
-	c := testenv.StartCaddy(t, caddyfile)
-	return &proxy{caddy: c, url: fmt.Sprintf("http://127.0.0.1:%d", port), caddyfile: caddyfile}
+	return startProxyOptions(t, upstream, "directory "+unionTenantsDir, "backend victoriametrics\n\t\t"+options, "")
 }
 
 // startVMOracle starts a VictoriaMetrics holding only the series tenant's
@@ -368,38 +348,14 @@ func checkVMRangeUnions(t *testing.T, proxyURL, oracleURL, tenant string, end ti
 // VictoriaMetrics writes them in their stored order, Prometheus sorted.
 func federateSorted(t *testing.T, base, tenant string, match []string) string {
 	t.Helper()
-	q := url.Values{"match[]": match}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/federate?"+q.Encode(), nil)
-	if tenant != "" {
-		req.Header.Set("X-Tenant-Namespace", tenant)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("status %d: %s", resp.StatusCode, body)
-	}
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("federate answer does not parse: %v\n%s", err, body)
-	}
-	var lines []string
-	for name, mf := range families {
-		for _, m := range mf.Metric {
-			ls := model.LabelSet{model.MetricNameLabel: model.LabelValue(name)}
-			for _, l := range m.Label {
-				ls[model.LabelName(l.GetName())] = model.LabelValue(l.GetValue())
-			}
-			v := m.GetUntyped().GetValue() + m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			lines = append(lines, fmt.Sprintf("%s %s %s %d", ls, mf.GetType(), strconv.FormatFloat(v, 'g', -1, 64), m.GetTimestampMs()))
+	return federateLines(t, base, tenant, match, func(name string, mf *dto.MetricFamily, m *dto.Metric) string {
+		ls := model.LabelSet{model.MetricNameLabel: model.LabelValue(name)}
+		for _, l := range m.Label {
+			ls[model.LabelName(l.GetName())] = model.LabelValue(l.GetValue())
 		}
-	}
-	slices.Sort(lines)
-	return strings.Join(lines, "\n")
+		v := m.GetUntyped().GetValue() + m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		return fmt.Sprintf("%s %s %s %d", ls, mf.GetType(), strconv.FormatFloat(v, 'g', -1, 64), m.GetTimestampMs())
+	})
 }
 
 // checkVMBackendParams: with backend_params victoriametrics, nocache=1 and
