@@ -51,16 +51,21 @@ const maxSeconds = math.MaxInt64 / 1000
 // canonicalForm rewrites form's times and durations in place into their
 // canonical text, or refuses a value Prometheus would refuse. An empty value
 // is left to the upstream: Prometheus reads it as "not given" where the
-// parameter is optional.
-func canonicalForm(form url.Values) error {
+// parameter is optional. rangeQuery says the form is /api/v1/query_range's:
+// Prometheus words a bad time there without the "invalid time value" that
+// its other endpoints (web/api/v1 parseTimeParam) put before the reason.
+func canonicalForm(form url.Values, rangeQuery bool) error {
 	for _, name := range timeParams {
 		vs := form[name]
 		if len(vs) != 1 || vs[0] == "" {
 			continue
 		}
 		s, err := canonicalTime(vs[0])
-		if err != nil {
+		switch {
+		case err != nil && rangeQuery:
 			return promapi.Refuse(promapi.BadRequest, "invalid parameter %q: %v", name, err)
+		case err != nil:
+			return promapi.Refuse(promapi.BadRequest, "invalid parameter %q: invalid time value for '%s': %v", name, name, err)
 		}
 		vs[0] = s
 	}

@@ -53,7 +53,7 @@ func readForm(r *http.Request, ep *endpoint, maxBody int64, backendParams map[st
 		}
 	}
 	// Times and durations in one form, so that equal requests are equal upstream.
-	if err := canonicalForm(form); err != nil {
+	if err := canonicalForm(form, r.URL.Path == "/api/v1/query_range"); err != nil {
 		return nil, err
 	}
 	return form, nil
