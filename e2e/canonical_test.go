@@ -39,8 +39,8 @@ var stepSpellings = []string{"0", "-15", "0s"}
 
 // TestCanonicalTimesDifferential: every spelling of a time or step, sent to
 // an upstream directly and through prom_tenant, gets the same answer or the
-// same refusal. On Debian's Prometheus 2.42 the two are equal, refusal texts
-// included. On VictoriaMetrics 1.79 (backend victoriametrics) they are equal
+// same refusal. On Prometheus 3 and Debian's Prometheus 2.42 the two are
+// equal, refusal texts included. On VictoriaMetrics 1.79 (backend victoriametrics) they are equal
 // wherever VictoriaMetrics reads the spelling as Prometheus does; elsewhere the
 // proxy answers as Prometheus does (it reads times as Prometheus).
 func TestCanonicalTimesDifferential(t *testing.T) {
@@ -82,9 +82,9 @@ func TestCanonicalTimesDifferential(t *testing.T) {
 	}
 
 	promAnswers := map[string]string{}
-	t.Run("prometheus", func(t *testing.T) {
+	same := func(t *testing.T, upstream, proxy string, requests []url.Values) {
 		for _, v := range requests {
-			direct, proxied := ask(prom.URL, v), ask(p.url, v)
+			direct, proxied := ask(upstream, v), ask(proxy, v)
 			promAnswers[v.Encode()] = direct
 			if direct != proxied {
 				t.Errorf("%s\ndirect:  %s\nproxied: %s", v.Encode(), direct, proxied)
@@ -92,10 +92,23 @@ func TestCanonicalTimesDifferential(t *testing.T) {
 		}
 		for _, s := range refusedByProxyOnly {
 			v := url.Values{"query": {"time()"}, "time": {s}}
-			if got := ask(p.url, v); got[:3] != "400" {
+			if got := ask(proxy, v); got[:3] != "400" {
 				t.Errorf("time=%s: %s, want refused", s, got)
 			}
 		}
+	}
+	t.Run("prometheus 3", func(t *testing.T) {
+		prom3 := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Binary: testenv.Prometheus3Binary(t)})
+		p3 := startProxyTo(t, prom3, tenantsDir, "")
+		// What 2.42 answers otherwise, and the proxy as 3.x does.
+		more := []url.Values{{"query": {"time()"}, "start": {"1700000000"}, "end": {"1700000300"}, "step": {"NaN"}}}
+		for _, d := range append(stepSpellings, "NaN") {
+			more = append(more, url.Values{"query": {"time()"}, "time": {"1700000000"}, "timeout": {d}})
+		}
+		same(t, prom3.URL, p3.url, append(requests, more...))
+	})
+	t.Run("prometheus 2.42", func(t *testing.T) {
+		same(t, prom.URL, p.url, requests)
 	})
 
 	t.Run("victoriametrics", func(t *testing.T) {
