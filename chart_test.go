@@ -188,7 +188,7 @@ func TestChartRenders(t *testing.T) {
 	}
 	auth := "ClusterRoleBinding prom-tenant-auth-delegator -> ClusterRole/system:auth-delegator"
 	maReader := "ClusterRoleBinding prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"
-	leases := "RoleBinding prom-tenant/prom-tenant-remote-write-leases -> Role/prom-tenant-remote-write-leases"
+	leases := "RoleBinding prom-tenant-state/prom-tenant-remote-write-leases -> Role/prom-tenant-remote-write-leases"
 	tokenChain := []string{"authenticate_kubernetes", "prom_tenant", "reverse_proxy"}
 	cases := []struct {
 		name, values string
@@ -198,7 +198,7 @@ func TestChartRenders(t *testing.T) {
 		{"defaults", "", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}", automount: true,
 			bindings: []string{auth, maReader}, replicas: 2, pdb: true, np: true}},
 		{"plain manifests", chartDir + "/ci/plain-manifests.yaml", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}",
-			automount: true, bindings: []string{auth, leases}, replicas: 2, pdb: true, np: true}},
+			automount: true, bindings: []string{auth}, replicas: 2, pdb: true, np: true}},
 		{"kubernetes, remote write, 3 replicas", chartDir + "/ci/kubernetes-remote-write.yaml", nil, want{handlers: tokenChain,
 			tenant: "{http.vars.prom_tenant.namespace}", automount: true, bindings: []string{auth,
 				"RoleBinding monitoring/prom-tenant-discovery -> ClusterRole/prom-tenant-discovery",
@@ -371,6 +371,8 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
 		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
 		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
+		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
 		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},
 		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}},
 	} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -80,9 +81,8 @@ type chartProxy struct {
 // and RBAC on e's API server (the namespaces they live in first), and runs
 // its Caddyfile on bin/caddy with that ServiceAccount's token. What only a
 // pod gives is replaced: the in-cluster configuration by a kubeconfig
-// holding the token the kubelet would mount, the pod's namespace (for the
-// Leases) by leader_election's namespace, and the listen ports by free ports
-// on 127.0.0.1.
+// holding the token the kubelet would mount, and the listen ports by free
+// ports on 127.0.0.1.
 func startChart(t *testing.T, e *kubeEnv, ns, values string, set ...string) *chartProxy {
 	t.Helper()
 	ctx := t.Context()
@@ -147,7 +147,7 @@ current-context: c
 		{"\n:9091 {\n", fmt.Sprintf("\nhttp://127.0.0.1:%d {\n", port), 1},
 		{"\t\tkubernetes\n\t}\n", "\t\t" + inCluster + "\t}\n", 0}, // prom_tenancy's, all namespaces
 		{"\t\tkubernetes {\n\t\t\tnamespaces ", "\t\tkubernetes {\n\t\t\tkubeconfig " + kubeconfig + "\n\t\t\tnamespaces ", 0},
-		{"\t\tkubernetes\n\t\tallow_url ", "\t\t" + inCluster + "\t\tleader_election {\n\t\t\tnamespace " + ns + "\n\t\t}\n\t\tallow_url ", 0},
+		{"\t\tkubernetes\n\t\t# Leases and progress", "\t\t" + inCluster + "\t\t# Leases and progress", 0}, // prom_remote_write's
 		{"\tauthenticate_kubernetes {\n", "\tauthenticate_kubernetes {\n\t\tkubeconfig " + kubeconfig + "\n", 0},
 		{"\t\tdynamic kubernetes {\n", "\t\tdynamic kubernetes {\n\t\t\tkubeconfig " + kubeconfig + "\n", 0},
 	}
@@ -237,6 +237,7 @@ func TestChartServes(t *testing.T) {
 		c := e.readyCondition(t, "team-a", "app-metrics")
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
+	checkCannotRewriteChart(t, e, "monitoring")
 	// The probes' endpoint.
 	resp, err := http.Get(p.health + "/healthz")
 	if err != nil {
@@ -252,17 +253,43 @@ func TestChartServes(t *testing.T) {
 // ci/kubernetes-remote-write.yaml (three replicas copying, tenants of two
 // namespaces, backends from EndpointSlices) with the chart's RBAC: the
 // copier's elections take the Leases in the release namespace, which the
-// chart's Role prom-tenant-remote-write-leases must allow.
+// chart's Role prom-tenant-remote-write-leases must allow, in the state
+// namespace monitoring-state (remoteWrite.stateNamespace's default), while
+// the proxy may not write the chart's ConfigMaps in monitoring.
 func TestChartLeaderElection(t *testing.T) {
 	prom := testenv.SharedPrometheus(t)
 	e := newKubeEnv(t, testenv.StartKubeAPIServer(t))
 	startChart(t, e, "monitoring", "kubernetes-remote-write.yaml", "remoteWrite.source=http://"+prom.Addr)
-	leases := e.client.CoordinationV1().Leases("monitoring")
+	checkCannotRewriteChart(t, e, "monitoring")
+	leases := e.client.CoordinationV1().Leases("monitoring-state")
 	for i := range 4 {
 		name := fmt.Sprintf("prom-tenant-copy-%d", i)
-		eventually(t, "Lease monitoring/"+name+" held", 30*time.Second, func() bool {
+		eventually(t, "Lease monitoring-state/"+name+" held", 30*time.Second, func() bool {
 			l, err := leases.Get(t.Context(), name, metav1.GetOptions{})
 			return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
 		})
+	}
+}
+
+// checkCannotRewriteChart: the API server denies the chart's ServiceAccount
+// (release prom-tenant in ns) writing the chart's ConfigMaps there, the
+// tenants' MetricAccess files and the Caddyfile: a stolen pod token must
+// not widen a tenant's policy or drop authentication.
+func checkCannotRewriteChart(t *testing.T, e *kubeEnv, ns string) {
+	t.Helper()
+	for _, cm := range []string{"prom-tenant-tenants", "prom-tenant-config"} {
+		for _, verb := range []string{"update", "patch", "delete"} {
+			r, err := e.client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User:               "system:serviceaccount:" + ns + ":prom-tenant",
+				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+				ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "configmaps", Name: cm},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status.Allowed {
+				t.Errorf("the chart's ServiceAccount may %s configmaps/%s in %s: %s", verb, cm, ns, r.Status.Reason)
+			}
+		}
 	}
 }

@@ -44,6 +44,14 @@ token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, dis
 {{- if or .Values.rbac.leases (and .Values.remoteWrite.enabled .Values.remoteWrite.leaderElection) }}true{{ end }}
 {{- end }}
 
+{{/*
+Where the copier's Leases and progress ConfigMaps live, and the only namespace where the proxy
+may write ConfigMaps: never the release namespace (validate refuses it).
+*/}}
+{{- define "prom-tenant.stateNamespace" -}}
+{{- .Values.remoteWrite.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
+{{- end }}
+
 {{/* Refuses values that would install something broken or open; renders nothing. */}}
 {{- define "prom-tenant.validate" -}}
 {{- if not (has .Values.auth.type (list "kubernetes" "basic" "header")) }}
@@ -54,6 +62,9 @@ token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, dis
 {{- end }}
 {{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
 {{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
+{{- end }}
+{{- if and (include "prom-tenant.leases" .) (eq (include "prom-tenant.stateNamespace" .) .Release.Namespace) }}
+{{- fail (printf "remoteWrite.stateNamespace %q is the release namespace: the Role that writes Leases and progress ConfigMaps there could also rewrite the chart's ConfigMaps (Caddyfile, tenants); choose a namespace of its own" .Release.Namespace) }}
 {{- end }}
 {{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#]" (.Values.upstream | toString)) }}
 {{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces or #" .Values.upstream) }}
@@ -110,6 +121,11 @@ writes them: an unformatted Caddyfile adapts with a warning.
 		kubernetes
 {{- if not .Values.remoteWrite.leaderElection }}
 		leader_election off
+{{- else }}
+		# Leases and progress apart from the chart's ConfigMaps (remoteWrite.stateNamespace).
+		leader_election {
+			namespace {{ include "prom-tenant.stateNamespace" . }}
+		}
 {{- end }}
 {{- range .Values.remoteWrite.allowURLs }}
 		allow_url {{ . }}
