@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -184,7 +185,8 @@ func TestChartRenders(t *testing.T) {
 		bindings  []string
 		replicas  int32
 		pdb, np   bool
-		copies    bool // prom_remote_write with leader election
+		copies    bool   // prom_remote_write with leader election
+		comment   string // in the Caddyfile ConfigMap's comment: how requests authenticate
 	}
 	auth := "ClusterRoleBinding prom-tenant-auth-delegator -> ClusterRole/system:auth-delegator"
 	maReader := "ClusterRoleBinding prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"
@@ -196,9 +198,9 @@ func TestChartRenders(t *testing.T) {
 		want         want
 	}{
 		{"defaults", "", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}", automount: true,
-			bindings: []string{auth, maReader}, replicas: 2, pdb: true, np: true}},
+			bindings: []string{auth, maReader}, replicas: 2, pdb: true, np: true, comment: "must carry a Kubernetes bearer token"}},
 		{"plain manifests", chartDir + "/ci/plain-manifests.yaml", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}",
-			automount: true, bindings: []string{auth}, replicas: 2, pdb: true, np: true}},
+			automount: true, bindings: []string{auth}, replicas: 2, pdb: true, np: true, comment: "must carry a Kubernetes bearer token"}},
 		{"kubernetes, remote write, 3 replicas", chartDir + "/ci/kubernetes-remote-write.yaml", nil, want{handlers: tokenChain,
 			tenant: "{http.vars.prom_tenant.namespace}", automount: true, bindings: []string{auth,
 				"RoleBinding monitoring/prom-tenant-discovery -> ClusterRole/prom-tenant-discovery",
@@ -207,17 +209,20 @@ func TestChartRenders(t *testing.T) {
 				"RoleBinding team-a/prom-tenant-remote-write-services -> ClusterRole/prom-tenant-remote-write-services",
 				"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
 				"RoleBinding team-b/prom-tenant-remote-write-secrets -> ClusterRole/prom-tenant-remote-write-secrets",
-			}, replicas: 3, pdb: true, np: true, copies: true}},
+			}, replicas: 3, pdb: true, np: true, copies: true, comment: "must carry a Kubernetes bearer token"}},
 		{"basic auth, static and MetricAccess tenants", chartDir + "/ci/static-basic-auth.yaml", nil, want{
 			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", automount: true,
-			bindings: []string{"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"}, replicas: 1}},
+			bindings: []string{"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"}, replicas: 1,
+			comment: "# auth.type=basic: every request to the proxy must carry HTTP basic auth"}},
 		// No authentication at all, asked for by name: the header is believed,
-		// and nothing may review tokens.
-		{"header", "", []string{"auth.type=header"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
-			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true}},
+		// only from the trusted peers, and nothing may review tokens.
+		{"header", "", []string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
+			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true,
+			comment: "# WARNING: auth.type=header, NO AUTHENTICATION."}},
 		// Nothing in the pod talks to the API server: no token, no binding.
 		{"basic auth, files only", chartDir + "/ci/static-basic-auth.yaml", []string{"tenants.kubernetes.enabled=false"}, want{
-			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1}},
+			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1,
+			comment: "# auth.type=basic: every request to the proxy must carry HTTP basic auth"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -260,6 +265,19 @@ func TestChartRenders(t *testing.T) {
 			}
 			if _, ok := objs["NetworkPolicy/prom-tenant"]; ok != c.want.np {
 				t.Errorf("NetworkPolicy rendered: %v, want %v", ok, c.want.np)
+			}
+			// The comment says how requests authenticate, and no other way.
+			for _, say := range []string{"must carry a Kubernetes bearer token", "# auth.type=basic:", "auth.type=header, NO AUTHENTICATION"} {
+				if got := strings.Contains(string(objs["ConfigMap/prom-tenant-config"]), say); got != strings.Contains(c.want.comment, say) {
+					t.Errorf("the Caddyfile ConfigMap's comment says %q: %v, want %v", say, got, !got)
+				}
+			}
+			if c.want.handlers[0] == "prom_tenant" { // header: only the trusted peers reach the port
+				var np networkingv1.NetworkPolicy
+				decodeStrict(t, objs, "NetworkPolicy/prom-tenant", &np)
+				if from := np.Spec.Ingress[0].From; len(from) != 1 || from[0].PodSelector == nil || from[0].PodSelector.MatchLabels["app"] != "oauth2-proxy" {
+					t.Errorf("auth.type=header: the proxy port admits %+v, want auth.header.trustedFrom only", from)
+				}
 			}
 			apps, _ := cfg["apps"].(map[string]any)
 			rw, copies := apps["prom_remote_write"].(map[string]any)
@@ -371,6 +389,11 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
 		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
 		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "service.type=LoadBalancer"},
+			"auth.type=header with service.type=LoadBalancer: the header is believed", []string{`=LoadBalancer`, `=<type>`}},
+		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "networkPolicy.enabled=false"},
+			"auth.type=header with networkPolicy.enabled=false: the header is believed", nil},
+		{[]string{"auth.type=header"}, "auth.type=header needs auth.header.trustedFrom", nil}, // the default peers of networkPolicy.from are not enough
 		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
 		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
 		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},

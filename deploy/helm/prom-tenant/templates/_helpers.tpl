@@ -63,6 +63,17 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
 {{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
 {{- end }}
+{{- if eq .Values.auth.type "header" }}
+{{- if ne .Values.service.type "ClusterIP" }}
+{{- fail (printf "auth.type=header with service.type=%s: the header is believed, so anyone who can reach the port is any tenant; header needs service.type=ClusterIP, networkPolicy.enabled=true and auth.header.trustedFrom" .Values.service.type) }}
+{{- end }}
+{{- if not .Values.networkPolicy.enabled }}
+{{- fail "auth.type=header with networkPolicy.enabled=false: the header is believed, so anyone who can reach the port is any tenant; header needs networkPolicy.enabled=true and auth.header.trustedFrom" }}
+{{- end }}
+{{- if not .Values.auth.header.trustedFrom }}
+{{- fail "auth.type=header needs auth.header.trustedFrom: the header is believed, so anyone who can reach the port is any tenant; list only the component that authenticates clients and sets X-Tenant-Namespace (it replaces networkPolicy.from)" }}
+{{- end }}
+{{- end }}
 {{- if and (include "prom-tenant.leases" .) (eq (include "prom-tenant.stateNamespace" .) .Release.Namespace) }}
 {{- fail (printf "remoteWrite.stateNamespace %q is the release namespace: the Role that writes Leases and progress ConfigMaps there could also rewrite the chart's ConfigMaps (Caddyfile, tenants); choose a namespace of its own" .Release.Namespace) }}
 {{- end }}
