@@ -185,7 +185,8 @@ func TestChartRenders(t *testing.T) {
 		bindings  []string
 		replicas  int32
 		pdb, np   bool
-		copies    bool   // prom_remote_write with leader election
+		copies    bool   // prom_remote_write
+		unelected bool   // prom_remote_write without leader election (one replica)
 		comment   string // in the Caddyfile ConfigMap's comment: how requests authenticate
 	}
 	auth := "ClusterRoleBinding prom-tenant-auth-delegator -> ClusterRole/system:auth-delegator"
@@ -219,6 +220,16 @@ func TestChartRenders(t *testing.T) {
 		{"header", "", []string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
 			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true,
 			comment: "# WARNING: auth.type=header, NO AUTHENTICATION."}},
+		// One unelected copier: a rollout must not run two (Recreate), and
+		// nothing may write Leases or ConfigMaps.
+		{"one copier without leader election", chartDir + "/ci/kubernetes-remote-write.yaml", []string{"replicas=1", "remoteWrite.leaderElection=false"}, want{handlers: tokenChain,
+			tenant: "{http.vars.prom_tenant.namespace}", automount: true, bindings: []string{auth,
+				"RoleBinding monitoring/prom-tenant-discovery -> ClusterRole/prom-tenant-discovery",
+				"RoleBinding team-a/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
+				"RoleBinding team-a/prom-tenant-remote-write-services -> ClusterRole/prom-tenant-remote-write-services",
+				"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
+				"RoleBinding team-b/prom-tenant-remote-write-secrets -> ClusterRole/prom-tenant-remote-write-secrets",
+			}, replicas: 1, np: true, copies: true, unelected: true, comment: "must carry a Kubernetes bearer token"}},
 		// Nothing in the pod talks to the API server: no token, no binding.
 		{"basic auth, files only", chartDir + "/ci/static-basic-auth.yaml", []string{"tenants.kubernetes.enabled=false"}, want{
 			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1,
@@ -286,10 +297,15 @@ func TestChartRenders(t *testing.T) {
 			}
 			if copies {
 				le, _ := rw["leader_election"].(map[string]any)
-				if rw["kubernetes"] == nil || le["disabled"] == true {
-					t.Errorf("prom_remote_write over %d replicas without leader election (kubernetes %v, leader_election %v)",
-						c.want.replicas, rw["kubernetes"], rw["leader_election"])
+				if elected := rw["kubernetes"] != nil && le["disabled"] != true; elected == c.want.unelected {
+					t.Errorf("prom_remote_write over %d replicas: leader election %v, want %v (kubernetes %v, leader_election %v)",
+						c.want.replicas, elected, !c.want.unelected, rw["kubernetes"], rw["leader_election"])
 				}
+			}
+			// Two unelected copiers side by side copy every tenant twice: a
+			// rolling update would run the old pod and the new one at once.
+			if recreate := dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType; recreate != c.want.unelected {
+				t.Errorf("strategy %q with an unelected copier: %v", dep.Spec.Strategy.Type, c.want.unelected)
 			}
 		})
 	}
