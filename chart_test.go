@@ -405,6 +405,8 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
 		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
 		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm"},
+			"is the hash of a published example password", []string{`users\.team-a`, `users.<user>`}},
 		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "service.type=LoadBalancer"},
 			"auth.type=header with service.type=LoadBalancer: the header is believed", []string{`=LoadBalancer`, `=<type>`}},
 		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "networkPolicy.enabled=false"},
@@ -469,6 +471,7 @@ func TestChartSchema(t *testing.T) {
 		{[]string{"replica=3"}, "additional properties 'replica' not allowed"},
 		{[]string{"remoteWrite.leaderElecton=false"}, "additional properties 'leaderElecton' not allowed"},
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=secret"}, "/auth/basic/users/team-a"},
+		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZ"}, "/auth/basic/users/team-a"}, // cut short
 		{[]string{"backend=mimir"}, "/backend"},
 	} {
 		_, err := helm(t, templateArgs("", c.set...)...)

@@ -63,6 +63,12 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
 {{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
 {{- end }}
+{{- range $user, $hash := .Values.auth.basic.users }}
+{{- /* The hashes of team-a-secret and team-b-secret, the chart's examples until 0.1.0: public passwords. */}}
+{{- if has $hash (list "$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm" "$2a$14$ZNz4fn6c2hGvC/D7b3AO4usHONLnpX7kTM2hFdgH38oySF.C9vWSa") }}
+{{- fail (printf "auth.basic.users.%s is the hash of a published example password: hash a password of your own with caddy hash-password" $user) }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.auth.type "header" }}
 {{- if ne .Values.service.type "ClusterIP" }}
 {{- fail (printf "auth.type=header with service.type=%s: the header is believed, so anyone who can reach the port is any tenant; header needs service.type=ClusterIP, networkPolicy.enabled=true and auth.header.trustedFrom" .Values.service.type) }}
