@@ -473,10 +473,41 @@ func TestChartSchema(t *testing.T) {
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=secret"}, "/auth/basic/users/team-a"},
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZ"}, "/auth/basic/users/team-a"}, // cut short
 		{[]string{"backend=mimir"}, "/backend"},
+		// Every value the chart writes into the Caddyfile has a form that
+		// cannot end its line or block (finding 9 of review 16b).
+		{[]string{"remoteWrite.source=http://a:1 { respond 200 }"}, "/remoteWrite/source"},
+		{[]string{"remoteWrite.allowURLs[0]=https://a/ }"}, "/remoteWrite/allowURLs/0"},
+		{[]string{"remoteWrite.allowURLs[0]=file:///etc/passwd"}, "/remoteWrite/allowURLs/0"},
+		{[]string{"tenants.kubernetes.namespaces[0]=team-a }"}, "/tenants/kubernetes/namespaces/0"},
+		{[]string{"remoteWrite.servicesNamespaces[0]=Team_A"}, "/remoteWrite/servicesNamespaces/0"},
+		{[]string{"remoteWrite.stateNamespace=a#b"}, "/remoteWrite/stateNamespace"},
+		{[]string{"discovery.namespace=monitoring }"}, "/discovery/namespace"},
+		{[]string{"discovery.selector=app=a } respond 200 {"}, "/discovery/selector"},
+		{[]string{"discovery.selector=app=a # comment"}, "/discovery/selector"},
+		{[]string{"discovery.port=web }"}, "/discovery/port"},
+		{[]string{"discovery.port=70000"}, "/discovery/port"},
+		{[]string{"timeouts.write=3 minutes"}, "/timeouts/write"},
+		{[]string{"timeouts.readHeader=10s }"}, "/timeouts/readHeader"},
 	} {
 		_, err := helm(t, templateArgs("", c.set...)...)
 		if err == nil || !strings.Contains(err.Error(), "don't meet the specifications of the schema") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("helm template --set %v: %v, want a schema error naming %q", c.set, err, c.want)
 		}
+	}
+}
+
+// TestChartSetBasedSelector: a set-based discovery.selector, whose spaces
+// the Caddyfile splits into arguments, renders a Caddyfile that adapts to
+// the same selector.
+func TestChartSetBasedSelector(t *testing.T) {
+	objs := renderChart(t, chartDir+"/ci/kubernetes-remote-write.yaml", `discovery.selector=app in (a\, b)\,tier!=cache`)
+	var cm corev1.ConfigMap
+	decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
+	raw, err := json.Marshal(caddyAdapt(t, "set-based selector", cm.Data["Caddyfile"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"selector":"app in (a, b),tier!=cache"`) {
+		t.Errorf("the adapted config has not the selector app in (a, b),tier!=cache:\n%s", raw)
 	}
 }
