@@ -148,3 +148,94 @@ func checkLeasesRole(t *testing.T, objs map[string][]byte) {
 	var ns corev1.Namespace
 	decodeStrict(t, objs, "Namespace/prom-tenant-state", &ns)
 }
+
+// roleRules lists each Role ("Role ns/name") and ClusterRole rendered, with
+// one "group/resource verb,verb" per group and resource of its rules.
+func roleRules(t *testing.T, objs map[string][]byte) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for key, doc := range objs {
+		var r struct {
+			Kind     string
+			Metadata struct{ Name, Namespace string }
+			Rules    []rbacv1.PolicyRule
+		}
+		if kind, _, _ := strings.Cut(key, "/"); kind != "Role" && kind != "ClusterRole" {
+			continue
+		}
+		if err := yaml.Unmarshal(doc, &r); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		name := "ClusterRole " + r.Metadata.Name
+		if r.Kind == "Role" {
+			name = "Role " + r.Metadata.Namespace + "/" + r.Metadata.Name
+		}
+		var rules []string
+		for _, rule := range r.Rules {
+			if len(rule.ResourceNames) > 0 || len(rule.NonResourceURLs) > 0 {
+				t.Errorf("%s: a rule with resourceNames or nonResourceURLs the table does not know: %+v", name, rule)
+			}
+			for _, g := range rule.APIGroups {
+				for _, res := range rule.Resources {
+					rules = append(rules, g+"/"+res+" "+strings.Join(rule.Verbs, ","))
+				}
+			}
+		}
+		out[name] = rules
+	}
+	return out
+}
+
+// TestChartRBACRules: every role the chart renders grants exactly what the
+// code it serves calls (informers list and watch; the rest as noted), and
+// no role is rendered for a feature that is off (unless rbac.unboundRoles):
+// a widened verb or an extra role fails here, while the e2e chart tests
+// show the grants suffice.
+func TestChartRBACRules(t *testing.T) {
+	metricsReader := []string{"metrics.k8s.io/pods get"} // the SubjectAccessReview authenticate_kubernetes asks (kubeauth/review.go)
+	// tenancy/source_kubernetes.go: an informer, UpdateStatus of the Ready condition;
+	// remotewrite/kubestatus.go: a merge patch of status.remoteWrite.
+	maReader := []string{"observability.ethos.io/metricaccesses list,watch", "observability.ethos.io/metricaccesses/status update"}
+	maReaderCopying := []string{"observability.ethos.io/metricaccesses list,watch", "observability.ethos.io/metricaccesses/status update,patch"}
+	discovery := []string{"discovery.k8s.io/endpointslices list,watch"} // discovery/watcher.go: an informer
+	services := []string{"/services get", "/pods list"}                 // remotewrite/services.go
+	secrets := []string{"/secrets get"}                                 // remotewrite/secrets.go
+	// remotewrite/election.go (resourcelock Get/Create/Update) and store_kube.go (ConfigMaps Get/Create/Update).
+	leases := []string{"coordination.k8s.io/leases get,create,update", "/configmaps get,create,update"}
+	for _, c := range []struct {
+		name, values string
+		set          []string
+		want         map[string][]string
+	}{
+		{"defaults", "", nil, map[string][]string{
+			"ClusterRole prom-tenant-metrics-reader": metricsReader, "ClusterRole prom-tenant-metricaccess-reader": maReader}},
+		{"plain manifests (unbound roles)", chartDir + "/ci/plain-manifests.yaml", nil, map[string][]string{
+			"ClusterRole prom-tenant-metrics-reader": metricsReader, "ClusterRole prom-tenant-metricaccess-reader": maReaderCopying,
+			"ClusterRole prom-tenant-discovery": discovery, "ClusterRole prom-tenant-remote-write-services": services,
+			"ClusterRole prom-tenant-remote-write-secrets": secrets}},
+		{"kubernetes, remote write", chartDir + "/ci/kubernetes-remote-write.yaml", nil, map[string][]string{
+			"ClusterRole prom-tenant-metrics-reader": metricsReader, "ClusterRole prom-tenant-metricaccess-reader": maReaderCopying,
+			"ClusterRole prom-tenant-discovery": discovery, "ClusterRole prom-tenant-remote-write-services": services,
+			"ClusterRole prom-tenant-remote-write-secrets": secrets, "Role prom-tenant-state/prom-tenant-remote-write-leases": leases}},
+		{"discovery of pods", chartDir + "/ci/kubernetes-remote-write.yaml", []string{"discovery.kind=pods", "remoteWrite.enabled=false",
+			"remoteWrite.servicesNamespaces=null", "remoteWrite.secretsNamespaces=null"}, map[string][]string{
+			"ClusterRole prom-tenant-metrics-reader": metricsReader, "ClusterRole prom-tenant-metricaccess-reader": maReader,
+			"ClusterRole prom-tenant-discovery": {"/pods list,watch"}}},
+		{"basic auth", chartDir + "/ci/static-basic-auth.yaml", nil, map[string][]string{"ClusterRole prom-tenant-metricaccess-reader": maReader}},
+		{"basic auth, files only", chartDir + "/ci/static-basic-auth.yaml", []string{"tenants.kubernetes.enabled=false"}, map[string][]string{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := roleRules(t, renderChart(t, c.values, c.set...))
+			for name, rules := range got {
+				if want, ok := c.want[name]; !ok || !slices.Equal(rules, want) {
+					t.Errorf("%s grants %q, want %q", name, rules, want)
+				}
+			}
+			for name := range c.want {
+				if _, ok := got[name]; !ok {
+					t.Errorf("no %s rendered", name)
+				}
+			}
+		})
+	}
+}

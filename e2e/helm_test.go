@@ -55,7 +55,7 @@ func TestChartApplies(t *testing.T) {
 			name = "helm template -f " + filepath.Base(v)
 		}
 		objs := parseObjects(t, name, out)
-		if len(objs) < 10 {
+		if len(objs) < 5 {
 			t.Fatalf("%s rendered %d objects", name, len(objs))
 		}
 		e.dryRun(t, mapper, name, objs)

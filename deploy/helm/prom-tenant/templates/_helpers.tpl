@@ -190,6 +190,9 @@ writes them: an unformatted Caddyfile adapts with a warning.
 			namespace {{ .Values.discovery.namespace }}
 			selector {{ .Values.discovery.selector }}
 			port {{ .Values.discovery.port }}
+{{- if ne .Values.discovery.kind "endpointslices" }}
+			kind {{ .Values.discovery.kind }}
+{{- end }}
 		}
 	}
 {{- else }}
