@@ -405,6 +405,7 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
 		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
 		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"replicaLabels[0]=replica"}, "replicaLabels are Thanos Query's replica labels: they need backend=thanos", nil},
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm"},
 			"is the hash of a published example password", []string{`users\.team-a`, `users.<user>`}},
 		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "service.type=LoadBalancer"},
@@ -510,4 +511,26 @@ func TestChartSetBasedSelector(t *testing.T) {
 	if !strings.Contains(string(raw), `"selector":"app in (a, b),tier!=cache"`) {
 		t.Errorf("the adapted config has not the selector app in (a, b),tier!=cache:\n%s", raw)
 	}
+}
+
+// TestChartThanos: ci/thanos.yaml configures prom_tenant for Thanos Query as
+// README's "Thanos: what differs" does: backend, replica labels, and
+// Grafana's Thanos parameters let through.
+func TestChartThanos(t *testing.T) {
+	var cm corev1.ConfigMap
+	decodeStrict(t, renderChart(t, chartDir+"/ci/thanos.yaml"), "ConfigMap/prom-tenant-config", &cm)
+	_, pt := proxyHandlers(t, "thanos", caddyAdapt(t, "thanos", cm.Data["Caddyfile"]))
+	if pt["backend"] != "thanos" || !slices.Equal(toStrings(pt["replica_labels"]), []string{"replica"}) ||
+		!slices.Equal(toStrings(pt["backend_params"]), []string{"thanos"}) {
+		t.Errorf("prom_tenant %v, want backend thanos, replica_labels [replica], backend_params [thanos]", pt)
+	}
+}
+
+func toStrings(v any) []string {
+	list, _ := v.([]any)
+	out := make([]string, len(list))
+	for i, x := range list {
+		out[i], _ = x.(string)
+	}
+	return out
 }

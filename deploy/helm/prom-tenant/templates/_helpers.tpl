@@ -69,6 +69,9 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- fail (printf "auth.basic.users.%s is the hash of a published example password: hash a password of your own with caddy hash-password" $user) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.replicaLabels (ne .Values.backend "thanos") }}
+{{- fail "replicaLabels are Thanos Query's replica labels: they need backend=thanos" }}
+{{- end }}
 {{- if eq .Values.auth.type "header" }}
 {{- if ne .Values.service.type "ClusterIP" }}
 {{- fail (printf "auth.type=header with service.type=%s: the header is believed, so anyone who can reach the port is any tenant; header needs service.type=ClusterIP, networkPolicy.enabled=true and auth.header.trustedFrom" .Values.service.type) }}
@@ -182,6 +185,12 @@ writes them: an unformatted Caddyfile adapts with a warning.
 {{- end }}
 {{- if .Values.backend }}
 		backend {{ .Values.backend }}
+{{- end }}
+{{- with .Values.replicaLabels }}
+		replica_labels {{ join " " . }} # as Thanos Query's --query.replica-label flags
+{{- end }}
+{{- with .Values.backendParams }}
+		backend_params {{ join " " . }}
 {{- end }}
 	}
 {{- if .Values.discovery.enabled }}
