@@ -458,6 +458,10 @@ func TestManifestsFromChart(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("deploy/kubernetes/%s differs from the chart's rendering: run make manifests", f)
 		}
+		// kubectl installs them: they must not claim to be a Helm release's.
+		if bytes.Contains(got, []byte("helm.sh/chart")) || bytes.Contains(got, []byte("managed-by: Helm")) {
+			t.Errorf("deploy/kubernetes/%s carries Helm's labels", f)
+		}
 	}
 }
 
