@@ -486,7 +486,7 @@ func checkCABundle(t *testing.T, pemData []byte) {
 	if want := fmt.Sprintf("# Mozilla's NSS roots from %s %s,", module, m[1]); !strings.HasPrefix(string(first), want) {
 		t.Errorf("/etc/ssl/certs/ca-certificates.crt begins %q, want %q...: not the pinned module's roots", first, want)
 	}
-	n := 0
+	var got []string
 	for rest := pemData; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
@@ -497,12 +497,22 @@ func checkCABundle(t *testing.T, pemData []byte) {
 			continue
 		}
 		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			t.Errorf("CA bundle: certificate %d: %v", n, err)
+			t.Errorf("CA bundle: certificate %d: %v", len(got), err)
 		}
-		n++
+		got = append(got, fmt.Sprintf("%x", sha256.Sum256(b.Bytes)))
 	}
-	if n <= 100 {
-		t.Errorf("CA bundle: %d certificates, want more than 100 (Mozilla's store)", n)
+	// The roots themselves, not only the header: the pinned module's, as
+	// tools/image lists them (a bundle of the build machine's roots under
+	// that header would pass the line above).
+	cmd := exec.Command("go", "run", ".", "-print-ca") // go test puts its go first in PATH
+	cmd.Dir = filepath.Join(testenv.RepoRoot(), "tools", "image")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tools/image -print-ca: %v %s", err, stderrOf(err))
+	}
+	want := strings.Fields(string(out))
+	if len(want) <= 100 || !slices.Equal(got, want) {
+		t.Errorf("CA bundle: %d roots, want the %d unconstrained roots of %s %s in its order (tools/image -print-ca)", len(got), len(want), module, m[1])
 	}
 }
 
