@@ -2,7 +2,6 @@ package promtenant
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -96,28 +94,6 @@ func TestChartLint(t *testing.T) {
 			t.Errorf("helm lint %s: %v\n%s", v, err, out)
 		}
 	}
-}
-
-// caddyAdapt adapts cfg with bin/caddy, failing on an error or a warning,
-// and returns the JSON config.
-func caddyAdapt(t *testing.T, name, cfg string) map[string]any {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(testenv.CaddyBinary(), "adapt", "--config", f, "--adapter", "caddyfile")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || strings.Contains(stderr.String(), `"level":"warn"`) {
-		t.Fatalf("%s: bin/caddy adapt: %v %s\n%s", name, err, stderr.String(), cfg)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // proxyHandlers returns the handler names of the server listening on
@@ -246,7 +222,7 @@ func TestChartRenders(t *testing.T) {
 			var cm corev1.ConfigMap
 			decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
 			caddyfile := cm.Data["Caddyfile"]
-			cfg := caddyAdapt(t, c.name, caddyfile)
+			cfg := adaptCaddyfile(t, c.name, caddyfile)
 			handlers, pt := proxyHandlers(t, c.name, cfg)
 			if !slices.Equal(handlers, c.want.handlers) || pt["tenant"] != c.want.tenant {
 				t.Errorf("proxy handlers %v, tenant %v; want %v, tenant %s", handlers, pt["tenant"], c.want.handlers, c.want.tenant)
@@ -265,7 +241,7 @@ func TestChartRenders(t *testing.T) {
 			if got := dep.Spec.Template.Annotations["checksum/caddyfile"]; got != hex.EncodeToString(sum[:]) {
 				t.Errorf("checksum/caddyfile %q is not the Caddyfile's sha256 %x", got, sum)
 			}
-			if got := pod.Containers[0].Image; got != "ghcr.io/prom-tenant/caddy-prom-tenant:"+chartAppVersion(t) {
+			if got := pod.Containers[0].Image; got != "ghcr.io/prom-tenant/caddy-prom-tenant:"+testenv.ChartAppVersion(t) {
 				t.Errorf("image %s, want ghcr.io/prom-tenant/caddy-prom-tenant:<appVersion>", got)
 			}
 			if got := bindings(t, objs); !slices.Equal(got, c.want.bindings) {
@@ -311,21 +287,6 @@ func TestChartRenders(t *testing.T) {
 	}
 }
 
-func chartAppVersion(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		AppVersion string `json:"appVersion"`
-	}
-	if err := yaml.Unmarshal(raw, &c); err != nil || c.AppVersion == "" {
-		t.Fatalf("Chart.yaml: no appVersion: %v", err)
-	}
-	return c.AppVersion
-}
-
 // TestChartMetricAccesses: MetricAccess objects from values are rendered as
 // given, and the files of tenants.files load through the directory source
 // (as TestDeployConfigMaps checks deploy/kubernetes's).
@@ -341,21 +302,9 @@ func TestChartMetricAccesses(t *testing.T) {
 	}
 	var cm corev1.ConfigMap
 	decodeStrict(t, objs, "ConfigMap/prom-tenant-tenants", &cm)
-	dir := t.TempDir()
-	for name, content := range cm.Data {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	src := &tenancy.DirectorySource{Path: dir}
-	app := &tenancy.App{Directory: src}
-	if err := app.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if errs := src.Errors(); len(errs) > 0 || !slices.ContainsFunc(app.Registry().Tenants(), func(t *tenancy.Tenant) bool { return t.Namespace == "team-a" }) {
-		t.Errorf("the tenants ConfigMap does not load team-a: %v, tenants %v", errs, app.Registry().Tenants())
+	tenants, errs := loadTenantFiles(t, cm.Data)
+	if len(errs) > 0 || !slices.ContainsFunc(tenants, func(t *tenancy.Tenant) bool { return t.Namespace == "team-a" }) {
+		t.Errorf("the tenants ConfigMap does not load team-a: %v, tenants %v", errs, tenants)
 	}
 }
 
@@ -508,7 +457,7 @@ func TestChartSetBasedSelector(t *testing.T) {
 	objs := renderChart(t, chartDir+"/ci/kubernetes-remote-write.yaml", `discovery.selector=app in (a\, b)\,tier!=cache`)
 	var cm corev1.ConfigMap
 	decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
-	raw, err := json.Marshal(caddyAdapt(t, "set-based selector", cm.Data["Caddyfile"]))
+	raw, err := json.Marshal(adaptCaddyfile(t, "set-based selector", cm.Data["Caddyfile"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +472,7 @@ func TestChartSetBasedSelector(t *testing.T) {
 func TestChartThanos(t *testing.T) {
 	var cm corev1.ConfigMap
 	decodeStrict(t, renderChart(t, chartDir+"/ci/thanos.yaml"), "ConfigMap/prom-tenant-config", &cm)
-	_, pt := proxyHandlers(t, "thanos", caddyAdapt(t, "thanos", cm.Data["Caddyfile"]))
+	_, pt := proxyHandlers(t, "thanos", adaptCaddyfile(t, "thanos", cm.Data["Caddyfile"]))
 	if pt["backend"] != "thanos" || !slices.Equal(toStrings(pt["replica_labels"]), []string{"replica"}) ||
 		!slices.Equal(toStrings(pt["backend_params"]), []string{"thanos"}) {
 		t.Errorf("prom_tenant %v, want backend thanos, replica_labels [replica], backend_params [thanos]", pt)
