@@ -83,7 +83,8 @@ func templateArgs(values string, set ...string) []string {
 	return args
 }
 
-// TestChartLint: the chart passes `helm lint --strict` with every values file.
+// TestChartLint: the chart passes `helm lint --strict` with every values
+// file, and the Caddyfile each renders adapts without a warning.
 func TestChartLint(t *testing.T) {
 	for _, v := range chartValues(t) {
 		args := []string{"lint", "--strict", chartDir}
@@ -93,6 +94,9 @@ func TestChartLint(t *testing.T) {
 		if out, err := helm(t, args...); err != nil {
 			t.Errorf("helm lint %s: %v\n%s", v, err, out)
 		}
+		var cm corev1.ConfigMap
+		decodeStrict(t, renderChart(t, v), "ConfigMap/prom-tenant-config", &cm)
+		adaptCaddyfile(t, "the Caddyfile of "+v, cm.Data["Caddyfile"])
 	}
 }
 
@@ -364,6 +368,10 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"auth.type=header"}, "auth.type=header needs auth.header.trustedFrom", nil}, // the default peers of networkPolicy.from are not enough
 		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
 		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-a", "tenants.kubernetes.namespaces[0]=team-a"}, "is a tenant namespace",
+			[]string{`"team-a"`, `"<namespace>"`}},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-b", "remoteWrite.secretsNamespaces[0]=team-b"}, "is a tenant namespace",
+			[]string{`"team-b"`, `"<namespace>"`}},
 		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},
 		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}},
 	} {

@@ -86,6 +86,14 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- if and (include "prom-tenant.leases" .) (eq (include "prom-tenant.stateNamespace" .) .Release.Namespace) }}
 {{- fail (printf "remoteWrite.stateNamespace %q is the release namespace: the Role that writes Leases and progress ConfigMaps there could also rewrite the chart's ConfigMaps (Caddyfile, tenants); choose a namespace of its own" .Release.Namespace) }}
 {{- end }}
+{{- if include "prom-tenant.leases" . }}
+{{- $state := include "prom-tenant.stateNamespace" . }}
+{{- $tenantNamespaces := concat .Values.tenants.kubernetes.namespaces .Values.remoteWrite.servicesNamespaces .Values.remoteWrite.secretsNamespaces }}
+{{- range .Values.metricAccesses }}{{ $tenantNamespaces = append $tenantNamespaces .namespace }}{{ end }}
+{{- if has $state $tenantNamespaces }}
+{{- fail (printf "remoteWrite.stateNamespace %q is a tenant namespace: its tenants could edit the copies' progress and skip or replay samples; choose a namespace of its own" $state) }}
+{{- end }}
+{{- end }}
 {{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#]" (.Values.upstream | toString)) }}
 {{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces or #" .Values.upstream) }}
 {{- end }}
