@@ -115,7 +115,7 @@ xcaddy:
 # docker-archive, bin/prom-tenant-image.tar (podman load / docker load), written by
 # tools/image (its own module: go-containerregistry stays out of go.mod). The Dockerfile
 # describes the same image; every timestamp is the last commit's, so the same tree gives
-# the same digest.
+# the same digest with the same Go toolchain.
 # The tag is the chart's appVersion, the one source of truth: helm install with the chart's
 # defaults pulls what make image tagged. The commit goes into the revision label and into
 # caddy version.

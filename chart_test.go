@@ -2,7 +2,6 @@ package promtenant
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -84,7 +83,8 @@ func templateArgs(values string, set ...string) []string {
 	return args
 }
 
-// TestChartLint: the chart passes `helm lint --strict` with every values file.
+// TestChartLint: the chart passes `helm lint --strict` with every values
+// file, and the Caddyfile each renders adapts without a warning.
 func TestChartLint(t *testing.T) {
 	for _, v := range chartValues(t) {
 		args := []string{"lint", "--strict", chartDir}
@@ -94,29 +94,10 @@ func TestChartLint(t *testing.T) {
 		if out, err := helm(t, args...); err != nil {
 			t.Errorf("helm lint %s: %v\n%s", v, err, out)
 		}
+		var cm corev1.ConfigMap
+		decodeStrict(t, renderChart(t, v), "ConfigMap/prom-tenant-config", &cm)
+		adaptCaddyfile(t, "the Caddyfile of "+v, cm.Data["Caddyfile"])
 	}
-}
-
-// caddyAdapt adapts cfg with bin/caddy, failing on an error or a warning,
-// and returns the JSON config.
-func caddyAdapt(t *testing.T, name, cfg string) map[string]any {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(testenv.CaddyBinary(), "adapt", "--config", f, "--adapter", "caddyfile")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || strings.Contains(stderr.String(), `"level":"warn"`) {
-		t.Fatalf("%s: bin/caddy adapt: %v %s\n%s", name, err, stderr.String(), cfg)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // proxyHandlers returns the handler names of the server listening on
@@ -184,11 +165,13 @@ func TestChartRenders(t *testing.T) {
 		bindings  []string
 		replicas  int32
 		pdb, np   bool
-		copies    bool // prom_remote_write with leader election
+		copies    bool   // prom_remote_write
+		unelected bool   // prom_remote_write without leader election (one replica)
+		comment   string // in the Caddyfile ConfigMap's comment: how requests authenticate
 	}
 	auth := "ClusterRoleBinding prom-tenant-auth-delegator -> ClusterRole/system:auth-delegator"
 	maReader := "ClusterRoleBinding prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"
-	leases := "RoleBinding prom-tenant/prom-tenant-remote-write-leases -> Role/prom-tenant-remote-write-leases"
+	leases := "RoleBinding prom-tenant-state/prom-tenant-remote-write-leases -> Role/prom-tenant-remote-write-leases"
 	tokenChain := []string{"authenticate_kubernetes", "prom_tenant", "reverse_proxy"}
 	cases := []struct {
 		name, values string
@@ -196,9 +179,9 @@ func TestChartRenders(t *testing.T) {
 		want         want
 	}{
 		{"defaults", "", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}", automount: true,
-			bindings: []string{auth, maReader}, replicas: 2, pdb: true, np: true}},
+			bindings: []string{auth, maReader}, replicas: 2, pdb: true, np: true, comment: "must carry a Kubernetes bearer token"}},
 		{"plain manifests", chartDir + "/ci/plain-manifests.yaml", nil, want{handlers: tokenChain, tenant: "{http.vars.prom_tenant.namespace}",
-			automount: true, bindings: []string{auth, leases}, replicas: 2, pdb: true, np: true}},
+			automount: true, bindings: []string{auth}, replicas: 2, pdb: true, np: true, comment: "must carry a Kubernetes bearer token"}},
 		{"kubernetes, remote write, 3 replicas", chartDir + "/ci/kubernetes-remote-write.yaml", nil, want{handlers: tokenChain,
 			tenant: "{http.vars.prom_tenant.namespace}", automount: true, bindings: []string{auth,
 				"RoleBinding monitoring/prom-tenant-discovery -> ClusterRole/prom-tenant-discovery",
@@ -207,17 +190,30 @@ func TestChartRenders(t *testing.T) {
 				"RoleBinding team-a/prom-tenant-remote-write-services -> ClusterRole/prom-tenant-remote-write-services",
 				"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
 				"RoleBinding team-b/prom-tenant-remote-write-secrets -> ClusterRole/prom-tenant-remote-write-secrets",
-			}, replicas: 3, pdb: true, np: true, copies: true}},
+			}, replicas: 3, pdb: true, np: true, copies: true, comment: "must carry a Kubernetes bearer token"}},
 		{"basic auth, static and MetricAccess tenants", chartDir + "/ci/static-basic-auth.yaml", nil, want{
 			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", automount: true,
-			bindings: []string{"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"}, replicas: 1}},
+			bindings: []string{"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader"}, replicas: 1,
+			comment: "# auth.type=basic: every request to the proxy must carry HTTP basic auth"}},
 		// No authentication at all, asked for by name: the header is believed,
-		// and nothing may review tokens.
-		{"header", "", []string{"auth.type=header"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
-			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true}},
+		// only from the trusted peers, and nothing may review tokens.
+		{"header", "", []string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy"}, want{handlers: []string{"prom_tenant", "reverse_proxy"},
+			tenant: "{http.request.header.X-Tenant-Namespace}", automount: true, bindings: []string{maReader}, replicas: 2, pdb: true, np: true,
+			comment: "# WARNING: auth.type=header, NO AUTHENTICATION."}},
+		// One unelected copier: a rollout must not run two (Recreate), and
+		// nothing may write Leases or ConfigMaps.
+		{"one copier without leader election", chartDir + "/ci/kubernetes-remote-write.yaml", []string{"replicas=1", "remoteWrite.leaderElection=false"}, want{handlers: tokenChain,
+			tenant: "{http.vars.prom_tenant.namespace}", automount: true, bindings: []string{auth,
+				"RoleBinding monitoring/prom-tenant-discovery -> ClusterRole/prom-tenant-discovery",
+				"RoleBinding team-a/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
+				"RoleBinding team-a/prom-tenant-remote-write-services -> ClusterRole/prom-tenant-remote-write-services",
+				"RoleBinding team-b/prom-tenant-metricaccess-reader -> ClusterRole/prom-tenant-metricaccess-reader",
+				"RoleBinding team-b/prom-tenant-remote-write-secrets -> ClusterRole/prom-tenant-remote-write-secrets",
+			}, replicas: 1, np: true, copies: true, unelected: true, comment: "must carry a Kubernetes bearer token"}},
 		// Nothing in the pod talks to the API server: no token, no binding.
 		{"basic auth, files only", chartDir + "/ci/static-basic-auth.yaml", []string{"tenants.kubernetes.enabled=false"}, want{
-			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1}},
+			handlers: []string{"authentication", "prom_tenant", "reverse_proxy"}, tenant: "{http.auth.user.id}", replicas: 1,
+			comment: "# auth.type=basic: every request to the proxy must carry HTTP basic auth"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -230,7 +226,7 @@ func TestChartRenders(t *testing.T) {
 			var cm corev1.ConfigMap
 			decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
 			caddyfile := cm.Data["Caddyfile"]
-			cfg := caddyAdapt(t, c.name, caddyfile)
+			cfg := adaptCaddyfile(t, c.name, caddyfile)
 			handlers, pt := proxyHandlers(t, c.name, cfg)
 			if !slices.Equal(handlers, c.want.handlers) || pt["tenant"] != c.want.tenant {
 				t.Errorf("proxy handlers %v, tenant %v; want %v, tenant %s", handlers, pt["tenant"], c.want.handlers, c.want.tenant)
@@ -249,7 +245,7 @@ func TestChartRenders(t *testing.T) {
 			if got := dep.Spec.Template.Annotations["checksum/caddyfile"]; got != hex.EncodeToString(sum[:]) {
 				t.Errorf("checksum/caddyfile %q is not the Caddyfile's sha256 %x", got, sum)
 			}
-			if got := pod.Containers[0].Image; got != "ghcr.io/prom-tenant/caddy-prom-tenant:"+chartAppVersion(t) {
+			if got := pod.Containers[0].Image; got != "ghcr.io/prom-tenant/caddy-prom-tenant:"+testenv.ChartAppVersion(t) {
 				t.Errorf("image %s, want ghcr.io/prom-tenant/caddy-prom-tenant:<appVersion>", got)
 			}
 			if got := bindings(t, objs); !slices.Equal(got, c.want.bindings) {
@@ -261,6 +257,19 @@ func TestChartRenders(t *testing.T) {
 			if _, ok := objs["NetworkPolicy/prom-tenant"]; ok != c.want.np {
 				t.Errorf("NetworkPolicy rendered: %v, want %v", ok, c.want.np)
 			}
+			// The comment says how requests authenticate, and no other way.
+			for _, say := range []string{"must carry a Kubernetes bearer token", "# auth.type=basic:", "auth.type=header, NO AUTHENTICATION"} {
+				if got := strings.Contains(string(objs["ConfigMap/prom-tenant-config"]), say); got != strings.Contains(c.want.comment, say) {
+					t.Errorf("the Caddyfile ConfigMap's comment says %q: %v, want %v", say, got, !got)
+				}
+			}
+			if c.want.handlers[0] == "prom_tenant" { // header: only the trusted peers reach the port
+				var np networkingv1.NetworkPolicy
+				decodeStrict(t, objs, "NetworkPolicy/prom-tenant", &np)
+				if from := np.Spec.Ingress[0].From; len(from) != 1 || from[0].PodSelector == nil || from[0].PodSelector.MatchLabels["app"] != "oauth2-proxy" {
+					t.Errorf("auth.type=header: the proxy port admits %+v, want auth.header.trustedFrom only", from)
+				}
+			}
 			apps, _ := cfg["apps"].(map[string]any)
 			rw, copies := apps["prom_remote_write"].(map[string]any)
 			if copies != c.want.copies {
@@ -268,28 +277,18 @@ func TestChartRenders(t *testing.T) {
 			}
 			if copies {
 				le, _ := rw["leader_election"].(map[string]any)
-				if rw["kubernetes"] == nil || le["disabled"] == true {
-					t.Errorf("prom_remote_write over %d replicas without leader election (kubernetes %v, leader_election %v)",
-						c.want.replicas, rw["kubernetes"], rw["leader_election"])
+				if elected := rw["kubernetes"] != nil && le["disabled"] != true; elected == c.want.unelected {
+					t.Errorf("prom_remote_write over %d replicas: leader election %v, want %v (kubernetes %v, leader_election %v)",
+						c.want.replicas, elected, !c.want.unelected, rw["kubernetes"], rw["leader_election"])
 				}
+			}
+			// Two unelected copiers side by side copy every tenant twice: a
+			// rolling update would run the old pod and the new one at once.
+			if recreate := dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType; recreate != c.want.unelected {
+				t.Errorf("strategy %q with an unelected copier: %v", dep.Spec.Strategy.Type, c.want.unelected)
 			}
 		})
 	}
-}
-
-func chartAppVersion(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		AppVersion string `json:"appVersion"`
-	}
-	if err := yaml.Unmarshal(raw, &c); err != nil || c.AppVersion == "" {
-		t.Fatalf("Chart.yaml: no appVersion: %v", err)
-	}
-	return c.AppVersion
 }
 
 // TestChartMetricAccesses: MetricAccess objects from values are rendered as
@@ -307,21 +306,9 @@ func TestChartMetricAccesses(t *testing.T) {
 	}
 	var cm corev1.ConfigMap
 	decodeStrict(t, objs, "ConfigMap/prom-tenant-tenants", &cm)
-	dir := t.TempDir()
-	for name, content := range cm.Data {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	src := &tenancy.DirectorySource{Path: dir}
-	app := &tenancy.App{Directory: src}
-	if err := app.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if errs := src.Errors(); len(errs) > 0 || !slices.ContainsFunc(app.Registry().Tenants(), func(t *tenancy.Tenant) bool { return t.Namespace == "team-a" }) {
-		t.Errorf("the tenants ConfigMap does not load team-a: %v, tenants %v", errs, app.Registry().Tenants())
+	tenants, errs := loadTenantFiles(t, cm.Data)
+	if len(errs) > 0 || !slices.ContainsFunc(tenants, func(t *tenancy.Tenant) bool { return t.Namespace == "team-a" }) {
+		t.Errorf("the tenants ConfigMap does not load team-a: %v, tenants %v", errs, tenants)
 	}
 }
 
@@ -371,6 +358,20 @@ func TestChartRefuses(t *testing.T) {
 		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
 		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
 		{[]string{"upstream="}, "upstream is empty", nil},
+		{[]string{"replicaLabels[0]=replica"}, "replicaLabels are Thanos Query's replica labels: they need backend=thanos", nil},
+		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm"},
+			"is the hash of a published example password", []string{`users\.team-a`, `users.<user>`}},
+		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "service.type=LoadBalancer"},
+			"auth.type=header with service.type=LoadBalancer: the header is believed", []string{`=LoadBalancer`, `=<type>`}},
+		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "networkPolicy.enabled=false"},
+			"auth.type=header with networkPolicy.enabled=false: the header is believed", nil},
+		{[]string{"auth.type=header"}, "auth.type=header needs auth.header.trustedFrom", nil}, // the default peers of networkPolicy.from are not enough
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
+		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-a", "tenants.kubernetes.namespaces[0]=team-a"}, "is a tenant namespace",
+			[]string{`"team-a"`, `"<namespace>"`}},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-b", "remoteWrite.secretsNamespaces[0]=team-b"}, "is a tenant namespace",
+			[]string{`"team-b"`, `"<namespace>"`}},
 		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},
 		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}},
 	} {
@@ -414,6 +415,10 @@ func TestManifestsFromChart(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("deploy/kubernetes/%s differs from the chart's rendering: run make manifests", f)
 		}
+		// kubectl installs them: they must not claim to be a Helm release's.
+		if bytes.Contains(got, []byte("helm.sh/chart")) || bytes.Contains(got, []byte("managed-by: Helm")) {
+			t.Errorf("deploy/kubernetes/%s carries Helm's labels", f)
+		}
 	}
 }
 
@@ -428,11 +433,65 @@ func TestChartSchema(t *testing.T) {
 		{[]string{"replica=3"}, "additional properties 'replica' not allowed"},
 		{[]string{"remoteWrite.leaderElecton=false"}, "additional properties 'leaderElecton' not allowed"},
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=secret"}, "/auth/basic/users/team-a"},
+		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZ"}, "/auth/basic/users/team-a"}, // cut short
 		{[]string{"backend=mimir"}, "/backend"},
+		// Every value the chart writes into the Caddyfile has a form that
+		// cannot end its line or block (finding 9 of review 16b).
+		{[]string{"remoteWrite.source=http://a:1 { respond 200 }"}, "/remoteWrite/source"},
+		{[]string{"remoteWrite.allowURLs[0]=https://a/ }"}, "/remoteWrite/allowURLs/0"},
+		{[]string{"remoteWrite.allowURLs[0]=file:///etc/passwd"}, "/remoteWrite/allowURLs/0"},
+		{[]string{"tenants.kubernetes.namespaces[0]=team-a }"}, "/tenants/kubernetes/namespaces/0"},
+		{[]string{"remoteWrite.servicesNamespaces[0]=Team_A"}, "/remoteWrite/servicesNamespaces/0"},
+		{[]string{"remoteWrite.stateNamespace=a#b"}, "/remoteWrite/stateNamespace"},
+		{[]string{"discovery.namespace=monitoring }"}, "/discovery/namespace"},
+		{[]string{"discovery.selector=app=a } respond 200 {"}, "/discovery/selector"},
+		{[]string{"discovery.selector=app=a # comment"}, "/discovery/selector"},
+		{[]string{"discovery.port=web }"}, "/discovery/port"},
+		{[]string{"discovery.port=70000"}, "/discovery/port"},
+		{[]string{"timeouts.write=3 minutes"}, "/timeouts/write"},
+		{[]string{"timeouts.readHeader=10s }"}, "/timeouts/readHeader"},
 	} {
 		_, err := helm(t, templateArgs("", c.set...)...)
 		if err == nil || !strings.Contains(err.Error(), "don't meet the specifications of the schema") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("helm template --set %v: %v, want a schema error naming %q", c.set, err, c.want)
 		}
 	}
+}
+
+// TestChartSetBasedSelector: a set-based discovery.selector, whose spaces
+// the Caddyfile splits into arguments, renders a Caddyfile that adapts to
+// the same selector.
+func TestChartSetBasedSelector(t *testing.T) {
+	objs := renderChart(t, chartDir+"/ci/kubernetes-remote-write.yaml", `discovery.selector=app in (a\, b)\,tier!=cache`)
+	var cm corev1.ConfigMap
+	decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &cm)
+	raw, err := json.Marshal(adaptCaddyfile(t, "set-based selector", cm.Data["Caddyfile"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"selector":"app in (a, b),tier!=cache"`) {
+		t.Errorf("the adapted config has not the selector app in (a, b),tier!=cache:\n%s", raw)
+	}
+}
+
+// TestChartThanos: ci/thanos.yaml configures prom_tenant for Thanos Query as
+// README's "Thanos: what differs" does: backend, replica labels, and
+// Grafana's Thanos parameters let through.
+func TestChartThanos(t *testing.T) {
+	var cm corev1.ConfigMap
+	decodeStrict(t, renderChart(t, chartDir+"/ci/thanos.yaml"), "ConfigMap/prom-tenant-config", &cm)
+	_, pt := proxyHandlers(t, "thanos", adaptCaddyfile(t, "thanos", cm.Data["Caddyfile"]))
+	if pt["backend"] != "thanos" || !slices.Equal(toStrings(pt["replica_labels"]), []string{"replica"}) ||
+		!slices.Equal(toStrings(pt["backend_params"]), []string{"thanos"}) {
+		t.Errorf("prom_tenant %v, want backend thanos, replica_labels [replica], backend_params [thanos]", pt)
+	}
+}
+
+func toStrings(v any) []string {
+	list, _ := v.([]any)
+	out := make([]string, len(list))
+	for i, x := range list {
+		out[i], _ = x.(string)
+	}
+	return out
 }

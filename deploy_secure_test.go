@@ -129,26 +129,6 @@ func TestDeploySecureByDefault(t *testing.T) {
 	var dep appsv1.Deployment
 	decodeStrict(t, objs, "Deployment/prom-tenant", &dep)
 
-	// The copiers' leader election may use Leases and ConfigMaps of the
-	// proxy's own namespace, and nothing more.
-	var leases rbacv1.Role
-	decodeStrict(t, objs, "Role/prom-tenant-remote-write-leases", &leases)
-	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
-	}
-	if leases.Namespace != dep.Namespace || !slices.EqualFunc(leases.Rules, want, func(a, b rbacv1.PolicyRule) bool {
-		return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs) && len(a.ResourceNames) == 0
-	}) {
-		t.Errorf("prom-tenant-remote-write-leases must grant get, create, update of leases and configmaps in %s: %+v", dep.Namespace, leases)
-	}
-	var leasesBinding rbacv1.RoleBinding
-	decodeStrict(t, objs, "RoleBinding/prom-tenant-remote-write-leases", &leasesBinding)
-	if leasesBinding.Namespace != dep.Namespace || leasesBinding.RoleRef.Kind != "Role" || leasesBinding.RoleRef.Name != leases.Name ||
-		!slices.Contains(leasesBinding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: "prom-tenant", Namespace: dep.Namespace}) {
-		t.Errorf("prom-tenant-remote-write-leases is not bound to the proxy's ServiceAccount: %+v", leasesBinding)
-	}
-
 	// The header-trusting variant is an explicitly named example, with a warning.
 	raw, err := os.ReadFile("examples/kubernetes-header-trusting/configmap.yaml")
 	if err != nil {

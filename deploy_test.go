@@ -1,20 +1,13 @@
 package promtenant
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
@@ -23,42 +16,33 @@ import (
 // its Caddyfile adapts with prom-tenant's modules, and its tenant manifests
 // load through the directory source with no error.
 func TestDeployConfigMaps(t *testing.T) {
-	raw, err := os.ReadFile("deploy/kubernetes/configmap.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maps := map[string]map[string]string{}
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	for {
-		doc, err := docs.Read()
-		if err == io.EOF {
-			break
-		}
-		var cm corev1.ConfigMap
-		if err == nil {
-			err = yaml.UnmarshalStrict(doc, &cm)
-		}
-		if err != nil {
-			t.Fatalf("configmap.yaml: %v", err)
-		}
-		maps[cm.Name] = cm.Data
-	}
-
-	cfg := maps["prom-tenant-config"]["Caddyfile"]
-	if cfg == "" {
+	objs := manifests(t, "deploy/kubernetes/configmap.yaml")
+	var config, tenants corev1.ConfigMap
+	decodeStrict(t, objs, "ConfigMap/prom-tenant-config", &config)
+	decodeStrict(t, objs, "ConfigMap/prom-tenant-tenants", &tenants)
+	if config.Data["Caddyfile"] == "" {
 		t.Fatal("no Caddyfile in prom-tenant-config")
 	}
-	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
-	if _, warnings, err := adapter.Adapt([]byte(cfg), nil); err != nil || len(warnings) > 0 {
-		t.Fatalf("the shipped Caddyfile does not adapt: %v %v", err, warnings)
-	}
-
-	tenants := maps["prom-tenant-tenants"]
-	if len(tenants) == 0 {
+	adaptCaddyfile(t, "configmap.yaml", config.Data["Caddyfile"])
+	if len(tenants.Data) == 0 {
 		t.Fatal("no tenants in prom-tenant-tenants")
 	}
+	loaded, errs := loadTenantFiles(t, tenants.Data)
+	if len(errs) > 0 {
+		t.Errorf("shipped tenants do not load: %v", errs)
+	}
+	if len(loaded) == 0 {
+		t.Error("shipped tenants compile to no tenant")
+	}
+}
+
+// loadTenantFiles writes a tenants ConfigMap's files (name: content) into a
+// directory, as the pod mounts it, and loads it with the directory source:
+// the tenants it compiles to and the files' errors (by file).
+func loadTenantFiles(t *testing.T, files map[string]string) ([]*tenancy.Tenant, map[string]error) {
+	t.Helper()
 	dir := t.TempDir()
-	for name, content := range tenants {
+	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -70,10 +54,5 @@ func TestDeployConfigMaps(t *testing.T) {
 	if err := app.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if errs := src.Errors(); len(errs) > 0 {
-		t.Errorf("shipped tenants do not load: %v", errs)
-	}
-	if len(app.Registry().Tenants()) == 0 {
-		t.Error("shipped tenants compile to no tenant")
-	}
+	return app.Registry().Tenants(), src.Errors()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -54,7 +55,7 @@ func TestChartApplies(t *testing.T) {
 			name = "helm template -f " + filepath.Base(v)
 		}
 		objs := parseObjects(t, name, out)
-		if len(objs) < 10 {
+		if len(objs) < 5 {
 			t.Fatalf("%s rendered %d objects", name, len(objs))
 		}
 		e.dryRun(t, mapper, name, objs)
@@ -73,6 +74,7 @@ func stderrOf(err error) string {
 type chartProxy struct {
 	url    string // the proxy site
 	health string // the probes' site
+	caddy  *testenv.Caddy
 }
 
 // startChart renders the chart as release prom-tenant in namespace ns with
@@ -80,10 +82,18 @@ type chartProxy struct {
 // and RBAC on e's API server (the namespaces they live in first), and runs
 // its Caddyfile on bin/caddy with that ServiceAccount's token. What only a
 // pod gives is replaced: the in-cluster configuration by a kubeconfig
-// holding the token the kubelet would mount, the pod's namespace (for the
-// Leases) by leader_election's namespace, and the listen ports by free ports
-// on 127.0.0.1.
+// holding the token the kubelet would mount, and the listen ports by free
+// ports on 127.0.0.1.
 func startChart(t *testing.T, e *kubeEnv, ns, values string, set ...string) *chartProxy {
+	t.Helper()
+	return startChartReplicas(t, e, 1, ns, values, set...)[0]
+}
+
+// startChartReplicas is startChart with n replicas: n bin/caddy processes
+// of the same Caddyfile, each with its own ports and, when the Caddyfile
+// elects copiers, the leader-election identity replica-<i> (a pod's would be
+// its name).
+func startChartReplicas(t *testing.T, e *kubeEnv, n int, ns, values string, set ...string) []*chartProxy {
 	t.Helper()
 	ctx := t.Context()
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.client.Discovery()))
@@ -136,8 +146,21 @@ current-context: c
 `, e.api.URL, e.api.CAFile, tr.Status.Token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, health := freePort(t), freePort(t)
 	inCluster := "kubernetes {\n\t\t\tkubeconfig " + kubeconfig + "\n\t\t}\n"
+	chartCaddyfile := caddyfile
+	var proxies []*chartProxy
+	for i := range n {
+		caddyfile := strings.Replace(chartCaddyfile, "\t\tleader_election {\n", fmt.Sprintf("\t\tleader_election {\n\t\t\tidentity replica-%d\n", i), 1)
+		proxies = append(proxies, startChartReplica(t, caddyfile, inCluster, kubeconfig))
+	}
+	return proxies
+}
+
+// startChartReplica runs the chart's caddyfile with kubeconfig for the
+// in-cluster configuration and free ports on 127.0.0.1.
+func startChartReplica(t *testing.T, caddyfile, inCluster, kubeconfig string) *chartProxy {
+	t.Helper()
+	port, health := freePort(t), freePort(t)
 	local := []struct {
 		from, to string
 		n        int // how often the chart writes it; 0: once or not at all
@@ -147,7 +170,7 @@ current-context: c
 		{"\n:9091 {\n", fmt.Sprintf("\nhttp://127.0.0.1:%d {\n", port), 1},
 		{"\t\tkubernetes\n\t}\n", "\t\t" + inCluster + "\t}\n", 0}, // prom_tenancy's, all namespaces
 		{"\t\tkubernetes {\n\t\t\tnamespaces ", "\t\tkubernetes {\n\t\t\tkubeconfig " + kubeconfig + "\n\t\t\tnamespaces ", 0},
-		{"\t\tkubernetes\n\t\tallow_url ", "\t\t" + inCluster + "\t\tleader_election {\n\t\t\tnamespace " + ns + "\n\t\t}\n\t\tallow_url ", 0},
+		{"\t\tkubernetes\n\t\t# Leases and progress", "\t\t" + inCluster + "\t\t# Leases and progress", 0}, // prom_remote_write's
 		{"\tauthenticate_kubernetes {\n", "\tauthenticate_kubernetes {\n\t\tkubeconfig " + kubeconfig + "\n", 0},
 		{"\t\tdynamic kubernetes {\n", "\t\tdynamic kubernetes {\n\t\t\tkubeconfig " + kubeconfig + "\n", 0},
 	}
@@ -161,8 +184,8 @@ current-context: c
 	if n := len(regexp.MustCompile(`(?m)^\t*kubeconfig `).FindAllString(caddyfile, -1)); n != len(blocks.FindAllString(caddyfile, -1)) {
 		t.Fatalf("a kubernetes block of the chart's Caddyfile would use the in-cluster configuration:\n%s", caddyfile)
 	}
-	testenv.StartCaddy(t, caddyfile)
-	return &chartProxy{url: fmt.Sprintf("http://127.0.0.1:%d", port), health: fmt.Sprintf("http://127.0.0.1:%d", health)}
+	c := testenv.StartCaddy(t, caddyfile)
+	return &chartProxy{url: fmt.Sprintf("http://127.0.0.1:%d", port), health: fmt.Sprintf("http://127.0.0.1:%d", health), caddy: c}
 }
 
 // TestChartServes runs what README's "Install on Kubernetes" installs, as far
@@ -237,6 +260,7 @@ func TestChartServes(t *testing.T) {
 		c := e.readyCondition(t, "team-a", "app-metrics")
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
+	checkCannotRewriteChart(t, e, "monitoring")
 	// The probes' endpoint.
 	resp, err := http.Get(p.health + "/healthz")
 	if err != nil {
@@ -250,19 +274,68 @@ func TestChartServes(t *testing.T) {
 
 // TestChartLeaderElection runs the chart's configuration of
 // ci/kubernetes-remote-write.yaml (three replicas copying, tenants of two
-// namespaces, backends from EndpointSlices) with the chart's RBAC: the
-// copier's elections take the Leases in the release namespace, which the
-// chart's Role prom-tenant-remote-write-leases must allow.
+// namespaces, backends from EndpointSlices) as three bin/caddy processes
+// with the chart's RBAC: the copier's elections take the Leases in the
+// state namespace monitoring-state (remoteWrite.stateNamespace's default),
+// each held by one replica, and when the holder stops, the others take its
+// Leases over; the proxy may not write the chart's ConfigMaps in monitoring.
+// No MetricAccess copies here: what is elected is the right to copy, not a
+// copy (TestRemoteWriteLeaderElection copies through it).
 func TestChartLeaderElection(t *testing.T) {
 	prom := testenv.SharedPrometheus(t)
 	e := newKubeEnv(t, testenv.StartKubeAPIServer(t))
-	startChart(t, e, "monitoring", "kubernetes-remote-write.yaml", "remoteWrite.source=http://"+prom.Addr)
-	leases := e.client.CoordinationV1().Leases("monitoring")
-	for i := range 4 {
-		name := fmt.Sprintf("prom-tenant-copy-%d", i)
-		eventually(t, "Lease monitoring/"+name+" held", 30*time.Second, func() bool {
-			l, err := leases.Get(t.Context(), name, metav1.GetOptions{})
-			return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
-		})
+	replicas := startChartReplicas(t, e, 3, "monitoring", "kubernetes-remote-write.yaml", "remoteWrite.source=http://"+prom.Addr)
+	checkCannotRewriteChart(t, e, "monitoring")
+	leases := e.client.CoordinationV1().Leases("monitoring-state")
+	holders := func(not string) []string {
+		var out []string
+		for i := range 4 {
+			l, err := leases.Get(t.Context(), fmt.Sprintf("prom-tenant-copy-%d", i), metav1.GetOptions{})
+			if err != nil || l.Spec.HolderIdentity == nil || !regexp.MustCompile(`^replica-[0-2]$`).MatchString(*l.Spec.HolderIdentity) ||
+				*l.Spec.HolderIdentity == not {
+				return nil
+			}
+			out = append(out, *l.Spec.HolderIdentity)
+		}
+		return out
+	}
+	var before []string
+	eventually(t, "Leases monitoring-state/prom-tenant-copy-0..3 held by a replica", 30*time.Second, func() bool {
+		before = holders("")
+		return before != nil
+	})
+	// The holder of the first Lease stops (a rollout): it releases its Leases,
+	// and the two others take every one over.
+	var stopped int
+	fmt.Sscanf(before[0], "replica-%d", &stopped)
+	replicas[stopped].caddy.Stop()
+	var after []string
+	eventually(t, "every Lease held by another replica than "+before[0], 30*time.Second, func() bool {
+		after = holders(before[0])
+		return after != nil
+	})
+	t.Logf("Lease holders %v, after %s stopped %v", before, before[0], after)
+}
+
+// checkCannotRewriteChart: the API server denies the chart's ServiceAccount
+// (release prom-tenant in ns) writing the chart's ConfigMaps there, the
+// tenants' MetricAccess files and the Caddyfile: a stolen pod token must
+// not widen a tenant's policy or drop authentication.
+func checkCannotRewriteChart(t *testing.T, e *kubeEnv, ns string) {
+	t.Helper()
+	for _, cm := range []string{"prom-tenant-tenants", "prom-tenant-config"} {
+		for _, verb := range []string{"update", "patch", "delete"} {
+			r, err := e.client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User:               "system:serviceaccount:" + ns + ":prom-tenant",
+				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+				ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "configmaps", Name: cm},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status.Allowed {
+				t.Errorf("the chart's ServiceAccount may %s configmaps/%s in %s: %s", verb, cm, ns, r.Status.Reason)
+			}
+		}
 	}
 }

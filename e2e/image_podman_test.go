@@ -69,10 +69,13 @@ func podmanHint(stderr string) string {
 	return "hint: run it by hand with --log-level=debug"
 }
 
-// TestImageRunsInPodman: the image loaded from bin/prom-tenant-image.tar runs as the
-// Deployment runs it (read-only root with a writable /tmp, no capabilities, no privilege
-// escalation, the Caddyfile and the tenants mounted where the manifests mount them) and
-// answers a tenant's query as bin/caddy does.
+// TestImageRunsInPodman: the image loaded from bin/prom-tenant-image.tar runs under the
+// Deployment's restrictions (its own user 65534, read-only root, no capabilities, no
+// privilege escalation; podman's --read-only-tmpfs gives a writable /tmp, where the pod has
+// an emptyDir), with a Caddyfile and tenants mounted where the Deployment mounts them, and
+// answers a tenant's query as bin/caddy does. The Caddyfile is a minimal one of its own,
+// not the chart's, which needs a kube-apiserver (e2e/helm_test.go runs that one on
+// bin/caddy).
 func TestImageRunsInPodman(t *testing.T) {
 	img := readImage(t, imageLayout(t))
 	pm := newPodman(t)

@@ -150,23 +150,6 @@ func readJSON(t *testing.T, file string, v any) {
 	}
 }
 
-// chartAppVersion is the chart's appVersion: the tag make image gives the image, and the
-// one the chart's Deployment pulls by default.
-func chartAppVersion(t *testing.T) string {
-	t.Helper()
-	var c struct {
-		AppVersion string `json:"appVersion"`
-	}
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "deploy", "helm", "prom-tenant", "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, &c); err != nil || c.AppVersion == "" {
-		t.Fatalf("Chart.yaml: no appVersion (%v)", err)
-	}
-	return c.AppVersion
-}
-
 // treeRevision is the revision make image stamps: git describe of this tree, or unknown
 // outside a git checkout (the Makefile's fallback).
 func treeRevision(t *testing.T) string {
@@ -304,7 +287,7 @@ func dockerWords(t *testing.T, s string) []string {
 // with the labels registries show, and says what the Dockerfile says.
 func TestImageConfig(t *testing.T) {
 	img := readImage(t, imageLayout(t))
-	version, revision := chartAppVersion(t), treeRevision(t)
+	version, revision := testenv.ChartAppVersion(t), treeRevision(t)
 	if img.ref != version {
 		t.Errorf("tag (ref.name) %q, want %q (Chart.yaml's appVersion): the image is stale, run make image", img.ref, version)
 	}
@@ -451,7 +434,7 @@ func TestImageFiles(t *testing.T) {
 	ef.Close()
 
 	out, err := exec.Command(bin, "version").CombinedOutput()
-	if want := "prom-tenant/" + chartAppVersion(t) + " (" + treeRevision(t) + ") "; err != nil || !strings.HasPrefix(string(out), want) {
+	if want := "prom-tenant/" + testenv.ChartAppVersion(t) + " (" + treeRevision(t) + ") "; err != nil || !strings.HasPrefix(string(out), want) {
 		t.Errorf("caddy version: %q (%v), want it to start with %q", out, err, want)
 	}
 	// Every module this repository registers: the non-standard ones of bin/caddy (built
@@ -486,7 +469,7 @@ func checkCABundle(t *testing.T, pemData []byte) {
 	if want := fmt.Sprintf("# Mozilla's NSS roots from %s %s,", module, m[1]); !strings.HasPrefix(string(first), want) {
 		t.Errorf("/etc/ssl/certs/ca-certificates.crt begins %q, want %q...: not the pinned module's roots", first, want)
 	}
-	n := 0
+	var got []string
 	for rest := pemData; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
@@ -497,12 +480,22 @@ func checkCABundle(t *testing.T, pemData []byte) {
 			continue
 		}
 		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			t.Errorf("CA bundle: certificate %d: %v", n, err)
+			t.Errorf("CA bundle: certificate %d: %v", len(got), err)
 		}
-		n++
+		got = append(got, fmt.Sprintf("%x", sha256.Sum256(b.Bytes)))
 	}
-	if n <= 100 {
-		t.Errorf("CA bundle: %d certificates, want more than 100 (Mozilla's store)", n)
+	// The roots themselves, not only the header: the pinned module's, as
+	// tools/image lists them (a bundle of the build machine's roots under
+	// that header would pass the line above).
+	cmd := exec.Command("go", "run", ".", "-print-ca") // go test puts its go first in PATH
+	cmd.Dir = filepath.Join(testenv.RepoRoot(), "tools", "image")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tools/image -print-ca: %v %s", err, stderrOf(err))
+	}
+	want := strings.Fields(string(out))
+	if len(want) <= 100 || !slices.Equal(got, want) {
+		t.Errorf("CA bundle: %d roots, want the %d unconstrained roots of %s %s in its order (tools/image -print-ca)", len(got), len(want), module, m[1])
 	}
 }
 

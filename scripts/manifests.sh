@@ -35,6 +35,8 @@ awk -v out="$out" '
 		}
 		next
 	}
+	# Helm'"'"'s own labels: the plain manifests are applied with kubectl, not owned by a release.
+	/^ *helm\.sh\/chart: / || /^ *app\.kubernetes\.io\/managed-by: Helm$/ { next }
 	{
 		for (; blanks > 0; blanks--) print "" >>file
 		print >>file

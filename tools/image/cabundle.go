@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"runtime/debug"
 
 	"golang.org/x/crypto/x509roots/fallback/bundle"
@@ -27,9 +29,23 @@ func caBundle() ([]byte, error) {
 			}
 		}
 	}
+	roots, err := bundleRoots()
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# Mozilla's NSS roots from %s %s, without constrained roots.\n", bundleModule, version)
-	n := 0
+	for _, der := range roots {
+		if err := pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// bundleRoots is the module's unconstrained roots (DER), in the module's order.
+func bundleRoots() ([][]byte, error) {
+	var out [][]byte
 	for r := range bundle.Roots() {
 		if r.Constraint != nil {
 			continue
@@ -37,13 +53,26 @@ func caBundle() ([]byte, error) {
 		if _, err := x509.ParseCertificate(r.Certificate); err != nil {
 			return nil, fmt.Errorf("%s: a root does not parse: %w", bundleModule, err)
 		}
-		if err := pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: r.Certificate}); err != nil {
-			return nil, err
-		}
-		n++
+		out = append(out, r.Certificate)
 	}
-	if n == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("%s holds no unconstrained root", bundleModule)
 	}
-	return buf.Bytes(), nil
+	return out, nil
+}
+
+// printCAFingerprints writes the SHA-256 of each root caBundle holds, one per line in
+// hex, in its order: what e2e's image test compares the image's bundle with.
+func printCAFingerprints(w io.Writer) error {
+	roots, err := bundleRoots()
+	if err != nil {
+		return err
+	}
+	for _, der := range roots {
+		sum := sha256.Sum256(der)
+		if _, err := fmt.Fprintf(w, "%x\n", sum); err != nil {
+			return err
+		}
+	}
+	return nil
 }

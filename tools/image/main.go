@@ -64,8 +64,15 @@ func main() {
 		arch     = flag.String("arch", runtime.GOARCH, "the architecture the caddy binary was built for")
 		out      = flag.String("layout", "", "the OCI image layout directory to write (replaced)")
 		tarPath  = flag.String("tar", "", "the docker-archive tarball to write, for docker/podman load (optional)")
+		printCA  = flag.Bool("print-ca", false, "print the SHA-256 fingerprints of the image's CA bundle's roots, one per line, and exit")
 	)
 	flag.Parse()
+	if *printCA {
+		if err := printCAFingerprints(os.Stdout); err != nil {
+			log.Fatalf("image: %v", err)
+		}
+		return
+	}
 	if *caddyBin == "" || *out == "" {
 		flag.Usage()
 		os.Exit(2)

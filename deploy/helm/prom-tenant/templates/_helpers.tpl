@@ -44,6 +44,14 @@ token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, dis
 {{- if or .Values.rbac.leases (and .Values.remoteWrite.enabled .Values.remoteWrite.leaderElection) }}true{{ end }}
 {{- end }}
 
+{{/*
+Where the copier's Leases and progress ConfigMaps live, and the only namespace where the proxy
+may write ConfigMaps: never the release namespace (validate refuses it).
+*/}}
+{{- define "prom-tenant.stateNamespace" -}}
+{{- .Values.remoteWrite.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
+{{- end }}
+
 {{/* Refuses values that would install something broken or open; renders nothing. */}}
 {{- define "prom-tenant.validate" -}}
 {{- if not (has .Values.auth.type (list "kubernetes" "basic" "header")) }}
@@ -54,6 +62,37 @@ token reviews, the MetricAccess watch, the copier's Leases/Secrets/Services, dis
 {{- end }}
 {{- if and .Values.remoteWrite.enabled (gt (int .Values.replicas) 1) (not .Values.remoteWrite.leaderElection) }}
 {{- fail (printf "remoteWrite with replicas=%d needs remoteWrite.leaderElection=true: without it every replica copies every tenant and the receivers refuse the duplicates; or set replicas=1" (int .Values.replicas)) }}
+{{- end }}
+{{- range $user, $hash := .Values.auth.basic.users }}
+{{- /* The hashes of team-a-secret and team-b-secret, the chart's examples until 0.1.0: public passwords. */}}
+{{- if has $hash (list "$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm" "$2a$14$ZNz4fn6c2hGvC/D7b3AO4usHONLnpX7kTM2hFdgH38oySF.C9vWSa") }}
+{{- fail (printf "auth.basic.users.%s is the hash of a published example password: hash a password of your own with caddy hash-password" $user) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.replicaLabels (ne .Values.backend "thanos") }}
+{{- fail "replicaLabels are Thanos Query's replica labels: they need backend=thanos" }}
+{{- end }}
+{{- if eq .Values.auth.type "header" }}
+{{- if ne .Values.service.type "ClusterIP" }}
+{{- fail (printf "auth.type=header with service.type=%s: the header is believed, so anyone who can reach the port is any tenant; header needs service.type=ClusterIP, networkPolicy.enabled=true and auth.header.trustedFrom" .Values.service.type) }}
+{{- end }}
+{{- if not .Values.networkPolicy.enabled }}
+{{- fail "auth.type=header with networkPolicy.enabled=false: the header is believed, so anyone who can reach the port is any tenant; header needs networkPolicy.enabled=true and auth.header.trustedFrom" }}
+{{- end }}
+{{- if not .Values.auth.header.trustedFrom }}
+{{- fail "auth.type=header needs auth.header.trustedFrom: the header is believed, so anyone who can reach the port is any tenant; list only the component that authenticates clients and sets X-Tenant-Namespace (it replaces networkPolicy.from)" }}
+{{- end }}
+{{- end }}
+{{- if and (include "prom-tenant.leases" .) (eq (include "prom-tenant.stateNamespace" .) .Release.Namespace) }}
+{{- fail (printf "remoteWrite.stateNamespace %q is the release namespace: the Role that writes Leases and progress ConfigMaps there could also rewrite the chart's ConfigMaps (Caddyfile, tenants); choose a namespace of its own" .Release.Namespace) }}
+{{- end }}
+{{- if include "prom-tenant.leases" . }}
+{{- $state := include "prom-tenant.stateNamespace" . }}
+{{- $tenantNamespaces := concat .Values.tenants.kubernetes.namespaces .Values.remoteWrite.servicesNamespaces .Values.remoteWrite.secretsNamespaces }}
+{{- range .Values.metricAccesses }}{{ $tenantNamespaces = append $tenantNamespaces .namespace }}{{ end }}
+{{- if has $state $tenantNamespaces }}
+{{- fail (printf "remoteWrite.stateNamespace %q is a tenant namespace: its tenants could edit the copies' progress and skip or replay samples; choose a namespace of its own" $state) }}
+{{- end }}
 {{- end }}
 {{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#]" (.Values.upstream | toString)) }}
 {{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces or #" .Values.upstream) }}
@@ -110,6 +149,11 @@ writes them: an unformatted Caddyfile adapts with a warning.
 		kubernetes
 {{- if not .Values.remoteWrite.leaderElection }}
 		leader_election off
+{{- else }}
+		# Leases and progress apart from the chart's ConfigMaps (remoteWrite.stateNamespace).
+		leader_election {
+			namespace {{ include "prom-tenant.stateNamespace" . }}
+		}
 {{- end }}
 {{- range .Values.remoteWrite.allowURLs }}
 		allow_url {{ . }}
@@ -150,6 +194,12 @@ writes them: an unformatted Caddyfile adapts with a warning.
 {{- if .Values.backend }}
 		backend {{ .Values.backend }}
 {{- end }}
+{{- with .Values.replicaLabels }}
+		replica_labels {{ join " " . }} # as Thanos Query's --query.replica-label flags
+{{- end }}
+{{- with .Values.backendParams }}
+		backend_params {{ join " " . }}
+{{- end }}
 	}
 {{- if .Values.discovery.enabled }}
 	reverse_proxy {
@@ -157,6 +207,9 @@ writes them: an unformatted Caddyfile adapts with a warning.
 			namespace {{ .Values.discovery.namespace }}
 			selector {{ .Values.discovery.selector }}
 			port {{ .Values.discovery.port }}
+{{- if ne .Values.discovery.kind "endpointslices" }}
+			kind {{ .Values.discovery.kind }}
+{{- end }}
 		}
 	}
 {{- else }}
