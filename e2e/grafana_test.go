@@ -17,6 +17,7 @@ import (
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/exampledata"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
+	"github.com/prom-tenant/caddy-prom-tenant/tenancy"
 )
 
 // grafanaRequest is one request exactly as Grafana's Prometheus data source
@@ -346,20 +347,7 @@ func TestGrafanaMetadataAndExemplars(t *testing.T) {
 	t.Parallel() // see "Parallel tests" in main_test.go
 	reg := loadPolicies(t, tenantsDir)
 	ts := time.Now().Truncate(time.Second)
-	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var keep func(map[string]string) bool
-		if tenant := strings.TrimPrefix(r.URL.Path, "/tenant/"); tenant != r.URL.Path {
-			tn, ok := reg.Lookup(tenant)
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			keep = func(s map[string]string) bool { return tn.Policy.Matches(labels.FromMap(s)) }
-		}
-		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-		_, _ = io.WriteString(w, omExposition(scrapedFamilies, ts, keep))
-	}))
-	t.Cleanup(exporter.Close)
+	exporter := startExemplarExporter(t, reg, ts)
 	scraping := func(path string) *testenv.Prometheus {
 		return testenv.StartPrometheusWith(t, testenv.PrometheusOptions{
 			Args: []string{"--enable-feature=exemplar-storage"},
@@ -431,4 +419,26 @@ scrape_configs:
 			}
 		})
 	}
+}
+
+// startExemplarExporter serves scrapedFamilies with exemplars at ts in
+// OpenMetrics: every series at /, and at /tenant/<namespace> only the series
+// that tenant's policy allows (what its oracle Prometheus scrapes).
+func startExemplarExporter(t *testing.T, reg *tenancy.Registry, ts time.Time) *httptest.Server {
+	t.Helper()
+	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var keep func(map[string]string) bool
+		if tenant := strings.TrimPrefix(r.URL.Path, "/tenant/"); tenant != r.URL.Path {
+			tn, ok := reg.Lookup(tenant)
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			keep = func(s map[string]string) bool { return tn.Policy.Matches(labels.FromMap(s)) }
+		}
+		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+		_, _ = io.WriteString(w, omExposition(scrapedFamilies, ts, keep))
+	}))
+	t.Cleanup(exporter.Close)
+	return exporter
 }

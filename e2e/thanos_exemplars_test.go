@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/prom-tenant/caddy-prom-tenant/internal/exampledata"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
@@ -26,20 +22,7 @@ func TestThanosExemplars(t *testing.T) {
 	prom3 := testenv.Prometheus3Binary(t)
 	reg := loadPolicies(t, tenantsDir)
 	ts := time.Now().Truncate(time.Second)
-	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var keep func(map[string]string) bool
-		if tenant := strings.TrimPrefix(r.URL.Path, "/tenant/"); tenant != r.URL.Path {
-			tn, ok := reg.Lookup(tenant)
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			keep = func(s map[string]string) bool { return tn.Policy.Matches(labels.FromMap(s)) }
-		}
-		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-		_, _ = io.WriteString(w, omExposition(scrapedFamilies, ts, keep))
-	}))
-	t.Cleanup(exporter.Close)
+	exporter := startExemplarExporter(t, reg, ts)
 	// As TestGrafanaMetadataAndExemplars scrapes: the job named as the
 	// series' own, so that honor_labels changes nothing.
 	scrapeConfigs := func(path string) string {

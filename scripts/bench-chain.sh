@@ -66,19 +66,7 @@ thanos_run frontend-warm query-frontend --query-frontend.downstream-url="http://
 	--query-range.response-cache-config="$cache"
 warm_port=$http_port warm_pid=${pids[-1]}
 
-tenant=tenant-00
-mkdir -p "$tmp/tenants"
-cat >"$tmp/tenants/$tenant.yaml" <<TENANT
-apiVersion: observability.ethos.io/v1alpha1
-kind: MetricAccess
-metadata:
-  name: everything
-  namespace: $tenant
-spec:
-  metricIsolation: true
-  metrics:
-    - ".+"
-TENANT
+bench_tenant
 
 # One Caddy: prom_tenant in front of each frontend, and in front of a site that echoes the
 # request it gets, to learn what prom_tenant sends upstream (what the direct targets are sent).

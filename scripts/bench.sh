@@ -31,19 +31,7 @@ bench_prometheus prometheus
 
 # The tenant: every series of its namespace, which is what prom-label-proxy enforces with
 # -label namespace.
-tenant=tenant-00
-mkdir -p "$tmp/tenants"
-cat >"$tmp/tenants/$tenant.yaml" <<TENANT
-apiVersion: observability.ethos.io/v1alpha1
-kind: MetricAccess
-metadata:
-  name: everything
-  namespace: $tenant
-spec:
-  metricIsolation: true
-  metrics:
-    - ".+"
-TENANT
+bench_tenant
 
 # One Caddy: plain reverse_proxy; prom_tenant in front of reverse_proxy; and prom_tenant in
 # front of a site that echoes the request it gets, to learn what prom_tenant sends upstream.

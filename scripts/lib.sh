@@ -105,3 +105,21 @@ bench_prometheus() {
 	prom_pid=${pids[-1]}
 	wait_for Prometheus "$prom_pid" "$tmp/prometheus.log" 60 curl -fsS "http://127.0.0.1:$prom_port/-/ready"
 }
+
+# bench_tenant: the benchmarks' tenant, tenant-00, allowed every series of its namespace
+# (what prom-label-proxy enforces with -label namespace), in $tmp/tenants. Sets tenant.
+bench_tenant() {
+	tenant=tenant-00
+	mkdir -p "$tmp/tenants"
+	cat >"$tmp/tenants/$tenant.yaml" <<TENANT
+apiVersion: observability.ethos.io/v1alpha1
+kind: MetricAccess
+metadata:
+  name: everything
+  namespace: $tenant
+spec:
+  metricIsolation: true
+  metrics:
+    - ".+"
+TENANT
+}
