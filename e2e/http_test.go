@@ -81,7 +81,7 @@ func TestRefusalsThroughCaddy(t *testing.T) {
 		{"form that does not parse", request(t, "POST", p.url+"/api/v1/query", "team-a", "query=%zz"), 400, "bad_data", "cannot parse the request body"},
 		{"URL and body disagree", request(t, "POST", p.url+"/api/v1/query?query=up", "team-a", "query=db_password_len"), 400, "bad_data", "different values"},
 		{"range selector over a union", request(t, "GET", p.url+"/api/v1/query?query="+url.QueryEscape(`{namespace="team-b"}[5m]`), "team-b", ""), 400, "bad_data", "PromQL has no union of range vectors"},
-		{"a time Prometheus would refuse", request(t, "GET", p.url+"/api/v1/query?query=up&time=yesterday", "team-a", ""), 400, "bad_data", `invalid parameter "time": cannot parse "yesterday"`},
+		{"a time Prometheus would refuse", request(t, "GET", p.url+"/api/v1/query?query=up&time=yesterday", "team-a", ""), 400, "bad_data", `invalid parameter "time": invalid time value for 'time': cannot parse "yesterday"`},
 		// prom_tenant does not check the number of points; Prometheus does.
 		{"upstream's own errors pass through", request(t, "GET", p.url+"/api/v1/query_range?query=up&start=0&end=100000&step=1", "team-a", ""), 400, "bad_data", "exceeded maximum resolution of 11,000 points"},
 	} {
