@@ -340,9 +340,24 @@ func TestChartCaddyfileRollsPods(t *testing.T) {
 	}
 }
 
+// valuesFile writes values (YAML) to a file for --values, for what --set
+// cannot say: an empty map, a trailing backslash. "" is no file.
+func valuesFile(t *testing.T, values string) string {
+	t.Helper()
+	if values == "" {
+		return ""
+	}
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(f, []byte(values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestChartRefuses: values that would install something open or broken
 // fail the render with a message saying what to set, and
-// docs/TROUBLESHOOTING.md shows each message.
+// docs/TROUBLESHOOTING.md shows each message. The schema is skipped, as
+// --skip-schema-validation does: the template's own checks must hold alone.
 func TestChartRefuses(t *testing.T) {
 	doc := doccheck.Troubleshooting(t)
 	failed := regexp.MustCompile(`execution error at \([^)]*\): (.*)`)
@@ -350,34 +365,58 @@ func TestChartRefuses(t *testing.T) {
 		set    []string
 		want   string
 		reWith []string // doccheck.Generalize's pairs
+		values string   // YAML, for what --set cannot say
 	}{
 		{[]string{"remoteWrite.enabled=true", "replicas=3", "remoteWrite.leaderElection=false"}, "needs remoteWrite.leaderElection=true",
-			[]string{`replicas=3 needs`, `replicas=<n> needs`}},
-		{[]string{"auth.type=none"}, `auth.type "none": want kubernetes, basic or header`, []string{`"none"`, `"<type>"`}},
-		{[]string{"auth.type=basic"}, "auth.type=basic needs at least one user", nil},
-		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil},
-		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}},
-		{[]string{"upstream="}, "upstream is empty", nil},
-		{[]string{"replicaLabels[0]=replica"}, "replicaLabels are Thanos Query's replica labels: they need backend=thanos", nil},
+			[]string{`replicas=3 needs`, `replicas=<n> needs`}, ""},
+		{[]string{"auth.type=none"}, `auth.type "none": want kubernetes, basic or header`, []string{`"none"`, `"<type>"`}, ""},
+		{[]string{"auth.type=basic"}, "auth.type=basic needs at least one user", nil, ""},
+		{[]string{"networkPolicy.from=null"}, "networkPolicy.from is empty", nil, ""},
+		{[]string{"upstream=http://a:1 { respond 200 }"}, "want one address", []string{`"http://a:1 \{ respond 200 \}"`, `"<upstream>"`}, ""},
+		// Review 16c#2: a quote or backtick runs a token on to the next one,
+		// a trailing backslash joins the next line.
+		{[]string{`upstream="http://p:9090`, "remoteWrite.enabled=true"}, "want one address", []string{`"\\"http://p:9090"`, `"<upstream>"`}, ""},
+		{[]string{"upstream=`http://p:9090"}, "want one address", []string{"\"`http://p:9090\"", `"<upstream>"`}, ""},
+		{nil, "want one address", []string{`"http://p:9090\\\\"`, `"<upstream>"`}, "upstream: 'http://p:9090\\'\n"},
+		{[]string{"backend=prometheus", "backendParams[0]=thanos"}, `backendParams "thanos" is a thanos parameter: it needs backend=thanos`,
+			[]string{`"thanos" is a thanos parameter: it needs backend=thanos \(the backend is prometheus`, `"<name>" is a <engine> parameter: it needs backend=<engine> (the backend is <backend>`}, ""},
+		{[]string{"backend=thanos", "backendParams[0]=nocache"}, `backendParams "nocache" is a victoriametrics parameter: it needs backend=victoriametrics`,
+			[]string{`"nocache" is a victoriametrics parameter: it needs backend=victoriametrics \(the backend is thanos`, `"<name>" is a <engine> parameter: it needs backend=<engine> (the backend is <backend>`}, ""},
+		{[]string{"backend=victoriametrics", "backendParams[0]=extra_label"}, `backendParams "extra_label": want the presets`, []string{`"extra_label"`, `"<name>"`}, ""},
+		{[]string{"upstream=", "discovery.enabled=true", "remoteWrite.enabled=true"}, "remoteWrite.enabled needs remoteWrite.source or upstream", nil, ""},
+		{[]string{"upstream="}, "upstream is empty", nil, ""},
+		{[]string{"replicaLabels[0]=replica"}, "replicaLabels are Thanos Query's replica labels: they need backend=thanos", nil, ""},
 		{[]string{"auth.type=basic", "auth.basic.users.team-a=$2a$14$8ouDaV8mZaWUB5IrGHM1Jei4jIVYiYtf3tUHRFj.dQVhnC5BHLGZm"},
-			"is the hash of a published example password", []string{`users\.team-a`, `users.<user>`}},
+			"is the hash of a published example password", []string{`users\.team-a`, `users.<user>`}, ""},
 		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "service.type=LoadBalancer"},
-			"auth.type=header with service.type=LoadBalancer: the header is believed", []string{`=LoadBalancer`, `=<type>`}},
+			"auth.type=header with service.type=LoadBalancer: the header is believed", []string{`=LoadBalancer`, `=<type>`}, ""},
 		{[]string{"auth.type=header", "auth.header.trustedFrom[0].podSelector.matchLabels.app=oauth2-proxy", "networkPolicy.enabled=false"},
-			"auth.type=header with networkPolicy.enabled=false: the header is believed", nil},
-		{[]string{"auth.type=header"}, "auth.type=header needs auth.header.trustedFrom", nil}, // the default peers of networkPolicy.from are not enough
-		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
-		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}},
+			"auth.type=header with networkPolicy.enabled=false: the header is believed", nil, ""},
+		{[]string{"auth.type=header"}, "auth.type=header needs auth.header.trustedFrom", nil, ""}, // the default peers of networkPolicy.from are not enough
+		// Review 16c#4: a peer that admits everything undoes the lock-down.
+		{nil, "auth.header.trustedFrom[1] has an empty namespaceSelector and no podSelector: it admits every pod", []string{`\[1\]`, `[<i>]`},
+			"auth: {type: header, header: {trustedFrom: [{podSelector: {matchLabels: {app: oauth2-proxy}}}, {namespaceSelector: {}}]}}\n"},
+		{nil, "auth.header.trustedFrom[0] has an empty namespaceSelector", []string{`\[0\]`, `[<i>]`},
+			"auth: {type: header, header: {trustedFrom: [{namespaceSelector: {}, podSelector: {}}]}}\n"},
+		{nil, `auth.header.trustedFrom[0].ipBlock.cidr "0.0.0.0/0" admits every address`, []string{`\[0\]`, `[<i>]`, `"0\.0\.0\.0/0"`, `"<cidr>"`},
+			"auth: {type: header, header: {trustedFrom: [{ipBlock: {cidr: 0.0.0.0/0}}]}}\n"},
+		{nil, `auth.header.trustedFrom[0].ipBlock.cidr "::/0" admits every address`, []string{`\[0\]`, `[<i>]`, `"::/0"`, `"<cidr>"`},
+			"auth: {type: header, header: {trustedFrom: [{ipBlock: {cidr: '::/0'}}]}}\n"},
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}, ""},
+		{[]string{"rbac.leases=true", "remoteWrite.stateNamespace=prom-tenant"}, "is the release namespace", []string{`"prom-tenant"`, `"<namespace>"`}, ""},
 		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-a", "tenants.kubernetes.namespaces[0]=team-a"}, "is a tenant namespace",
-			[]string{`"team-a"`, `"<namespace>"`}},
+			[]string{`"team-a"`, `"<namespace>"`}, ""},
 		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-b", "remoteWrite.secretsNamespaces[0]=team-b"}, "is a tenant namespace",
-			[]string{`"team-b"`, `"<namespace>"`}},
-		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil},
-		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}},
+			[]string{`"team-b"`, `"<namespace>"`}, ""},
+		// Review 16c#4: watching every namespace, an existing stateNamespace may be a tenant's.
+		{[]string{"remoteWrite.enabled=true", "remoteWrite.stateNamespace=team-c", "remoteWrite.createStateNamespace=false"},
+			"remoteWrite.createStateNamespace=false with tenants.kubernetes watching every namespace", []string{`"team-c"`, `"<namespace>"`}, ""},
+		{[]string{"tenants.kubernetes.enabled=false"}, "no tenant source", nil, ""},
+		{[]string{"metricAccesses[0].name=app"}, "metricAccesses: each entry needs name, namespace and spec", []string{`spec: .*$`, `spec: <entry>`}, ""},
 	} {
-		out, err := helm(t, templateArgs("", c.set...)...)
+		out, err := helm(t, append(templateArgs(valuesFile(t, c.values), c.set...), "--skip-schema-validation")...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("helm template --set %v: %v (rendered %d bytes), want an error containing %q", c.set, err, len(out), c.want)
+			t.Errorf("helm template --set %v %s: %v (rendered %d bytes), want an error containing %q", c.set, c.values, err, len(out), c.want)
 			continue
 		}
 		m := failed.FindStringSubmatch(err.Error())
@@ -437,6 +476,11 @@ func TestChartSchema(t *testing.T) {
 		{[]string{"backend=mimir"}, "/backend"},
 		// Every value the chart writes into the Caddyfile has a form that
 		// cannot end its line or block (finding 9 of review 16b).
+		{[]string{"upstream=http://a:1 { respond 200 }"}, "/upstream"},
+		{[]string{`upstream="http://p:9090`, "remoteWrite.enabled=true"}, "/upstream"}, // review 16c#2
+		{[]string{"upstream=`http://p:9090"}, "/upstream"},
+		{[]string{"upstream=http://p:9090/'"}, "/upstream"},
+		{[]string{`upstream=http://p:9090\\`}, "/upstream"}, // --set reads \\ as one backslash
 		{[]string{"remoteWrite.source=http://a:1 { respond 200 }"}, "/remoteWrite/source"},
 		{[]string{"remoteWrite.allowURLs[0]=https://a/ }"}, "/remoteWrite/allowURLs/0"},
 		{[]string{"remoteWrite.allowURLs[0]=file:///etc/passwd"}, "/remoteWrite/allowURLs/0"},

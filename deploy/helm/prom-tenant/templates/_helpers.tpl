@@ -72,6 +72,18 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- if and .Values.replicaLabels (ne .Values.backend "thanos") }}
 {{- fail "replicaLabels are Thanos Query's replica labels: they need backend=thanos" }}
 {{- end }}
+{{- /* backendParams' engines, as backendparams.go's presets and catalogue: prom_tenant refuses
+a parameter of another engine than backend at start, so the chart refuses it at render. */}}
+{{- $paramEngines := dict "thanos" "thanos" "dedup" "thanos" "partial_response" "thanos" "max_source_resolution" "thanos" "engine" "thanos" "replicaLabels[]" "thanos" "victoriametrics" "victoriametrics" "nocache" "victoriametrics" "round_digits" "victoriametrics" "latency_offset" "victoriametrics" }}
+{{- range .Values.backendParams }}
+{{- $engine := get $paramEngines (toString .) }}
+{{- if not $engine }}
+{{- fail (printf "backendParams %q: want the presets thanos or victoriametrics, or one of their parameters (%s)" (toString .) (without (keys $paramEngines | sortAlpha) "thanos" "victoriametrics" | join ", ")) }}
+{{- end }}
+{{- if ne $engine ($.Values.backend | default "prometheus") }}
+{{- fail (printf "backendParams %q is a %s parameter: it needs backend=%s (the backend is %s, which does not read it; prom_tenant would refuse it at start)" (toString .) $engine $engine ($.Values.backend | default "prometheus")) }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.auth.type "header" }}
 {{- if ne .Values.service.type "ClusterIP" }}
 {{- fail (printf "auth.type=header with service.type=%s: the header is believed, so anyone who can reach the port is any tenant; header needs service.type=ClusterIP, networkPolicy.enabled=true and auth.header.trustedFrom" .Values.service.type) }}
@@ -81,6 +93,19 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- end }}
 {{- if not .Values.auth.header.trustedFrom }}
 {{- fail "auth.type=header needs auth.header.trustedFrom: the header is believed, so anyone who can reach the port is any tenant; list only the component that authenticates clients and sets X-Tenant-Namespace (it replaces networkPolicy.from)" }}
+{{- end }}
+{{- /* A peer that admits everything would undo the three checks above. */}}
+{{- range $i, $peer := .Values.auth.header.trustedFrom }}
+{{- $ns := get $peer "namespaceSelector" }}
+{{- $pods := get $peer "podSelector" }}
+{{- if and (hasKey $peer "namespaceSelector") (not (and $ns (or $ns.matchLabels $ns.matchExpressions))) (not (and $pods (or $pods.matchLabels $pods.matchExpressions))) }}
+{{- fail (printf "auth.header.trustedFrom[%d] has an empty namespaceSelector and no podSelector: it admits every pod in the cluster, and the header is believed, so every pod would be any tenant; select the namespace and the pods of the component that sets X-Tenant-Namespace" $i) }}
+{{- end }}
+{{- with get $peer "ipBlock" }}
+{{- if regexMatch "/0+$" (toString (get . "cidr")) }}
+{{- fail (printf "auth.header.trustedFrom[%d].ipBlock.cidr %q admits every address, and the header is believed, so anyone would be any tenant; give the addresses of the component that sets X-Tenant-Namespace" $i (toString (get . "cidr"))) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (include "prom-tenant.leases" .) (eq (include "prom-tenant.stateNamespace" .) .Release.Namespace) }}
@@ -93,9 +118,19 @@ may write ConfigMaps: never the release namespace (validate refuses it).
 {{- if has $state $tenantNamespaces }}
 {{- fail (printf "remoteWrite.stateNamespace %q is a tenant namespace: its tenants could edit the copies' progress and skip or replay samples; choose a namespace of its own" $state) }}
 {{- end }}
+{{- /* Watching every namespace, any namespace may be a tenant's: only a namespace the chart
+creates, which Helm refuses when it exists already, is known to be nobody else's. */}}
+{{- if and .Values.tenants.kubernetes.enabled (not .Values.tenants.kubernetes.namespaces) (not .Values.remoteWrite.createStateNamespace) }}
+{{- fail (printf "remoteWrite.createStateNamespace=false with tenants.kubernetes watching every namespace: any namespace may be a tenant's, so the chart cannot tell that stateNamespace %q is not one (its tenants could edit the copies' progress and skip or replay samples); keep createStateNamespace=true, so that Helm refuses a namespace that exists already, or list tenants.kubernetes.namespaces" $state) }}
 {{- end }}
-{{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#]" (.Values.upstream | toString)) }}
-{{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces or #" .Values.upstream) }}
+{{- end }}
+{{- /* As the schema's pattern: upstream is written into the Caddyfile twice, and a quote,
+backtick or backslash there would join or escape its tokens. */}}
+{{- if and (not .Values.caddyfile) (regexMatch "[\\s{}#\"'`\\\\]" (.Values.upstream | toString)) }}
+{{- fail (printf "upstream %q: want one address (http://host:port), without spaces, braces, #, quotes, backticks or backslashes" .Values.upstream) }}
+{{- end }}
+{{- if and (not .Values.caddyfile) .Values.remoteWrite.enabled (not .Values.remoteWrite.source) (not .Values.upstream) }}
+{{- fail "remoteWrite.enabled needs remoteWrite.source or upstream: the copier reads its tenants' series there (remote read)" }}
 {{- end }}
 {{- if and (not .Values.caddyfile) (not .Values.upstream) (not .Values.discovery.enabled) }}
 {{- fail "upstream is empty: set it to the Prometheus HTTP API the proxy forwards to (--set upstream=http://prometheus.monitoring.svc:9090), or enable discovery" }}
