@@ -25,12 +25,20 @@ type backendParam struct {
 	// 400 rather than whatever the engine makes of it.
 	check func(string) error
 	// endpoints are those it is forwarded on. On the others it is accepted
-	// and dropped: the engine ignores it there, or leaves it out of its
-	// cache key (Thanos Query Frontend keys series and labels answers by
-	// their matchers only, so a replicaLabels[] or partial_response sent
-	// with one would decide the cached answer of every request like it),
-	// and Grafana sends its custom query parameters with every request.
+	// and dropped: the engine ignores it there (dedup and replicaLabels[]
+	// on label names and values), or leaves it out of its cache key (Thanos
+	// Query Frontend keys series and labels answers by their matchers only,
+	// so a replicaLabels[] sent with one would decide the cached answer of
+	// every request like it), and Grafana sends its custom query parameters
+	// with every request.
 	endpoints []string
+	// falseEndpoints are those it is forwarded on only when false. Thanos
+	// reads partial_response on series, labels and label values, and
+	// defaults to true: dropping false would answer partially without a
+	// word. A false answer is complete or an error (never cached), so the
+	// cache key leaving it out cannot decide another request's answer;
+	// true could, so it is dropped there.
+	falseEndpoints []string
 }
 
 // The endpoints backend parameters are forwarded on.
@@ -38,6 +46,7 @@ var (
 	queryEndpoints         = []string{"/api/v1/query", "/api/v1/query_range"}
 	queryExemplarEndpoints = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars"}
 	dedupEndpoints         = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars", "/api/v1/series"}
+	seriesLabelsEndpoints  = []string{"/api/v1/series", "/api/v1/labels", labelValues.name}
 )
 
 // backendParamCatalogue is every parameter BackendParams may name.
@@ -45,15 +54,15 @@ var backendParamCatalogue = map[string]backendParam{
 	// Thanos Query (pkg/api/query/v1.go). Query Frontend does not cache
 	// series with dedup=false (roundtrip.go shouldCache); its query keys
 	// hold the others.
-	"dedup":                 {backendThanos, single, checkBool, dedupEndpoints},
-	"partial_response":      {backendThanos, single, checkBool, queryExemplarEndpoints},
-	"max_source_resolution": {backendThanos, single, checkResolution, queryEndpoints},
-	"engine":                {backendThanos, single, checkOneOf("prometheus", "thanos"), queryEndpoints},
-	"replicaLabels[]":       {backendThanos, multi, checkReplicaLabel, queryExemplarEndpoints},
+	"dedup":                 {backendThanos, single, checkBool, dedupEndpoints, nil},
+	"partial_response":      {backendThanos, single, checkBool, queryExemplarEndpoints, seriesLabelsEndpoints},
+	"max_source_resolution": {backendThanos, single, checkResolution, queryEndpoints, nil},
+	"engine":                {backendThanos, single, checkOneOf("prometheus", "thanos"), queryEndpoints, nil},
+	"replicaLabels[]":       {backendThanos, multi, checkReplicaLabel, queryExemplarEndpoints, nil},
 	// VictoriaMetrics (single node): read by its query APIs only.
-	"nocache":        {backendVictoriaMetrics, single, checkBool, queryEndpoints},
-	"round_digits":   {backendVictoriaMetrics, single, checkInt, queryEndpoints},
-	"latency_offset": {backendVictoriaMetrics, single, checkDuration, queryEndpoints},
+	"nocache":        {backendVictoriaMetrics, single, checkBool, queryEndpoints, nil},
+	"round_digits":   {backendVictoriaMetrics, single, checkInt, queryEndpoints, nil},
+	"latency_offset": {backendVictoriaMetrics, single, checkDuration, queryEndpoints, nil},
 }
 
 // backendParamPresets are the names BackendParams takes for a whole
@@ -142,17 +151,30 @@ func checkParamBackend(backend backendKind, name string) error {
 		name, engineNames[p.backend], p.backend, backend)
 }
 
-// forwardedBackendParam reports whether a backend parameter goes upstream
-// on the endpoint ep (see backendParam.endpoints).
-func forwardedBackendParam(name string, ep *endpoint) bool {
-	return slices.Contains(backendParamCatalogue[name].endpoints, ep.name)
+// forwardedBackendParam reports whether a backend parameter with the
+// checked values goes upstream on the endpoint ep (see
+// backendParam.endpoints and falseEndpoints).
+func forwardedBackendParam(name string, values []string, ep *endpoint) bool {
+	p := backendParamCatalogue[name]
+	if slices.Contains(p.endpoints, ep.name) {
+		return true
+	}
+	if !slices.Contains(p.falseEndpoints, ep.name) {
+		return false
+	}
+	for _, v := range values {
+		if b, err := strconv.ParseBool(v); err != nil || b {
+			return false
+		}
+	}
+	return len(values) > 0
 }
 
 // dropBackendParams takes out of a checked form the backend parameters
 // not forwarded on ep.
 func dropBackendParams(form url.Values, ep *endpoint) {
-	for name := range form {
-		if _, ok := backendParamCatalogue[name]; ok && !forwardedBackendParam(name, ep) {
+	for name, values := range form {
+		if _, ok := backendParamCatalogue[name]; ok && !forwardedBackendParam(name, values, ep) {
 			delete(form, name)
 		}
 	}

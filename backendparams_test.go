@@ -83,8 +83,17 @@ const grafanaThanosParams = "dedup=false&partial_response=true&max_source_resolu
 // TestBackendParamsForwarded sends Grafana's requests with a Thanos data
 // source's custom query parameters: refused without backend_params, naming
 // the option; forwarded as they are with backend_params thanos, on every
-// endpoint Grafana sends them to, GET and POST.
+// endpoint Grafana sends them to, GET and POST. partial_response=false
+// also reaches series, labels and label values (Thanos reads it there and
+// defaults to true); partial_response=true is dropped there.
 func TestBackendParamsForwarded(t *testing.T) {
+	for _, partial := range []string{"true", "false"} {
+		t.Run("partial_response="+partial, func(t *testing.T) { testBackendParamsForwarded(t, partial) })
+	}
+}
+
+func testBackendParamsForwarded(t *testing.T, partial string) {
+	grafanaThanosParams := strings.Replace(grafanaThanosParams, "partial_response=true", "partial_response="+partial, 1)
 	plain := newTestHandler(t)
 	allowing := newTestHandler(t)
 	allowing.Backend, allowing.backend = "thanos", backendThanos
@@ -96,6 +105,11 @@ func TestBackendParamsForwarded(t *testing.T) {
 		"/api/v1/query_range":     {"dedup", "partial_response", "max_source_resolution"},
 		"/api/v1/query_exemplars": {"dedup", "partial_response"},
 		"/api/v1/series":          {"dedup"},
+	}
+	if partial == "false" {
+		for _, ep := range []string{"/api/v1/series", "/api/v1/labels", "/api/v1/label/job/values", "/api/v1/label/__name__/values"} {
+			forwarded[ep] = append(forwarded[ep], "partial_response")
+		}
 	}
 
 	q := "query=" + url.QueryEscape("sum(up)")
@@ -134,7 +148,7 @@ func TestBackendParamsForwarded(t *testing.T) {
 				t.Fatalf("with backend_params thanos: %d %s", w.Code, w.Body)
 			}
 			f := u.form(t)
-			for k, v := range map[string]string{"dedup": "false", "partial_response": "true", "max_source_resolution": "auto"} {
+			for k, v := range map[string]string{"dedup": "false", "partial_response": partial, "max_source_resolution": "auto"} {
 				want := []string{v}
 				if !slices.Contains(forwarded[r.URL.Path], k) {
 					want = nil

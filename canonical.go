@@ -99,7 +99,8 @@ func canonicalForm(form url.Values, rangeQuery bool) error {
 //   - a sub-millisecond part: Prometheus compares start and end exactly, so
 //     rounding both could turn a refused range (end before start) into an
 //     answered one;
-//   - before 1970: VictoriaMetrics reads a leading '-' as relative to now;
+//   - a leading '-' (before 1970, but also -0, -0.0004 or -1e-9, which
+//     Prometheus reads as 0): VictoriaMetrics reads it as relative to now;
 //   - 2^32 s (2106) or later: VictoriaMetrics reads such a number as
 //     milliseconds. The sentinels of an open range are in neither range.
 //
@@ -112,7 +113,7 @@ func canonicalTime(s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if t.Nanosecond()%int(time.Millisecond) != 0 || t.Before(unixEpoch) || !t.Before(lastRewritten) {
+	if s[0] == '-' || t.Nanosecond()%int(time.Millisecond) != 0 || t.Before(unixEpoch) || !t.Before(lastRewritten) {
 		return s, nil
 	}
 	ms := t.UnixMilli()

@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,6 +184,55 @@ func TestThanosChain(t *testing.T) {
 		compare(t, "team-a", fmt.Sprintf("series %q after one with replicaLabels[]=job", m), "", renderSets(want), werr, renderSets(got), err)
 		if len(want) == 0 {
 			t.Fatalf("the oracle has no series %q", m)
+		}
+	})
+
+	t.Run("partial_response=false on labels", func(t *testing.T) {
+		// Thanos reads partial_response on series, labels and label values
+		// and defaults to true: a data source asking for false must get it
+		// there. true is dropped (Query Frontend's labels cache key leaves
+		// it out). A recording hop between the proxy and the frontend shows
+		// what reaches Thanos.
+		var mu sync.Mutex
+		var reached []url.Values
+		frontend := &url.URL{Scheme: "http", Host: th.Frontend.Addr}
+		rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(frontend) }}
+		hop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			form, _ := url.ParseQuery(r.URL.RawQuery)
+			if b, err := url.ParseQuery(string(body)); err == nil && r.Method == http.MethodPost {
+				for k, vs := range b {
+					form[k] = append(form[k], vs...)
+				}
+			}
+			if r.URL.Path == "/api/v1/labels" {
+				mu.Lock()
+				reached = append(reached, form)
+				mu.Unlock()
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(hop.Close)
+		hp := startThanosProxy(t, hop.Listener.Addr().String(), dir, thanosOptions(t))
+		start := strconv.FormatInt(th.Start.Unix(), 10)
+		for _, partial := range []string{"false", "true"} {
+			mu.Lock()
+			reached = nil
+			mu.Unlock()
+			status, body := getAs(t, hp.url+"/api/v1/labels?match[]=http_requests_total&start="+start+"&partial_response="+partial, "team-a")
+			if status != http.StatusOK || !strings.Contains(body, `"status":"success"`) {
+				t.Errorf("partial_response=%s: %d %s", partial, status, truncate(body, 300))
+			}
+			want := []string{partial}
+			if partial == "true" {
+				want = nil
+			}
+			mu.Lock()
+			if len(reached) != 1 || !slices.Equal(reached[0]["partial_response"], want) {
+				t.Errorf("partial_response=%s: Thanos got %v, want partial_response %q", partial, reached, want)
+			}
+			mu.Unlock()
 		}
 	})
 
