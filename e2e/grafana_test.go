@@ -399,24 +399,7 @@ scrape_configs:
 		t.Run(tenant, func(t *testing.T) {
 			oracle := scraping("/tenant/" + tenant)
 			ready(oracle)
-			for _, g := range reqs {
-				t.Run(g.name, func(t *testing.T) {
-					_, want := g.send(t, oracle.URL, "", false)
-					status, got := g.send(t, p.url, tenant, false)
-					if status != http.StatusOK || got.Status != "success" {
-						t.Fatalf("%s through the proxy: %d %s %q", g.name, status, got.ErrorType, got.Error)
-					}
-					gotData, wantData := canonical(t, got.Data), canonical(t, want.Data)
-					if gotData != wantData {
-						t.Errorf("%s (%s):\nproxy:  %s\noracle: %s", g.name, g.source, gotData, wantData)
-					}
-					for _, ns := range exampledata.Namespaces {
-						if ns != tenant && strings.Contains(gotData, ns) {
-							t.Errorf("%s: the answer names %s: %s", g.name, ns, gotData)
-						}
-					}
-				})
-			}
+			checkRequestsSeeOracle(t, reqs, p.url, oracle.URL, tenant)
 		})
 	}
 }
@@ -441,4 +424,29 @@ func startExemplarExporter(t *testing.T, reg *tenancy.Registry, ts time.Time) *h
 	}))
 	t.Cleanup(exporter.Close)
 	return exporter
+}
+
+// checkRequestsSeeOracle sends each of Grafana's requests as tenant through
+// the proxy at proxyURL and to the tenant's oracle: the answers must be
+// equal, and name no other tenant's namespace.
+func checkRequestsSeeOracle(t *testing.T, reqs []grafanaRequest, proxyURL, oracleURL, tenant string) {
+	t.Helper()
+	for _, g := range reqs {
+		t.Run(g.name, func(t *testing.T) {
+			_, want := g.send(t, oracleURL, "", false)
+			status, got := g.send(t, proxyURL, tenant, false)
+			if status != http.StatusOK || got.Status != "success" {
+				t.Fatalf("%s through the proxy: %d %s %q", g.name, status, got.ErrorType, got.Error)
+			}
+			gotData, wantData := canonical(t, got.Data), canonical(t, want.Data)
+			if gotData != wantData {
+				t.Errorf("%s (%s):\nproxy:  %s\noracle: %s", g.name, g.source, gotData, wantData)
+			}
+			for _, ns := range exampledata.Namespaces {
+				if ns != tenant && strings.Contains(gotData, ns) {
+					t.Errorf("%s: the answer names %s: %s", g.name, ns, gotData)
+				}
+			}
+		})
+	}
 }

@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prom-tenant/caddy-prom-tenant/internal/exampledata"
 	"github.com/prom-tenant/caddy-prom-tenant/internal/testenv"
 )
 
@@ -75,24 +73,7 @@ func TestThanosExemplars(t *testing.T) {
 			oracle := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Binary: prom3, Args: exemplarStorage,
 				Config: "global:\n  scrape_interval: 15s\n" + scrapeConfigs("/tenant/"+tenant)})
 			ready(oracle.URL, tenant+"-0001") // so the counter's exemplars are compared, not two empty answers
-			for _, g := range reqs {
-				t.Run(g.name, func(t *testing.T) {
-					_, want := g.send(t, oracle.URL, "", false)
-					status, got := g.send(t, p.url, tenant, false)
-					if status != http.StatusOK || got.Status != "success" {
-						t.Fatalf("%s through the proxy: %d %s %q", g.name, status, got.ErrorType, got.Error)
-					}
-					gotData, wantData := canonical(t, got.Data), canonical(t, want.Data)
-					if gotData != wantData {
-						t.Errorf("%s (%s):\nproxy:  %s\noracle: %s", g.name, g.source, gotData, wantData)
-					}
-					for _, ns := range exampledata.Namespaces {
-						if ns != tenant && strings.Contains(gotData, ns) {
-							t.Errorf("%s: the answer names %s: %s", g.name, ns, gotData)
-						}
-					}
-				})
-			}
+			checkRequestsSeeOracle(t, reqs, p.url, oracle.URL, tenant)
 		})
 	}
 }
