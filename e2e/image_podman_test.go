@@ -33,7 +33,35 @@ func newPodman(t *testing.T) *podman {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("%s=1 but runc is missing (run scripts/install-deps.sh)", testenv.EnvE2E)
 	}
-	return &podman{bin: bin, root: t.TempDir()}
+	// Not t.TempDir: podman's conmon may still be cleaning a stopped container's
+	// storage when the test ends, and TempDir fails the test on a directory that
+	// is not yet empty (seen once in make test). Podman removes its containers
+	// and images, then the store is removed, retried for a while; a remainder is
+	// logged, not a failure of what the test checks.
+	root, err := os.MkdirTemp("", "prom-tenant-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &podman{bin: bin, root: root}
+	t.Cleanup(func() {
+		for _, args := range [][]string{{"rm", "--all", "--force"}, {"rmi", "--all", "--force"}} {
+			if _, err := p.run(context.Background(), args...); err != nil {
+				t.Logf("%v", err)
+			}
+		}
+		for try := 0; ; try++ {
+			err := os.RemoveAll(root)
+			if err == nil {
+				return
+			}
+			if try == 20 {
+				t.Logf("podman's store %s is left behind: %v", root, err)
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	return p
 }
 
 // run returns podman's standard output; a failure's error holds its standard error and,
