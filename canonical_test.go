@@ -140,14 +140,7 @@ func TestCanonicalReadsAsPrometheus(t *testing.T) {
 		"4294967295.999", "4294967296", "2023-11-14T22:13:20.999999999Z", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z",
 		minTimeFormatted, maxTimeFormatted,
 	} {
-		want, err := parseTime(s)
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-		c, err := canonicalTime(s)
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
+		want, c := readAndRewriteTime(t, s)
 		if c == s {
 			continue // kept as written
 		}
@@ -305,4 +298,19 @@ func TestEquivalentQueryTexts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// readAndRewriteTime is how Prometheus reads the time s, and the text the
+// proxy forwards for it; either failing fails the test.
+func readAndRewriteTime(t *testing.T, s string) (time.Time, string) {
+	t.Helper()
+	read, err := parseTime(s)
+	if err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	c, err := canonicalTime(s)
+	if err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	return read, c
 }

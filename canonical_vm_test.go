@@ -68,14 +68,7 @@ func TestCanonicalReadsAsVictoriaMetrics(t *testing.T) {
 	}
 	rewritten := 0
 	for _, s := range corpus {
-		prom, err := parseTime(s)
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-		c, err := canonicalTime(s)
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
+		prom, c := readAndRewriteTime(t, s)
 		if c == s {
 			continue
 		}
